@@ -1,0 +1,21 @@
+"""Writing and reading Delta tables, with a native-Spark and a delta-rs backend."""
+
+from jobs.delta.model import (
+    AppTxn,
+    ConcurrentWriteError,
+    DeltaWriteError,
+    SchemaMismatchError,
+    WriteMode,
+    WriteResult,
+)
+from jobs.delta.sink import DeltaSink
+
+__all__ = [
+    "AppTxn",
+    "ConcurrentWriteError",
+    "DeltaSink",
+    "DeltaWriteError",
+    "SchemaMismatchError",
+    "WriteMode",
+    "WriteResult",
+]
