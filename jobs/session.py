@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 FIXED_SQL_CONF = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    # PySpark 4 records a call-site for every DataFrame operation; builders with thousands
+    # of expressions (the generator, fused metric plans) spend seconds on it.
+    "spark.python.sql.dataFrameDebugging.enabled": "false",
 }
 SAIL = "sail"
 
