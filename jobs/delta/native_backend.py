@@ -84,6 +84,7 @@ class NativeBackend:
             writer = writer.option("txnVersion", str(request.txn.version))
         writer.save(uri)
         table = load_table(uri)
+        rows, files = _written_counts(table)
         if request.txn and not already_applied(table, request.txn):
             log.warning(
                 "%s: this Spark engine did not record %s; recording it in a separate commit",
@@ -97,4 +98,16 @@ class NativeBackend:
             mode=request.mode,
             backend=NAME,
             version=table.version() if table is not None else None,
+            files_added=files,
+            rows_added=rows,
         )
+
+
+def _written_counts(table: DeltaTable | None) -> tuple[int | None, int | None]:
+    """Rows and files the latest commit added, from its operation metrics, when recorded."""
+    if table is None:
+        return None, None
+    history = table.history(1)
+    metrics = history[0].get("operationMetrics", {}) if history else {}
+    rows, files = metrics.get("numOutputRows"), metrics.get("numFiles")
+    return (int(rows) if rows is not None else None, int(files) if files is not None else None)
