@@ -14,8 +14,14 @@ import logging
 import uuid
 
 from deltalake import DeltaTable
+from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import CommitFailedError, DeltaError
-from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
+from deltalake.transaction import (
+    AddAction,
+    CommitProperties,
+    RemoveAction,
+    create_table_with_add_actions,
+)
 from pyspark.sql import DataFrame
 
 from jobs.delta.location import filesystem
@@ -28,10 +34,17 @@ from jobs.delta.model import (
 )
 from jobs.delta.schema import delta_schema
 from jobs.delta.staged_files import StagedFile, list_staged_files
-from jobs.delta.table_state import already_applied, commit_properties, load_table
+from jobs.delta.table_state import (
+    already_applied,
+    commit_properties,
+    conflict_message,
+    load_table,
+    replaced_files,
+)
 
 log = logging.getLogger(__name__)
 NAME = "delta-rs"
+MAX_COMMIT_ATTEMPTS = 5
 
 
 def staging_dir_name() -> str:
@@ -66,15 +79,16 @@ class DeltaRsBackend:
 
     name = NAME
 
-    def stage(self, df: DataFrame, request: WriteRequest, uri: str) -> tuple[str, list[StagedFile]]:
-        """Run the Spark job that writes the data files; return the folder and its files."""
-        folder = staging_dir_name()
+    def stage(
+        self, df: DataFrame, request: WriteRequest, uri: str, folder: str
+    ) -> list[StagedFile]:
+        """Run the Spark job that writes the data files into `folder`; list them."""
         writer = df.write.mode("errorifexists")
         if request.partition_by:
             writer = writer.partitionBy(*request.partition_by)
         writer.parquet(f"{uri}/{folder}")
         fs, root = filesystem(uri)
-        return folder, list_staged_files(fs, root, folder, request.partition_by)
+        return list_staged_files(fs, root, folder, request.partition_by)
 
     def discard(self, uri: str, folder: str) -> None:
         """Delete a staged folder that will not be committed (best effort)."""
@@ -86,8 +100,9 @@ class DeltaRsBackend:
 
     def write(self, df: DataFrame, request: WriteRequest, uri: str) -> WriteResult:
         pinned = load_table(uri)
-        folder, files = self.stage(df, request, uri)
+        folder = staging_dir_name()
         try:
+            files = self.stage(df, request, uri, folder)
             return self.commit(df, request, uri, pinned, files)
         except _AlreadyApplied:
             self.discard(uri, folder)
@@ -118,39 +133,10 @@ class DeltaRsBackend:
         adds = [f.add_action() for f in files]
         schema = delta_schema(df.schema)
         props = commit_properties(request.txn, request.mode)
-        try:
-            if pinned is None:
-                create_table_with_add_actions(
-                    uri,
-                    schema,
-                    adds,
-                    mode="error",
-                    partition_by=list(request.partition_by) or None,
-                    commit_properties=props,
-                )
-            else:
-                actions: list[AddAction | RemoveAction] = list(adds)
-                pinned.create_write_transaction(
-                    actions,
-                    mode="append" if request.mode == "append" else "overwrite",
-                    schema=schema,
-                    partition_by=list(request.partition_by) or None,
-                    partition_filters=_partition_filters(request) or None,
-                    commit_properties=props,
-                )
-        except CommitFailedError as exc:
-            raise ConcurrentWriteError(
-                f"another writer changed Delta table {request.path} during this "
-                f"{request.mode}; nothing of this write was committed, re-run it to retry "
-                f"({exc})"
-            ) from exc
-        except DeltaError as exc:
-            if pinned is None and DeltaTable.is_deltatable(uri):
-                raise ConcurrentWriteError(
-                    f"another writer created Delta table {request.path} during this write; "
-                    "nothing was committed, re-run it to retry"
-                ) from exc
-            raise
+        if pinned is None:
+            self._create(request, uri, schema, adds, props)
+        else:
+            self._commit_to(request, uri, pinned, schema, adds, props)
         version = DeltaTable(uri).version()
         return WriteResult(
             path=request.path,
@@ -160,6 +146,68 @@ class DeltaRsBackend:
             files_added=len(files),
             rows_added=sum(f.num_records for f in files),
         )
+
+    def _create(
+        self,
+        request: WriteRequest,
+        uri: str,
+        schema: DeltaSchema,
+        adds: list[AddAction],
+        props: CommitProperties,
+    ) -> None:
+        try:
+            create_table_with_add_actions(
+                uri,
+                schema,
+                adds,
+                mode="error",
+                partition_by=list(request.partition_by) or None,
+                commit_properties=props,
+            )
+        except DeltaError as exc:
+            if DeltaTable.is_deltatable(uri):
+                raise ConcurrentWriteError(
+                    f"another writer created Delta table {request.path} during this write; "
+                    "nothing was committed, re-run it to retry"
+                ) from exc
+            raise
+
+    def _commit_to(
+        self,
+        request: WriteRequest,
+        uri: str,
+        pinned: DeltaTable,
+        schema: DeltaSchema,
+        adds: list[AddAction],
+        props: CommitProperties,
+    ) -> None:
+        """Commit, unless another writer changed what this write replaces since `pinned`.
+
+        delta-rs commits an overwrite against the newest snapshot, so the sink itself checks
+        that the files this replace removes are still the ones it saw when it started; a
+        concurrent commit to other partitions only makes it try again.
+        """
+        actions: list[AddAction | RemoveAction] = list(adds)
+        for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
+            latest = load_table(uri) or pinned
+            if request.mode != "append" and replaced_files(pinned, request) != replaced_files(
+                latest, request
+            ):
+                raise ConcurrentWriteError(conflict_message(request, latest.version()))
+            try:
+                latest.create_write_transaction(
+                    actions,
+                    mode="append" if request.mode == "append" else "overwrite",
+                    schema=schema,
+                    partition_by=list(request.partition_by) or None,
+                    partition_filters=_partition_filters(request) or None,
+                    commit_properties=props,
+                )
+                return
+            except CommitFailedError as exc:
+                if attempt == MAX_COMMIT_ATTEMPTS:
+                    raise ConcurrentWriteError(conflict_message(request, None)) from exc
+                log.info("%s: commit raced another writer (%s); checking again", request.path, exc)
 
 
 class _AlreadyApplied(Exception):

@@ -14,14 +14,22 @@ import logging
 
 from deltalake import DeltaTable
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
-from jobs.delta.model import PartitionValue, WriteRequest, WriteResult
-from jobs.delta.table_state import already_applied, commit_properties, load_table
+from jobs.delta.model import ConcurrentWriteError, PartitionValue, WriteRequest, WriteResult
+from jobs.delta.table_state import (
+    already_applied,
+    commit_properties,
+    conflict_message,
+    load_table,
+    replaced_files,
+)
 
 log = logging.getLogger(__name__)
 NAME = "native"
+MAX_WRITE_ATTEMPTS = 5
 _SPARK_MODES = {
-    "create": "errorifexists",
+    "create": "error",
     "append": "append",
     "replace": "overwrite",
     "overwrite": "overwrite",
@@ -56,6 +64,26 @@ def replace_where(request: WriteRequest) -> str:
     return " AND ".join(clauses)
 
 
+def guard_replaced_rows(df: DataFrame, request: WriteRequest) -> DataFrame:
+    """Fail the write on the first row outside the replaced partitions.
+
+    Delta on Spark checks this itself; not every engine does, and silently dropping or
+    writing such rows would lose or duplicate data.
+    """
+    message = (
+        f"replace into {request.path}: a row falls outside the replaced partitions "
+        f"{ {k: [str(v) for v in vs] for k, vs in request.replace.items()} }"
+    )
+    inside = F.expr(replace_where(request))
+    return df.where(F.when(inside, F.lit(True)).otherwise(F.raise_error(F.lit(message))))
+
+
+def is_commit_conflict(exc: Exception) -> bool:
+    """Delta's Concurrent*Exception family, or an engine's failed optimistic commit."""
+    text = str(exc)
+    return "Concurrent" in text or "Failed to commit transaction" in text
+
+
 def record_transaction(uri: str, request: WriteRequest) -> None:
     """Record the app transaction in a commit of its own (for engines that ignore it)."""
     table = DeltaTable(uri)
@@ -74,6 +102,31 @@ class NativeBackend:
     name = NAME
 
     def write(self, df: DataFrame, request: WriteRequest, uri: str) -> WriteResult:
+        pinned = load_table(uri)
+        for attempt in range(1, MAX_WRITE_ATTEMPTS + 1):
+            try:
+                self._save(df, request, uri)
+                break
+            except Exception as exc:
+                if not is_commit_conflict(exc):
+                    raise
+                latest = load_table(uri)
+                retry = (
+                    request.mode == "replace"
+                    and attempt < MAX_WRITE_ATTEMPTS
+                    and pinned is not None
+                    and latest is not None
+                    and replaced_files(pinned, request) == replaced_files(latest, request)
+                )
+                if not retry:
+                    version = latest.version() if latest is not None else None
+                    raise ConcurrentWriteError(conflict_message(request, version)) from exc
+                log.info("%s: commit raced a writer of other partitions; retrying", uri)
+        return self._result(request, uri)
+
+    def _save(self, df: DataFrame, request: WriteRequest, uri: str) -> None:
+        if request.mode == "replace":
+            df = guard_replaced_rows(df, request)
         writer = df.write.format("delta").mode(_SPARK_MODES[request.mode])
         if request.partition_by:
             writer = writer.partitionBy(*request.partition_by)
@@ -83,6 +136,8 @@ class NativeBackend:
             writer = writer.option("txnAppId", request.txn.app_id)
             writer = writer.option("txnVersion", str(request.txn.version))
         writer.save(uri)
+
+    def _result(self, request: WriteRequest, uri: str) -> WriteResult:
         table = load_table(uri)
         rows, files = _written_counts(table)
         if request.txn and not already_applied(table, request.txn):

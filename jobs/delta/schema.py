@@ -32,8 +32,14 @@ def delta_schema(spark_schema: StructType) -> DeltaSchema:
     return DeltaSchema.from_json(json.dumps(_as_nullable(json.loads(spark_schema.json()))))
 
 
+def _type_name(data_type: object) -> str:
+    """'long', 'date', or the full form for nested types."""
+    simple = getattr(data_type, "type", None)
+    return simple if isinstance(simple, str) else repr(data_type)
+
+
 def _field_types(schema: DeltaSchema) -> dict[str, str]:
-    return {f.name: repr(f.type) for f in schema.fields}
+    return {f.name: _type_name(f.type) for f in schema.fields}
 
 
 def schema_differences(table: DeltaSchema, data: DeltaSchema) -> list[str]:

@@ -11,7 +11,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -35,7 +35,7 @@ class StagedFile:
 
     def add_action(self) -> AddAction:
         return AddAction(
-            path=quote(self.relative_path, safe="/="),
+            path=self.relative_path,  # delta-rs percent-encodes it in the log
             size=self.size,
             partition_values=self.partition_values,
             modification_time=self.modification_time_ms,

@@ -5,11 +5,12 @@ Only metadata is read here (the transaction log), never data, so it is cheap on 
 
 from __future__ import annotations
 
+import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import CommitProperties, Transaction
 
-from jobs.delta.model import AppTxn
+from jobs.delta.model import AppTxn, WriteRequest, partition_literal
 
 
 def load_table(uri: str, version: int | None = None) -> DeltaTable | None:
@@ -43,4 +44,25 @@ def commit_properties(txn: AppTxn | None, operation: str) -> CommitProperties:
     return CommitProperties(
         custom_metadata={"writer": "safety-metrics", "writerOperation": operation},
         app_transactions=[Transaction(txn.app_id, txn.version)] if txn else None,
+    )
+
+
+def replaced_files(table: DeltaTable, request: WriteRequest) -> set[str]:
+    """Live files in the partitions `request` replaces (all files for an overwrite)."""
+    wanted = {c: {partition_literal(v) for v in vals} for c, vals in request.replace.items()}
+    rows = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+    return {
+        r["path"]
+        for r in rows
+        if all(partition_literal(r.get(f"partition.{c}")) in wanted[c] for c in wanted)
+    }
+
+
+def conflict_message(request: WriteRequest, version: int | None) -> str:
+    """The error for a write that lost a race with another writer."""
+    at = f" (now at version {version})" if version is not None else ""
+    scope = f"partitions {dict(request.replace)}" if request.replace else "the table"
+    return (
+        f"another writer changed {scope} of Delta table {request.path}{at} during this "
+        f"{request.mode}; nothing of this write was committed, re-run it to retry"
     )
