@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +14,11 @@ from jobs.config import load_config
 from jobs.session import build_session
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Spark hands timestamps to Python in the process's local zone; pin it so that rows compare
+# equal to delta-rs's UTC values on any machine.
+os.environ["TZ"] = "UTC"
+time.tzset()
 
 
 @pytest.fixture(scope="session")
