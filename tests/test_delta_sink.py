@@ -20,12 +20,12 @@ from pyspark.sql import DataFrame, SparkSession
 
 from jobs.config import load_config
 from jobs.delta import AppTxn, ConcurrentWriteError, DeltaSink, DeltaWriteError
-from jobs.delta.delta_rs_backend import DeltaRsBackend
+from jobs.delta.delta_rs_backend import DeltaRsBackend, _AlreadyApplied
 from jobs.delta.location import table_uri
 from jobs.delta.model import SchemaMismatchError, WriteRequest
 from jobs.delta.native_backend import NativeBackend
 from jobs.delta.sink import session_has_delta
-from jobs.delta.table_state import load_table
+from jobs.delta.table_state import load_table, replaced_files
 from jobs.session import build_session
 from tests.conftest import REPO_ROOT
 from tests.delta_helpers import delta_rows, spark_rows
@@ -237,12 +237,12 @@ def test_conflicting_writer_fails_cleanly_and_can_retry(
     uri = table_uri(path)
     a, b = events(spark, [D2], n=3, bump=1.0), events(spark, [D2], n=5, bump=2.0)
     request = WriteRequest(path, "replace", ("date",), {"date": [D2]})
-    snapshot_a, snapshot_b = load_table(uri), load_table(uri)
+    pinned = replaced_files(DeltaTable(uri), request)  # both writers start from here
     files_a = backend.stage(a, request, uri, "write-a")
     files_b = backend.stage(b, request, uri, "write-b")
-    backend.commit(a, request, uri, snapshot_a, files_a)
+    backend.commit(a, request, uri, pinned, files_a)
     with pytest.raises(ConcurrentWriteError, match="re-run it to retry"):
-        backend.commit(b, request, uri, snapshot_b, files_b)
+        backend.commit(b, request, uri, pinned, files_b)
     backend.discard(uri, "write-b")
     assert delta_rows(path) == sorted(spark_rows(events(spark, [D1])) + spark_rows(a), key=repr)
     # The retry starts from the new snapshot and wins.
@@ -278,3 +278,86 @@ def test_empty_write_creates_table_with_schema(spark: SparkSession, tmp_path: Pa
     assert delta_rows(path) == []
     assert sorted(f.name for f in DeltaTable(path).schema().fields) == sorted(empty.columns)
     assert sink.read(path).count() == 0
+
+
+@delta_rs_only
+def test_replace_conflicts_with_a_concurrent_append_to_its_partition(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """An append landing between a replace's start and its commit must not survive it
+    silently, nor be deleted unseen: the replace fails and can re-run."""
+    path = str(tmp_path / "t")
+    backend = DeltaRsBackend()
+    sink = DeltaSink(spark, backend)
+    sink.write(events(spark, [D1, D2]), path, mode="create", partition_by=["date"])
+    uri = table_uri(path)
+    request = WriteRequest(path, "replace", ("date",), {"date": [D2]})
+    pinned = replaced_files(DeltaTable(uri), request)
+    new = events(spark, [D2], n=3, bump=5.0)
+    files = backend.stage(new, request, uri, "write-r")
+    appended = events(spark, [D2], n=2, bump=9.0)
+    sink.write(appended, path, mode="append", partition_by=["date"])
+    with pytest.raises(ConcurrentWriteError):
+        backend.commit(new, request, uri, pinned, files)
+    expected = spark_rows(events(spark, [D1, D2])) + spark_rows(appended)
+    assert delta_rows(path) == sorted(expected, key=repr)
+
+
+@delta_rs_only
+def test_app_transaction_committed_meanwhile_is_not_committed_twice(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "t")
+    backend = DeltaRsBackend()
+    sink = DeltaSink(spark, backend)
+    sink.write(events(spark, [D1]), path, mode="create", partition_by=["date"])
+    uri = table_uri(path)
+    day2 = events(spark, [D2])
+    txn = AppTxn("daily", 7)
+    request = WriteRequest(path, "append", ("date",), txn=txn)
+    files = backend.stage(day2, request, uri, "write-late")
+    sink.write(day2, path, mode="append", partition_by=["date"], txn=txn)  # the other writer
+    with pytest.raises(_AlreadyApplied):
+        backend.commit(day2, request, uri, set(), files)
+    assert delta_rows(path) == sorted(spark_rows(events(spark, [D1, D2])), key=repr)
+
+
+def test_overwrite_cannot_silently_change_partitioning(sink: DeltaSink, tmp_path: Path) -> None:
+    path = str(tmp_path / "t")
+    original = events(sink.spark, [D1])
+    sink.write(original, path, mode="create", partition_by=["date"])
+    with pytest.raises(SchemaMismatchError, match="partitioned by"):
+        sink.write(original, path, mode="overwrite", partition_by=[])
+    assert delta_rows(path) == spark_rows(original)
+
+
+def test_replace_keeps_the_table_schema(sink: DeltaSink, tmp_path: Path) -> None:
+    path = str(tmp_path / "t")
+    sink.write(events(sink.spark, [D1, D2]), path, mode="create", partition_by=["date"])
+    columns = [f.name for f in DeltaTable(path).schema().fields]
+    reordered = events(sink.spark, [D2], n=4).select("flag", "value", "country", "id", "date")
+    sink.write(reordered, path, mode="replace", partition_by=["date"], replace={"date": [D2]})
+    assert [f.name for f in DeltaTable(path).schema().fields] == columns
+    expected = spark_rows(events(sink.spark, [D1])) + spark_rows(reordered)
+    assert delta_rows(path) == sorted(expected, key=repr)
+
+
+def test_unsafe_partition_columns_are_refused_before_any_work(
+    sink: DeltaSink, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "t")
+    df = events(sink.spark, [D1]).selectExpr("*", "timestamp'2026-11-01 10:00:00' AS ts")
+    with pytest.raises(DeltaWriteError, match="partition column 'ts' is a timestamp"):
+        sink.write(df, path, mode="create", partition_by=["ts"])
+    hidden = events(sink.spark, [D1]).withColumnRenamed("country", "_country")
+    with pytest.raises(DeltaWriteError, match="'_country' starts with '_'"):
+        sink.write(hidden, path, mode="create", partition_by=["_country"])
+    with pytest.raises(TypeError, match="timestamp partition values"):
+        sink.write(
+            df,
+            path,
+            mode="replace",
+            partition_by=["date"],
+            replace={"date": [dt.datetime(2026, 11, 1, 10)]},
+        )
+    assert not os.path.exists(path)

@@ -32,12 +32,13 @@ from jobs.delta.model import (
     WriteResult,
     partition_literal,
 )
-from jobs.delta.schema import delta_schema
+from jobs.delta.schema import check_partitioning, check_schema, delta_schema
 from jobs.delta.staged_files import StagedFile, list_staged_files
 from jobs.delta.table_state import (
     already_applied,
     commit_properties,
     conflict_message,
+    live_paths,
     load_table,
     replaced_files,
 )
@@ -99,28 +100,45 @@ class DeltaRsBackend:
             log.warning("could not delete staged files %s/%s: %s", uri, folder, exc)
 
     def write(self, df: DataFrame, request: WriteRequest, uri: str) -> WriteResult:
+        if any(v is None for values in request.replace.values() for v in values):
+            raise DeltaWriteError(
+                f"{request.path}: the delta-rs backend cannot replace the null partition "
+                "(delta-rs partition filters take no nulls); use the native backend"
+            )
         pinned = load_table(uri)
+        pinned_files = replaced_files(pinned, request) if pinned is not None else set()
         folder = staging_dir_name()
         try:
             files = self.stage(df, request, uri, folder)
-            return self.commit(df, request, uri, pinned, files)
+            self.commit(df, request, uri, pinned_files, files)
         except _AlreadyApplied:
             self.discard(uri, folder)
             log.info("%s: %s was committed by another writer meanwhile; skipped", uri, request.txn)
             return WriteResult(request.path, request.mode, NAME, DeltaTable(uri).version(), True)
         except BaseException:
-            self.discard(uri, folder)
+            # A commit can land and still raise (a post-commit hook, an interrupt): never
+            # delete files that the table now references.
+            if not references_folder(uri, folder):
+                self.discard(uri, folder)
             raise
+        return WriteResult(
+            path=request.path,
+            mode=request.mode,
+            backend=NAME,
+            version=DeltaTable(uri).version(),
+            files_added=len(files),
+            rows_added=sum(f.num_records for f in files),
+        )
 
     def commit(
         self,
         df: DataFrame,
         request: WriteRequest,
         uri: str,
-        pinned: DeltaTable | None,
+        pinned_files: set[str],
         files: list[StagedFile],
-    ) -> WriteResult:
-        """Commit staged files against the snapshot `pinned` was loaded at."""
+    ) -> None:
+        """Commit staged files, unless the replaced files changed since `pinned_files`."""
         if request.mode == "replace":
             outside = rows_outside_replaced(request, files)
             if outside:
@@ -128,24 +146,17 @@ class DeltaRsBackend:
                     f"replace into {request.path}: data has rows in partitions "
                     f"{outside[:3]} outside the replaced ones {dict(request.replace)}"
                 )
-        if request.txn and already_applied(load_table(uri), request.txn):
-            raise _AlreadyApplied()
         adds = [f.add_action() for f in files]
-        schema = delta_schema(df.schema)
         props = commit_properties(request.txn, request.mode)
-        if pinned is None:
-            self._create(request, uri, schema, adds, props)
-        else:
-            self._commit_to(request, uri, pinned, schema, adds, props)
-        version = DeltaTable(uri).version()
-        return WriteResult(
-            path=request.path,
-            mode=request.mode,
-            backend=NAME,
-            version=version,
-            files_added=len(files),
-            rows_added=sum(f.num_records for f in files),
-        )
+        if load_table(uri) is None:
+            try:
+                self._create(request, uri, delta_schema(df.schema), adds, props)
+                return
+            except ConcurrentWriteError:
+                if request.mode == "create":
+                    raise
+                log.info("%s: created by another writer meanwhile; committing to it", uri)
+        self._commit_to(request, uri, pinned_files, df, adds, props)
 
     def _create(
         self,
@@ -176,29 +187,39 @@ class DeltaRsBackend:
         self,
         request: WriteRequest,
         uri: str,
-        pinned: DeltaTable,
-        schema: DeltaSchema,
+        pinned_files: set[str],
+        df: DataFrame,
         adds: list[AddAction],
         props: CommitProperties,
     ) -> None:
-        """Commit, unless another writer changed what this write replaces since `pinned`.
+        """Commit to the newest snapshot after checking it again, one attempt at a time.
 
-        delta-rs commits an overwrite against the newest snapshot, so the sink itself checks
-        that the files this replace removes are still the ones it saw when it started; a
-        concurrent commit to other partitions only makes it try again.
+        delta-rs commits an overwrite against the newest snapshot and does not see a
+        concurrent append as a conflict, so the sink checks before every attempt that the
+        files this write replaces are still those it saw when it started, that its app
+        transaction is still new, and that the schema still matches; delta-rs's own retries
+        are off (see `commit_properties`) so every race comes back here.
         """
         actions: list[AddAction | RemoveAction] = list(adds)
         for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
-            latest = load_table(uri) or pinned
-            if request.mode != "append" and replaced_files(pinned, request) != replaced_files(
-                latest, request
-            ):
+            latest = load_table(uri)
+            if latest is None:
+                raise DeltaWriteError(f"Delta table {request.path} disappeared during the write")
+            if request.mode == "create":
+                raise DeltaWriteError(f"Delta table {request.path} already exists (mode 'create')")
+            if already_applied(latest, request.txn):
+                raise _AlreadyApplied()
+            check_partitioning(
+                request.path, list(latest.metadata().partition_columns), request.partition_by
+            )
+            check_schema(request.path, latest.schema(), delta_schema(df.schema))
+            if request.mode != "append" and replaced_files(latest, request) != pinned_files:
                 raise ConcurrentWriteError(conflict_message(request, latest.version()))
             try:
                 latest.create_write_transaction(
                     actions,
                     mode="append" if request.mode == "append" else "overwrite",
-                    schema=schema,
+                    schema=latest.schema(),
                     partition_by=list(request.partition_by) or None,
                     partition_filters=_partition_filters(request) or None,
                     commit_properties=props,
@@ -208,6 +229,17 @@ class DeltaRsBackend:
                 if attempt == MAX_COMMIT_ATTEMPTS:
                     raise ConcurrentWriteError(conflict_message(request, None)) from exc
                 log.info("%s: commit raced another writer (%s); checking again", request.path, exc)
+
+
+def references_folder(uri: str, folder: str) -> bool:
+    """Whether the table's current version has live files in `folder`."""
+    try:
+        table = load_table(uri)
+    except Exception:  # pragma: no cover - when in doubt, keep the files
+        return True
+    if table is None:
+        return False
+    return any(path.startswith(f"{folder}/") for path in live_paths(table))
 
 
 class _AlreadyApplied(Exception):

@@ -20,5 +20,7 @@ def table_uri(path: str) -> str:
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """The pyarrow file system holding `uri`, and the path of `uri` inside it."""
-    fs, inner = pafs.FileSystem.from_uri(uri if "://" in uri else f"file://{uri}")
+    if "://" not in uri:  # a local path: no URI parsing of spaces, '#' or '%'
+        return pafs.LocalFileSystem(), uri
+    fs, inner = pafs.FileSystem.from_uri(uri)
     return fs, inner

@@ -62,6 +62,9 @@ class WriteRequest:
                     f"{self.path}: can only replace by partition columns "
                     f"{list(self.partition_by)}, not {outside}"
                 )
+            for values in self.replace.values():
+                for value in values:
+                    partition_literal(value)  # rejects unsupported values before any work
             empty = sorted(k for k, v in self.replace.items() if len(v) == 0)
             if empty:
                 raise ValueError(f"{self.path}: no values given to replace for {empty}")

@@ -62,7 +62,7 @@ def check_schema(path: str, table: DeltaSchema, data: DeltaSchema) -> None:
         raise SchemaMismatchError(
             f"cannot write to Delta table {path}: "
             + "; ".join(problems)
-            + " (write with mode 'overwrite' to a new table to change its schema)"
+            + " (to change a table's schema, write the new schema to a new table)"
         )
 
 

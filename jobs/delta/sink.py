@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import TimestampNTZType, TimestampType
 
 from jobs.config import DeltaBackendChoice
 from jobs.delta.delta_rs_backend import DeltaRsBackend
@@ -65,6 +66,25 @@ def session_has_delta(spark: SparkSession) -> bool:
     return True
 
 
+def check_partition_columns(path: str, df: DataFrame, partition_by: tuple[str, ...]) -> None:
+    """Partition columns must exist, have plain names, and not be timestamps (their folder
+    names would be written in the session time zone but read as UTC)."""
+    types = {f.name: f.dataType for f in df.schema.fields}
+    for column in partition_by:
+        if column not in types:
+            raise DeltaWriteError(f"{path}: partition column '{column}' is not in the data")
+        if column.startswith(("_", ".")):
+            raise DeltaWriteError(
+                f"{path}: partition column '{column}' starts with '_' or '.', which readers "
+                "treat as hidden; rename it"
+            )
+        if isinstance(types[column], TimestampType | TimestampNTZType):
+            raise DeltaWriteError(
+                f"{path}: partition column '{column}' is a timestamp; partition by a date "
+                "(e.g. to_date(ts)) instead"
+            )
+
+
 def choose_backend(spark: SparkSession, choice: DeltaBackendChoice) -> Backend:
     """The configured backend, or for `auto` the native one when Spark has Delta."""
     if choice == "native":
@@ -102,9 +122,7 @@ class DeltaSink:
             path=path, mode=mode, partition_by=tuple(partition_by), replace=replace or {}, txn=txn
         )
         uri = table_uri(path)
-        missing = [c for c in request.partition_by if c not in df.columns]
-        if missing:
-            raise DeltaWriteError(f"{path}: partition column(s) {missing} are not in the data")
+        check_partition_columns(path, df, request.partition_by)
         existing = load_table(uri)
         if existing is not None:
             if mode == "create":
@@ -112,11 +130,10 @@ class DeltaSink:
             if already_applied(existing, txn):
                 log.info("%s: %s already committed; skipped", path, txn)
                 return WriteResult(path, mode, self.backend.name, existing.version(), True)
-            if mode != "overwrite":
-                check_partitioning(
-                    path, list(existing.metadata().partition_columns), request.partition_by
-                )
-                check_schema(path, existing.schema(), delta_schema(df.schema))
+            check_partitioning(
+                path, list(existing.metadata().partition_columns), request.partition_by
+            )
+            check_schema(path, existing.schema(), delta_schema(df.schema))
         result = self.backend.write(df, request, uri)
         log.info(
             "%s: %s -> version %s (%s backend%s)",

@@ -67,7 +67,9 @@ def _stat_value(value: Any) -> Any:
     if isinstance(value, int):
         return value
     if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else None
+        # Footers may leave NaN out of min/max while Spark orders NaN above everything, so a
+        # float max could wrongly let a reader skip a file holding NaN.
+        return None
     if isinstance(value, dt.datetime):
         # Truncating microseconds could make a max too small and skip matching files.
         return None
@@ -133,7 +135,8 @@ def list_staged_files(
         if info.type != pafs.FileType.File:
             continue
         relative = info.path[len(table_root) + 1 :]
-        if any(part.startswith(("_", ".")) for part in relative.split("/")):
+        parts = relative.split("/")
+        if parts[-1].startswith(("_", ".")) or "_temporary" in parts:
             continue
         if not relative.endswith(".parquet"):
             continue

@@ -42,19 +42,34 @@ def already_applied(table: DeltaTable | None, txn: AppTxn | None) -> bool:
 def commit_properties(txn: AppTxn | None, operation: str) -> CommitProperties:
     """Commit metadata: the app transaction, when given, and who wrote the commit."""
     return CommitProperties(
+        # Off: delta-rs would otherwise rebase a commit past a concurrent one on its own,
+        # skipping the sink's checks of replaced files and app transactions.
+        max_commit_retries=0,
         custom_metadata={"writer": "safety-metrics", "writerOperation": operation},
         app_transactions=[Transaction(txn.app_id, txn.version)] if txn else None,
     )
 
 
+def _file_rows(table: DeltaTable) -> list[dict[str, object]]:
+    """Path and partition values of each live file (the stats columns are left out)."""
+    actions = pa.table(table.get_add_actions(flatten=True))
+    keep = [c for c in actions.column_names if c == "path" or c.startswith("partition.")]
+    rows: list[dict[str, object]] = actions.select(keep).to_pylist()
+    return rows
+
+
+def live_paths(table: DeltaTable) -> list[str]:
+    """Paths (as in the log) of the table's live files."""
+    return [str(r["path"]) for r in _file_rows(table)]
+
+
 def replaced_files(table: DeltaTable, request: WriteRequest) -> set[str]:
     """Live files in the partitions `request` replaces (all files for an overwrite)."""
     wanted = {c: {partition_literal(v) for v in vals} for c, vals in request.replace.items()}
-    rows = pa.table(table.get_add_actions(flatten=True)).to_pylist()
     return {
-        r["path"]
-        for r in rows
-        if all(partition_literal(r.get(f"partition.{c}")) in wanted[c] for c in wanted)
+        str(r["path"])
+        for r in _file_rows(table)
+        if all(partition_literal(r.get(f"partition.{c}")) in wanted[c] for c in wanted)  # type: ignore[arg-type]
     }
 
 
