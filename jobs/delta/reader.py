@@ -27,6 +27,9 @@ UNSUPPORTED_READER_FEATURES = {"deletionVectors", "columnMapping", "v2Checkpoint
 
 def _check_readable(uri: str, table: DeltaTable) -> None:
     features = set(table.protocol().reader_features or [])
+    # Reader version 2 tables enable column mapping by configuration, without features.
+    if table.metadata().configuration.get("delta.columnMapping.mode", "none") != "none":
+        features.add("columnMapping")
     blocked = sorted(features & UNSUPPORTED_READER_FEATURES)
     if blocked:
         raise DeltaWriteError(
