@@ -25,7 +25,7 @@ from jobs.delta.location import table_uri
 from jobs.delta.model import SchemaMismatchError, WriteRequest
 from jobs.delta.native_backend import NativeBackend
 from jobs.delta.sink import session_has_delta
-from jobs.delta.table_state import load_table, replaced_files
+from jobs.delta.table_state import replaced_files
 from jobs.session import build_session
 from tests.conftest import REPO_ROOT
 from tests.delta_helpers import delta_rows, spark_rows
