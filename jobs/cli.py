@@ -112,7 +112,94 @@ def build_parser() -> argparse.ArgumentParser:
         help="do nothing when a complete dataset with the same parameters is already there",
     )
     gen.set_defaults(handler=run_generate)
+    _add_metric_commands(sub)
     return parser
+
+
+def _add_metric_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from jobs.metrics_cli import add_defs_argument, add_selection_arguments
+
+    val = sub.add_parser(
+        "validate",
+        help="check every metric definition (all problems at once, each with file and line)",
+        description="Check the metric catalog: keys, types, references, cycles among derived "
+        "metrics, and every SQL expression against the sources' real columns.",
+    )
+    _add_common(val)
+    add_defs_argument(val)
+    val.set_defaults(handler=_metrics_handler("run_validate"))
+
+    plan = sub.add_parser(
+        "plan",
+        help="print the execution plan (passes, grouping sets, joins) without running Spark",
+    )
+    _add_common(plan)
+    add_defs_argument(plan)
+    add_selection_arguments(plan)
+    plan.set_defaults(handler=_metrics_handler("run_plan"))
+
+    for name, text in (
+        ("run", "compute metrics for a date or a date range and write metric_values"),
+        (
+            "daily",
+            "the main job: generate the default data if absent, then compute every "
+            "metric for the latest complete date",
+        ),
+    ):
+        cmd = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        _add_common(cmd)
+        add_defs_argument(cmd)
+        add_selection_arguments(cmd)
+        cmd.add_argument(
+            "--date",
+            type=_date,
+            default=None,
+            help="the date to compute, YYYY-MM-DD (default: the latest date every "
+            "source has data for)",
+        )
+        cmd.add_argument("--start", type=_date, default=None, help="first date of a backfill")
+        cmd.add_argument("--end", type=_date, default=None, help="last date of a backfill")
+        cmd.add_argument("--run-id", default=None, help="run id to record (default: time + random)")
+        cmd.set_defaults(
+            handler=run_daily if name == "daily" else _metrics_handler("run_metrics_command")
+        )
+
+
+def _metrics_handler(name: str):  # type: ignore[no-untyped-def]
+    def handler(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+        import jobs.metrics_cli as commands
+
+        config = _config(args)
+        configure_logging(config.log_level)
+        log.info("configuration: %s", config.describe())
+        code: int = getattr(commands, name)(args, config)
+        return code
+
+    return handler
+
+
+def run_daily(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Generate the default dataset when it is absent, then run the metrics job."""
+    from jobs.delta import DeltaSink
+    from jobs.generate import GeneratorParams
+    from jobs.generate_job import generate, raw_dir
+    from jobs.metrics_cli import run_metrics_command
+    from jobs.session import build_session
+
+    config = _config(args)
+    configure_logging(config.log_level)
+    log.info("configuration: %s", config.describe())
+    spark = build_session(config)
+    sink = DeltaSink.for_session(spark, config.delta_backend)
+    summary = generate(
+        spark, sink, GeneratorParams(), raw_dir(config.warehouse), only_if_missing=True
+    )
+    if not summary.skipped:
+        print(
+            f"Generated the default dataset in {summary.seconds:.1f}s "
+            f"under {raw_dir(config.warehouse)}"
+        )
+    return run_metrics_command(args, config)
 
 
 def _config(args: argparse.Namespace) -> AppConfig:

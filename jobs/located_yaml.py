@@ -70,12 +70,19 @@ class LocatedDocument:
         return Location(self.file, 1, 1)
 
 
+def _key(node: yaml.Node) -> Any:
+    """A mapping key; YAML 1.1 booleans (on, yes, off, ...) stay text, as users mean them."""
+    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:bool":
+        return node.value
+    return yaml.safe_load(yaml.serialize(node))
+
+
 def _walk(node: yaml.Node, path: YamlPath, file: str, out: dict[YamlPath, Location]) -> Any:
     out[path] = Location(file, node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = yaml.safe_load(yaml.serialize(key_node))
+            key = _key(key_node)
             child = (*path, key)
             result[key] = _walk(value_node, child, file, out)
             # Point a key's problems at the key itself, not at its value.

@@ -1,0 +1,267 @@
+"""Turn pass results into one long frame of metric values with confidence intervals.
+
+Each metric reads its statistics from the wide result of its pass; ratios across sources
+join two passes on (period, window, slice); derived metrics join their inputs' values.
+Intervals:
+- wilson: a proportion of independent events (Wilson score interval);
+- delta: a ratio of sums over units (events cluster by unit), linearised:
+  Var(R) = n/(n-1) * sum_u (y_u - R x_u)^2 / X^2, from per-unit sums, squares and products;
+- across sources, numerator and denominator are taken as independent totals over the
+  same population of units (the larger of the two unit counts; a unit missing from one side
+  counts there as zero): Var(R) = R^2 (Var(Y)/Y^2 + Var(X)/X^2).
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from scipy.stats import norm
+
+from jobs.metrics.definitions import Catalog, MetricDef
+from jobs.metrics.passes import pair_stat, quantile_stat, stat
+from jobs.metrics.planner import Plan
+
+KEYS = ("period", "window", "slice_id")
+VALUE_COLUMNS = ("value", "numerator", "denominator", "units", "ci_lower", "ci_upper", "ci_method")
+
+
+def z_value(level: float) -> float:
+    return float(norm.ppf(1 - (1 - level) / 2))
+
+
+def _safe_div(a: Column, b: Column) -> Column:
+    return F.when(b != 0, a / b)
+
+
+def wilson(successes: Column, trials: Column, z: float) -> tuple[Column, Column]:
+    p = _safe_div(successes, trials)
+    z2 = z * z
+    denom = 1 + z2 / trials
+    center = (p + z2 / (2 * trials)) / denom
+    half = z / denom * F.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials))
+    ok = trials > 0
+    return F.when(ok, F.greatest(center - half, F.lit(0.0))), F.when(
+        ok, F.least(center + half, F.lit(1.0))
+    )
+
+
+def delta_ratio(
+    y: Column, x: Column, syy: Column, sxx: Column, sxy: Column, n: Column, z: float
+) -> tuple[Column, Column]:
+    """Interval for R = Y/X from per-unit sums (clustered by unit)."""
+    r = _safe_div(y, x)
+    q = syy - 2 * r * sxy + r * r * sxx
+    var = F.when((n > 1) & (x != 0), n / (n - 1) * F.greatest(q, F.lit(0.0)) / (x * x))
+    half = z * F.sqrt(var)
+    return r - half, r + half
+
+
+def total_variance(total: Column, sumsq: Column, n: Column) -> Column:
+    """Variance of a sum of n units' totals, from the sum and sum of squares."""
+    return F.when(n > 1, n / (n - 1) * F.greatest(sumsq - total * total / n, F.lit(0.0)))
+
+
+def _rows(result: DataFrame, metric: MetricDef, dimensions: tuple[str, ...]) -> DataFrame:
+    """A pass result restricted to the metric's windows and slice sets, with all dimensions."""
+    names = [",".join(s) if s else "overall" for s in metric.slices]
+    picked = result.where(
+        F.col("window").isin(list(metric.windows)) & F.col("slice_set").isin(names)
+    )
+    present = set(result.columns)
+    dims = [F.col(d) if d in present else F.lit(None).cast("string").alias(d) for d in dimensions]
+    return picked.select(
+        "period",
+        "window",
+        "slice_set",
+        "slice_id",
+        *dims,
+        *[c for c in result.columns if "__" in c],
+    )
+
+
+def _single_pass(catalog: Catalog, metric: MetricDef, rows: DataFrame, z: float) -> DataFrame:
+    per = metric.per
+    none = F.lit(None).cast("double")
+    if metric.type == "quantile":
+        q = metric.quantile_part
+        assert q is not None and metric.quantile is not None
+        value = F.col(quantile_stat(q.key, metric.quantile))
+        return rows.select(
+            "*",
+            value.alias("value"),
+            none.alias("numerator"),
+            none.alias("denominator"),
+            F.col(stat(q.key, "units")).alias("units"),
+            none.alias("ci_lower"),
+            none.alias("ci_upper"),
+            F.lit("none").alias("ci_method"),
+        )
+    num = metric.numerator
+    assert num is not None
+    y = F.col(stat(num.key, "sum"))
+    den = metric.denominator
+    if den is None:
+        return rows.select(
+            "*",
+            y.alias("value"),
+            y.alias("numerator"),
+            none.alias("denominator"),
+            F.col(stat(num.key, "units")).alias("units"),
+            none.alias("ci_lower"),
+            none.alias("ci_upper"),
+            F.lit("none").alias("ci_method"),
+        )
+    x = F.col(stat(den.key, "sum"))
+    lower, upper = none, none
+    if metric.ci == "wilson":
+        lower, upper = wilson(y, x, z)
+    elif metric.ci == "delta":
+        lower, upper = delta_ratio(
+            y,
+            x,
+            F.col(stat(num.key, "sumsq")),
+            F.col(stat(den.key, "sumsq")),
+            F.col(pair_stat(num.key, den.key, "cross")),
+            F.col(pair_stat(num.key, den.key, "units")),
+            z,
+        )
+    return rows.select(
+        "*",
+        (_safe_div(y, x) * per).alias("value"),
+        y.alias("numerator"),
+        x.alias("denominator"),
+        F.col(stat(den.key, "units")).alias("units"),
+        (lower * per).alias("ci_lower"),
+        (upper * per).alias("ci_upper"),
+        F.lit(metric.ci).alias("ci_method"),
+    )
+
+
+def _cross_source(
+    metric: MetricDef,
+    num_rows: DataFrame,
+    den_rows: DataFrame,
+    dimensions: tuple[str, ...],
+    z: float,
+) -> DataFrame:
+    num, den = metric.numerator, metric.denominator
+    assert num is not None and den is not None
+    left = num_rows.select(
+        *KEYS,
+        F.col(stat(num.key, "sum")).alias("__y"),
+        F.col(stat(num.key, "sumsq")).alias("__yy")
+        if num.additive
+        else F.lit(None).cast("double").alias("__yy"),
+        F.col(stat(num.key, "units")).alias("__ny"),
+    )
+    right = den_rows.select(
+        *KEYS,
+        "slice_set",
+        *dimensions,
+        F.col(stat(den.key, "sum")).alias("__x"),
+        F.col(stat(den.key, "sumsq")).alias("__xx")
+        if den.additive
+        else F.lit(None).cast("double").alias("__xx"),
+        F.col(stat(den.key, "units")).alias("__nx"),
+    )
+    joined = right.join(left, on=list(KEYS), how="left")
+    y = F.coalesce(F.col("__y"), F.lit(0.0))
+    x = F.col("__x")
+    r = _safe_div(y, x)
+    # Both sides' totals vary over the same population of units at risk: units absent from
+    # one side (a viewer who filed no report) count there as zeros.
+    n = F.greatest(F.coalesce(F.col("__ny"), F.lit(0)), F.col("__nx"))
+    var_y = total_variance(y, F.coalesce(F.col("__yy"), F.lit(0.0)), n)
+    var_x = total_variance(x, F.col("__xx"), n)
+    var_r = r * r * (_safe_div(var_y, y * y) + _safe_div(var_x, x * x))
+    use = metric.ci == "delta"
+    half = z * F.sqrt(var_r)
+    none = F.lit(None).cast("double")
+    return joined.select(
+        *KEYS,
+        "slice_set",
+        *dimensions,
+        (r * metric.per).alias("value"),
+        y.alias("numerator"),
+        x.alias("denominator"),
+        F.col("__nx").alias("units"),
+        ((r - half) * metric.per if use else none).alias("ci_lower"),
+        ((r + half) * metric.per if use else none).alias("ci_upper"),
+        F.lit(metric.ci if use else "none").alias("ci_method"),
+    )
+
+
+def metric_frames(
+    catalog: Catalog, plan: Plan, results: dict[str, DataFrame]
+) -> dict[str, DataFrame]:
+    """Metric name -> its rows (before suppression), for every non-derived metric of the plan."""
+    z = z_value(catalog.settings.confidence_level)
+    dims = catalog.dimensions
+    columns = [*KEYS, "slice_set", *dims, *VALUE_COLUMNS]
+    frames: dict[str, DataFrame] = {}
+    for name in plan.metrics:
+        metric = catalog.metrics[name]
+        if metric.type == "derived":
+            continue
+        if name in plan.cross_source:
+            assert metric.numerator is not None and metric.denominator is not None
+            num_rows = _rows(results[f"{metric.numerator.source}/{metric.grain}"], metric, dims)
+            den_rows = _rows(results[f"{metric.denominator.source}/{metric.grain}"], metric, dims)
+            frame = _cross_source(metric, num_rows, den_rows, dims, z)
+        else:
+            source = metric.sources()[0]
+            frame = _single_pass(
+                catalog, metric, _rows(results[f"{source}/{metric.grain}"], metric, dims), z
+            )
+        frames[name] = frame.select(*columns)
+    return frames
+
+
+def derived_frames(
+    catalog: Catalog, plan: Plan, frames: dict[str, DataFrame]
+) -> dict[str, DataFrame]:
+    """Add each derived metric (in dependency order), joining its inputs on the keys."""
+    dims = catalog.dimensions
+    out = dict(frames)
+    none = F.lit(None).cast("double")
+    for name in plan.derived:
+        metric = catalog.metrics[name]
+        names = [",".join(s) if s else "overall" for s in metric.slices]
+        inputs = []
+        for i, dep in enumerate(metric.depends_on):
+            picked = out[dep].where(
+                F.col("window").isin(list(metric.windows)) & F.col("slice_set").isin(names)
+            )
+            carried = ["slice_set", *dims] if i == 0 else []
+            inputs.append(
+                picked.select(
+                    *KEYS, *carried, F.col("value").alias(dep), F.col("units").alias(f"__units{i}")
+                )
+            )
+        joined = reduce(lambda a, b: a.join(b, on=list(KEYS), how="inner"), inputs)
+        units = (
+            F.least(*[F.col(f"__units{i}") for i in range(len(inputs))])
+            if len(inputs) > 1
+            else F.col("__units0")
+        )
+        out[name] = joined.select(
+            *KEYS,
+            "slice_set",
+            *dims,
+            F.expr(metric.expression or "null").cast("double").alias("value"),
+            none.alias("numerator"),
+            none.alias("denominator"),
+            units.alias("units"),
+            none.alias("ci_lower"),
+            none.alias("ci_upper"),
+            F.lit("none").alias("ci_method"),
+        )
+    return out
+
+
+def long_frame(catalog: Catalog, frames: dict[str, DataFrame]) -> DataFrame:
+    """All metrics' rows in one frame with a metric name column."""
+    parts = [f.select(F.lit(name).alias("metric"), "*") for name, f in frames.items()]
+    return reduce(DataFrame.unionByName, parts)

@@ -1,0 +1,232 @@
+"""The metric definition language, as typed, validated Python values.
+
+YAML under `metric_defs/` is parsed by `loader` into these frozen dataclasses; everything
+downstream (the planner, the Spark passes, the writer) reads only these. A metric is
+normalised into *parts*: the additive, distinct or quantile aggregates that a pass over one
+source computes, so that identical parts of different metrics are computed once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from jobs.located_yaml import Location
+
+MetricType = Literal[
+    "count",
+    "sum",
+    "mean",
+    "ratio",
+    "rate",
+    "distinct_count",
+    "approx_distinct_count",
+    "quantile",
+    "derived",
+]
+METRIC_TYPES: tuple[MetricType, ...] = (
+    "count",
+    "sum",
+    "mean",
+    "ratio",
+    "rate",
+    "distinct_count",
+    "approx_distinct_count",
+    "quantile",
+    "derived",
+)
+AggKind = Literal["count", "sum", "distinct_count", "approx_distinct_count"]
+AGG_KINDS: tuple[AggKind, ...] = ("count", "sum", "distinct_count", "approx_distinct_count")
+Grain = Literal["day", "hour"]
+GoodDirection = Literal["up", "down", "none"]
+CiMethod = Literal["auto", "wilson", "delta", "none"]
+CI_METHODS: tuple[CiMethod, ...] = ("auto", "wilson", "delta", "none")
+
+#: The label for "every value of this dimension" in slice ids; nulls in the data become NONE.
+ALL = "all"
+NONE_VALUE = "(none)"
+
+
+@dataclass(frozen=True)
+class JoinDef:
+    """A lookup join of another source's columns onto a source's rows."""
+
+    source: str
+    on: tuple[str, ...]
+    columns: tuple[str, ...]
+    how: Literal["left", "inner"] = "left"
+
+
+@dataclass(frozen=True)
+class SourceDef:
+    """A named dataset: where it is, its time and unit columns, and what may be sliced."""
+
+    name: str
+    format: Literal["delta", "parquet", "catalog"]
+    location: str  # a path (relative to the warehouse unless absolute) or a catalog table
+    time_column: str
+    unit: str
+    date_column: str | None = None
+    independent_rows: bool = False
+    filter: str | None = None
+    joins: tuple[JoinDef, ...] = ()
+    columns: tuple[tuple[str, str], ...] = ()  # derived column name -> SQL expression
+    dimensions: tuple[tuple[str, str], ...] = ()  # dimension name -> SQL expression
+    where: Location | None = field(default=None, compare=False)
+
+    def dimension_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.dimensions)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One aggregate over one source: what a pass computes and metrics share."""
+
+    source: str
+    agg: AggKind
+    value: str | None = None  # None for count
+    filter: str | None = None
+
+    @property
+    def key(self) -> str:
+        """A short stable id, used as a column name inside a pass."""
+        text = json.dumps([self.source, self.agg, self.value, self.filter])
+        return "p" + hashlib.sha256(text.encode()).hexdigest()[:10]
+
+    @property
+    def additive(self) -> bool:
+        return self.agg in ("count", "sum")
+
+    def describe(self) -> str:
+        what = "count(*)" if self.agg == "count" else f"{self.agg}({self.value})"
+        return f"{what} where {self.filter}" if self.filter else what
+
+
+@dataclass(frozen=True)
+class QuantilePart:
+    """An event-level quantile of a value over one source."""
+
+    source: str
+    value: str
+    filter: str | None = None
+
+    @property
+    def key(self) -> str:
+        text = json.dumps([self.source, "quantile", self.value, self.filter])
+        return "q" + hashlib.sha256(text.encode()).hexdigest()[:10]
+
+    def describe(self) -> str:
+        return f"values({self.value})" + (f" where {self.filter}" if self.filter else "")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Catalog-wide settings."""
+
+    min_cell_size: int = 10
+    confidence_level: float = 0.95
+    default_windows: tuple[str, ...] = ("1d",)
+    gates_on_failure: Literal["fail", "warn"] = "fail"
+    volume_history_days: int = 28
+    volume_min_ratio: float = 0.5
+    volume_max_ratio: float = 2.0
+    suppression_rounds: int = 5
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    """One metric as the user defined it, plus its normalised parts."""
+
+    name: str
+    type: MetricType
+    description: str
+    owner: str
+    unit: str
+    good_direction: GoodDirection
+    slices: tuple[tuple[str, ...], ...]
+    windows: tuple[str, ...]
+    grain: Grain
+    ci: CiMethod
+    source: str | None = None
+    numerator: Part | None = None
+    denominator: Part | None = None
+    quantile: float | None = None
+    quantile_part: QuantilePart | None = None
+    per: float = 1.0
+    expression: str | None = None
+    depends_on: tuple[str, ...] = ()
+    min_cell_size: int | None = None
+    #: A share of events: the numerator counts a filtered subset of the denominator's rows,
+    #: so 0 <= numerator <= denominator must hold and a Wilson interval can apply.
+    proportion: bool = False
+    tags: tuple[str, ...] = ()
+    where: Location | None = field(default=None, compare=False)
+
+    def parts(self) -> tuple[Part, ...]:
+        return tuple(p for p in (self.numerator, self.denominator) if p is not None)
+
+    def sources(self) -> tuple[str, ...]:
+        names = [p.source for p in self.parts()]
+        if self.quantile_part is not None:
+            names.append(self.quantile_part.source)
+        return tuple(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Every source and metric, validated together."""
+
+    settings: Settings
+    dimensions: tuple[str, ...]
+    sources: dict[str, SourceDef]
+    metrics: dict[str, MetricDef]
+
+    def metric_version(self, name: str) -> str:
+        """A hash of everything in a metric's definition that affects its numbers."""
+        return hashlib.sha256(
+            json.dumps(self._version_payload(name), sort_keys=True, default=str).encode()
+        ).hexdigest()[:12]
+
+    def _version_payload(self, name: str) -> dict[str, Any]:
+        metric = self.metrics[name]
+        payload: dict[str, Any] = {
+            "type": metric.type,
+            "parts": [p.describe() for p in metric.parts()],
+            "quantile": metric.quantile,
+            "quantile_part": metric.quantile_part.describe() if metric.quantile_part else None,
+            "per": metric.per,
+            "expression": metric.expression,
+            "slices": metric.slices,
+            "windows": metric.windows,
+            "grain": metric.grain,
+            "ci": metric.ci,
+            "confidence_level": self.settings.confidence_level,
+            "min_cell_size": metric.min_cell_size or self.settings.min_cell_size,
+            "sources": {s: _source_payload(self, s) for s in metric.sources()},
+            "depends_on": {d: self._version_payload(d) for d in metric.depends_on},
+        }
+        return payload
+
+
+def _source_payload(catalog: Catalog, name: str) -> dict[str, Any]:
+    source = catalog.sources[name]
+    return {
+        "format": source.format,
+        "location": source.location,
+        "time_column": source.time_column,
+        "unit": source.unit,
+        "filter": source.filter,
+        "columns": source.columns,
+        "dimensions": source.dimensions,
+        "joins": [
+            {
+                "on": j.on,
+                "columns": j.columns,
+                "how": j.how,
+                "source": _source_payload(catalog, j.source),
+            }
+            for j in source.joins
+        ],
+    }

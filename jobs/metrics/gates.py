@@ -1,0 +1,242 @@
+"""Publish gates: checks a run's numbers must pass before they are written.
+
+Each gate is a small Spark query over the computed (pre-suppression) metric rows or over a
+source's daily row counts, returning a `GateResult` with a few example offenders. A failing
+gate stops the write (or only warns, per `settings.gates.on_failure`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from jobs.metrics.definitions import Catalog, SourceDef
+from jobs.metrics.planner import Plan
+from jobs.metrics.suppression import sibling_links
+
+EXAMPLES = 5
+#: Below this median daily row count a source's volume is too noisy to judge.
+MIN_VOLUME_FOR_CHECK = 500
+MIN_HISTORY_DAYS = 7
+
+
+@dataclass(frozen=True)
+class GateResult:
+    name: str
+    passed: bool
+    detail: str
+    examples: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        mark = "PASS" if self.passed else "FAIL"
+        lines = [f"[{mark}] {self.name}: {self.detail}"]
+        lines.extend(f"       e.g. {e}" for e in self.examples)
+        return "\n".join(lines)
+
+
+class PublishGateError(RuntimeError):
+    """A gate failed; nothing was written."""
+
+    def __init__(self, results: Sequence[GateResult]) -> None:
+        self.results = tuple(results)
+        failed = [r for r in results if not r.passed]
+        report = "\n".join(str(r) for r in results)
+        super().__init__(f"{len(failed)} publish gate(s) failed; nothing was written:\n{report}")
+
+
+def _examples(df: DataFrame, columns: list[str]) -> tuple[str, ...]:
+    rows = df.select(*columns).limit(EXAMPLES).collect()
+    return tuple(", ".join(f"{c}={row[c]}" for c in columns) for row in rows)
+
+
+def unique_keys(metrics: DataFrame) -> GateResult:
+    keys = ["metric", "period", "window", "slice_id"]
+    dupes = metrics.groupBy(*keys).count().where("count > 1").cache()
+    n = dupes.count()
+    return GateResult(
+        "unique keys",
+        n == 0,
+        f"{n} duplicated (metric, period, window, slice) keys",
+        _examples(dupes, [*keys, "count"]) if n else (),
+    )
+
+
+def no_null_keys(metrics: DataFrame) -> GateResult:
+    keys = ["metric", "period", "window", "slice_set", "slice_id"]
+    bad = metrics.where(" OR ".join(f"{k} IS NULL" for k in keys))
+    n = bad.count()
+    return GateResult(
+        "no null keys", n == 0, f"{n} rows with a null key", _examples(bad, keys) if n else ()
+    )
+
+
+def proportion_bounds(catalog: Catalog, plan: Plan, metrics: DataFrame) -> GateResult:
+    names = [n for n in plan.metrics if catalog.metrics[n].proportion]
+    counts = [
+        n
+        for n in plan.metrics
+        if catalog.metrics[n].type in ("count", "distinct_count", "approx_distinct_count")
+    ]
+    out_of_bounds = (
+        F.col("metric").isin(names)
+        & ((F.col("numerator") < 0) | (F.col("numerator") > F.col("denominator")))
+    ) | (F.col("metric").isin(counts) & (F.col("value") < 0))
+    bad = metrics.where(out_of_bounds)
+    n = bad.count()
+    return GateResult(
+        "0 <= numerator <= denominator",
+        n == 0,
+        f"{n} rows out of bounds ({len(names)} proportion and {len(counts)} count metrics checked)",
+        _examples(bad, ["metric", "period", "slice_id", "numerator", "denominator"]) if n else (),
+    )
+
+
+def _parent_id(dims: Sequence[str], dropped: str) -> Column:
+    parts = [
+        F.when(F.col(d).isNotNull(), F.concat(F.lit(f"{d}="), F.col(d)))
+        for d in sorted(dims)
+        if d != dropped
+    ]
+    joined = F.concat_ws("|", *parts)
+    return F.when(joined == "", F.lit("all")).otherwise(joined)
+
+
+def parent_consistency(catalog: Catalog, plan: Plan, metrics: DataFrame) -> GateResult:
+    """Children of a published parent add up to it (sums), or never exceed it (distinct)."""
+    names = [n for n in plan.metrics if catalog.metrics[n].parts()]
+    links = sibling_links(catalog, names)
+    if not links:
+        return GateResult(
+            "slices consistent with parent totals", True, "no parent/child slice pairs"
+        )
+    additive = [n for n in names if all(p.additive for p in catalog.metrics[n].parts())]
+    dims = catalog.dimensions
+    link_array = F.array(*[F.lit(x) for x in links])
+    per_dim = []
+    for dim in dims:
+        linked = (
+            F.array_contains(link_array, F.concat_ws("|", "metric", "slice_set", F.lit(dim)))
+            & F.col(dim).isNotNull()
+        )
+        parent_set = F.concat_ws(
+            ",", *[F.when(F.col(d).isNotNull() & F.lit(d != dim), F.lit(d)) for d in sorted(dims)]
+        )
+        per_dim.append(
+            metrics.where(linked).select(
+                "metric",
+                "period",
+                "window",
+                F.when(parent_set == "", F.lit("overall"))
+                .otherwise(parent_set)
+                .alias("parent_set"),
+                _parent_id(dims, dim).alias("parent_id"),
+                F.lit(dim).alias("dim"),
+                "numerator",
+                "denominator",
+                "units",
+            )
+        )
+    children = per_dim[0]
+    for more in per_dim[1:]:
+        children = children.unionByName(more)
+    sums = children.groupBy("metric", "period", "window", "parent_set", "parent_id", "dim").agg(
+        F.sum("numerator").alias("child_num"),
+        F.sum("denominator").alias("child_den"),
+        F.max("numerator").alias("max_num"),
+        F.max("units").alias("max_units"),
+    )
+    parents = metrics.select(
+        "metric",
+        "period",
+        "window",
+        F.col("slice_set").alias("parent_set"),
+        F.col("slice_id").alias("parent_id"),
+        "numerator",
+        "denominator",
+        "units",
+    )
+    joined = sums.join(
+        parents, on=["metric", "period", "window", "parent_set", "parent_id"], how="left"
+    )
+
+    def differs(a: str, b: str) -> Column:
+        return F.abs(
+            F.coalesce(F.col(a), F.lit(0.0)) - F.coalesce(F.col(b), F.lit(0.0))
+        ) > 1e-6 * F.greatest(F.lit(1.0), F.abs(F.coalesce(F.col(b), F.lit(0.0))))
+
+    is_additive = F.col("metric").isin(additive)
+    bad = joined.where(
+        F.col("numerator").isNull()
+        | (is_additive & (differs("child_num", "numerator") | differs("child_den", "denominator")))
+        | (~is_additive & (F.col("max_num") > F.col("numerator") + 1e-9))
+        | (F.col("max_units") > F.col("units"))
+    ).cache()
+    n = bad.count()
+    return GateResult(
+        "slices consistent with parent totals",
+        n == 0,
+        f"{n} parent cells disagree with their children ({len(links)} parent/child pairs)",
+        _examples(bad, ["metric", "period", "parent_id", "dim", "child_num", "numerator"])
+        if n
+        else (),
+    )
+
+
+def source_volume(
+    source: SourceDef,
+    raw: DataFrame,
+    dates: list[dt.date],
+    history_days: int,
+    min_ratio: float,
+    max_ratio: float,
+) -> list[GateResult]:
+    """Freshness (rows on every run date) and volume against the trailing median of days."""
+    first = min(dates) - dt.timedelta(days=history_days)
+    day = F.to_date(F.col(source.time_column))
+    scoped = raw
+    if source.date_column:
+        scoped = scoped.where(F.col(source.date_column).between(F.lit(first), F.lit(max(dates))))
+    counts = {
+        row["d"]: int(row["n"])
+        for row in scoped.where(day.between(F.lit(first), F.lit(max(dates))))
+        .groupBy(day.alias("d"))
+        .agg(F.count(F.lit(1)).alias("n"))
+        .collect()
+    }
+    missing = [d for d in dates if counts.get(d, 0) == 0]
+    fresh = GateResult(
+        f"source fresh: {source.name}",
+        not missing,
+        f"no rows on {', '.join(map(str, missing))}"
+        if missing
+        else f"rows on all {len(dates)} run date(s)",
+    )
+    problems, skipped = [], []
+    for d in dates:
+        history = [counts.get(d - dt.timedelta(days=k), 0) for k in range(1, history_days + 1)]
+        history = [h for h in history if h > 0]
+        if len(history) < MIN_HISTORY_DAYS or statistics.median(history) < MIN_VOLUME_FOR_CHECK:
+            skipped.append(d)
+            continue
+        ratio = counts.get(d, 0) / statistics.median(history)
+        if not min_ratio <= ratio <= max_ratio:
+            problems.append(f"{d}: {counts.get(d, 0)} rows = {ratio:.2f} x the trailing median")
+    checked = len(dates) - len(skipped)
+    note = f"{checked} date(s) within [{min_ratio}, {max_ratio}] x trailing median"
+    if skipped:
+        note += (
+            f"; {len(skipped)} skipped (under {MIN_HISTORY_DAYS} days of history "
+            f"or median under {MIN_VOLUME_FOR_CHECK} rows)"
+        )
+    volume = GateResult(
+        f"source volume: {source.name}",
+        not problems,
+        f"{len(problems)} date(s) out of range" if problems else note,
+        tuple(problems[:EXAMPLES]),
+    )
+    return [fresh, volume]

@@ -1,0 +1,194 @@
+"""Compile a catalog (or a selection of it) into an explicit plan, printable before any Spark.
+
+One *pass* per (source, grain): a single scan of the source that computes every part of
+every metric over it, for all their slices (as grouping sets) and windows, in one
+two-level aggregation (per unit, then per slice). Ratios whose parts come from different
+sources are joined after the passes; derived metrics are computed last, in dependency order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jobs.metrics.definitions import Catalog, Grain, MetricDef, Part, QuantilePart
+
+
+@dataclass(frozen=True)
+class PassPlan:
+    """One scan of one source at one grain and everything computed from it."""
+
+    source: str
+    grain: Grain
+    windows: tuple[str, ...]
+    slice_sets: tuple[tuple[str, ...], ...]
+    parts: tuple[Part, ...]
+    quantile_parts: tuple[QuantilePart, ...]
+    quantiles: tuple[tuple[str, tuple[float, ...]], ...]  # quantile part key -> levels
+    ratio_pairs: tuple[tuple[str, str], ...]  # (numerator key, denominator key) in this pass
+    metrics: tuple[str, ...]
+
+    @property
+    def dimensions(self) -> tuple[str, ...]:
+        return tuple(sorted({d for s in self.slice_sets for d in s}))
+
+    @property
+    def lookback_days(self) -> int:
+        """Days before the first output date that the windows need."""
+        return max(window_days(w) for w in self.windows) - 1 if self.grain == "day" else 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}/{self.grain}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    passes: tuple[PassPlan, ...]
+    cross_source: tuple[str, ...]
+    derived: tuple[str, ...]  # in dependency order
+    metrics: tuple[str, ...]  # every metric computed, including dependencies of a selection
+
+
+def window_days(window: str) -> int:
+    """Length of a daily window such as '7d' in days ('1h' counts as 1)."""
+    return int(window[:-1]) if window.endswith("d") else 1
+
+
+def slice_set_name(slice_set: tuple[str, ...]) -> str:
+    return ",".join(slice_set) if slice_set else "overall"
+
+
+def _order(sets: set[tuple[str, ...]]) -> tuple[tuple[str, ...], ...]:
+    return tuple(sorted(sets, key=lambda s: (len(s), s)))
+
+
+def with_dependencies(catalog: Catalog, names: list[str]) -> list[str]:
+    """The named metrics plus every metric a derived one among them needs, in catalog order."""
+    wanted: set[str] = set()
+    stack = list(names)
+    while stack:
+        name = stack.pop()
+        if name not in wanted:
+            wanted.add(name)
+            stack.extend(catalog.metrics[name].depends_on)
+    return [n for n in catalog.metrics if n in wanted]
+
+
+def derived_order(catalog: Catalog, names: list[str]) -> tuple[str, ...]:
+    """Derived metrics among `names`, each after the derived metrics it uses."""
+    done: list[str] = []
+
+    def visit(name: str) -> None:
+        metric = catalog.metrics[name]
+        if metric.type != "derived" or name in done:
+            return
+        for dep in metric.depends_on:
+            visit(dep)
+        done.append(name)
+
+    for name in names:
+        visit(name)
+    return tuple(done)
+
+
+def compile_plan(catalog: Catalog, selection: list[str] | None = None) -> Plan:
+    """The plan for `selection` (default: the whole catalog)."""
+    unknown = [n for n in selection or [] if n not in catalog.metrics]
+    if unknown:
+        raise KeyError(f"unknown metric(s): {', '.join(unknown)}")
+    names = with_dependencies(catalog, selection or list(catalog.metrics))
+    groups: dict[tuple[str, Grain], list[MetricDef]] = {}
+    cross: list[str] = []
+    for name in names:
+        metric = catalog.metrics[name]
+        if metric.type == "derived":
+            continue
+        sources = metric.sources()
+        if len(sources) > 1:
+            cross.append(name)
+        for source in sources:
+            groups.setdefault((source, metric.grain), []).append(metric)
+    passes = []
+    for (source, grain), metrics in sorted(groups.items()):
+        parts: dict[str, Part] = {}
+        qparts: dict[str, QuantilePart] = {}
+        levels: dict[str, set[float]] = {}
+        pairs: dict[tuple[str, str], None] = {}
+        for m in metrics:
+            for p in m.parts():
+                if p.source == source:
+                    parts.setdefault(p.key, p)
+            if m.quantile_part is not None and m.quantile is not None:
+                qparts.setdefault(m.quantile_part.key, m.quantile_part)
+                levels.setdefault(m.quantile_part.key, set()).add(m.quantile)
+            if (
+                m.numerator
+                and m.denominator
+                and m.numerator.source == m.denominator.source == source
+            ):
+                pairs[(m.numerator.key, m.denominator.key)] = None
+        windows = {w for m in metrics for w in m.windows}
+        passes.append(
+            PassPlan(
+                source=source,
+                grain=grain,
+                windows=tuple(sorted(windows, key=window_days)),
+                slice_sets=_order({s for m in metrics for s in m.slices}),
+                parts=tuple(sorted(parts.values(), key=lambda p: (p.agg, p.describe()))),
+                quantile_parts=tuple(sorted(qparts.values(), key=lambda q: q.describe())),
+                quantiles=tuple((k, tuple(sorted(v))) for k, v in sorted(levels.items())),
+                ratio_pairs=tuple(pairs),
+                metrics=tuple(m.name for m in metrics),
+            )
+        )
+    return Plan(tuple(passes), tuple(cross), derived_order(catalog, names), tuple(names))
+
+
+def render_plan(catalog: Catalog, plan: Plan) -> str:
+    """The plan as text for humans (and the golden test)."""
+    sources = sorted({p.source for p in plan.passes})
+    lines = [
+        f"Plan: {len(plan.metrics)} metrics, {len(plan.passes)} aggregation passes over "
+        f"{len(sources)} sources (one scan each), {len(plan.cross_source)} cross-source "
+        f"ratios, {len(plan.derived)} derived metrics.",
+        "",
+    ]
+    for i, p in enumerate(plan.passes, start=1):
+        source = catalog.sources[p.source]
+        joins = "".join(f" + lookup {j.source} on {','.join(j.on)}" for j in source.joins)
+        lookback = f", reads {p.lookback_days} extra days for windows" if p.lookback_days else ""
+        lines.append(f"Pass {i}: {p.source} ({source.format} {source.location}{joins})")
+        lines.append(
+            f"  grain {p.grain}; windows {' '.join(p.windows)}{lookback}; unit {source.unit}"
+        )
+        lines.append(
+            f"  {len(p.slice_sets)} grouping sets: "
+            + " | ".join(slice_set_name(s) for s in p.slice_sets)
+        )
+        lines.append(f"  {len(p.parts) + len(p.quantile_parts)} aggregates:")
+        lines.extend(f"    - {part.describe()}" for part in p.parts)
+        quantiles = dict(p.quantiles)
+        for q in p.quantile_parts:
+            levels = ", ".join(f"p{round(level * 100):g}" for level in quantiles[q.key])
+            lines.append(f"    - {q.describe()} -> {levels}")
+        lines.append(f"  metrics ({len(p.metrics)}): {', '.join(p.metrics)}")
+        lines.append("")
+    if plan.cross_source:
+        lines.append("After the passes, joined on (period, window, slice):")
+        for name in plan.cross_source:
+            m = catalog.metrics[name]
+            assert m.numerator is not None and m.denominator is not None
+            lines.append(
+                f"  - {name} = {m.numerator.source}.{m.numerator.describe()} / "
+                f"{m.denominator.source}.{m.denominator.describe()}"
+            )
+    if plan.derived:
+        lines.append("Derived, in order:")
+        lines.extend(f"  - {n} = {catalog.metrics[n].expression}" for n in plan.derived)
+    settings = catalog.settings
+    lines.append(
+        f"Then: confidence intervals ({settings.confidence_level:.0%}), suppression of cells "
+        f"with fewer than {settings.min_cell_size} units (with complementary suppression), "
+        f"publish gates (on failure: {settings.gates_on_failure})."
+    )
+    return "\n".join(lines) + "\n"

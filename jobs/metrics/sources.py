@@ -1,0 +1,106 @@
+"""Read a source's table and prepare its rows for a metric pass.
+
+Preparation is the same for validation (analysis only) and execution: join the lookup
+sources' columns, add the derived columns in order, apply the source filter, and add one
+string column per dimension (nulls become `(none)`, so a real null never reads as "all").
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.delta import DeltaSink
+from jobs.metrics.definitions import NONE_VALUE, SourceDef
+
+TableReader = Callable[[SourceDef], DataFrame]
+
+
+def dim_column(name: str) -> str:
+    """The internal column that holds dimension `name` inside a pass."""
+    return f"__dim_{name}"
+
+
+def table_reader(spark: SparkSession, sink: DeltaSink, warehouse: str) -> TableReader:
+    """A function that reads a source's table (Delta, Parquet or a catalog table)."""
+
+    def read(source: SourceDef) -> DataFrame:
+        if source.format == "catalog":
+            return spark.table(source.location)
+        path = (
+            source.location
+            if os.path.isabs(source.location)
+            else os.path.join(warehouse, source.location)
+        )
+        if source.format == "parquet":
+            return spark.read.parquet(path)
+        return sink.read(path)
+
+    return read
+
+
+def source_exists(source: SourceDef, warehouse: str) -> bool:
+    """Whether a path-based source's table is there (catalog tables are assumed present)."""
+    if source.format == "catalog":
+        return True
+    path = (
+        source.location
+        if os.path.isabs(source.location)
+        else os.path.join(warehouse, source.location)
+    )
+    if source.format == "delta":
+        return os.path.isdir(os.path.join(path, "_delta_log")) or "://" in path
+    return os.path.exists(path) or "://" in path
+
+
+def with_joins(df: DataFrame, source: SourceDef, read: Callable[[str], DataFrame]) -> DataFrame:
+    """`df` with each join's columns added (a lookup: `on` must be unique on the right)."""
+    for join in source.joins:
+        right = read(join.source).select(*join.on, *join.columns).dropDuplicates(list(join.on))
+        df = df.join(right, on=list(join.on), how=join.how)
+    return df
+
+
+def with_derived_columns(df: DataFrame, source: SourceDef) -> DataFrame:
+    for name, expr in source.columns:
+        df = df.withColumn(name, F.expr(expr))
+    return df
+
+
+def dimension_value(expr: str) -> Column:
+    """A dimension as text, with nulls shown as `(none)`."""
+    return F.coalesce(F.expr(expr).cast("string"), F.lit(NONE_VALUE))
+
+
+def prepare(
+    source: SourceDef,
+    sources: dict[str, SourceDef],
+    read: TableReader,
+    date_range: tuple[str, str] | None = None,
+) -> DataFrame:
+    """The source's rows, joined, derived, filtered and with dimension columns added.
+
+    `date_range` (inclusive ISO dates) prunes by the date column when the source has one and
+    always filters on the time column's date.
+    """
+    df = read(source)
+    if date_range is not None:
+        start, end = date_range
+        if source.date_column:
+            df = df.where(
+                F.col(source.date_column).between(
+                    F.lit(start).cast("date"), F.lit(end).cast("date")
+                )
+            )
+        day = F.to_date(F.col(source.time_column))
+        df = df.where(day.between(F.lit(start).cast("date"), F.lit(end).cast("date")))
+    df = with_joins(df, source, lambda name: read(sources[name]))
+    df = with_derived_columns(df, source)
+    if source.filter:
+        df = df.where(F.expr(source.filter))
+    return df.select(
+        "*", *[dimension_value(expr).alias(dim_column(name)) for name, expr in source.dimensions]
+    )

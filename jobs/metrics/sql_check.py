@@ -1,0 +1,151 @@
+"""Check the catalog's SQL expressions against the sources' real columns, with Spark.
+
+Spark's own analyser parses and resolves each expression over an empty frame of the
+source's schema: no data is read. Each error is reported at the YAML key that holds the
+expression, with Spark's message (which lists close column names).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import BooleanType, DoubleType, NumericType, StructField, StructType
+
+from jobs.located_yaml import LocatedDocument, Problem, YamlPath
+from jobs.metrics.definitions import SourceDef
+from jobs.metrics.sources import TableReader, with_joins
+
+Expect = Literal["boolean", "numeric", "any"]
+
+
+@contextmanager
+def _quiet_spark_errors() -> Iterator[None]:
+    """Spark logs every analysis error at ERROR; here they are expected and reported."""
+    quiet = logging.getLogger("SQLQueryContextLogger")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        quiet.setLevel(level)
+
+
+def spark_message(exc: Exception) -> str:
+    """The first meaningful line of a Spark error, without the SQLSTATE and plan."""
+    for line in str(exc).splitlines():
+        line = line.strip()
+        if line:
+            return line.split(" SQLSTATE")[0].rstrip(".;")
+    return type(exc).__name__
+
+
+class SparkExpressionChecker:
+    """Resolves expressions over empty frames with each source's prepared columns."""
+
+    def __init__(
+        self, spark: SparkSession, read: TableReader, sources: dict[str, SourceDef]
+    ) -> None:
+        self.spark = spark
+        self.read = read
+        self.sources = sources
+        self._frames: dict[str, DataFrame | None] = {}
+
+    def _raw(self, name: str) -> DataFrame:
+        return self.read(self.sources[name]).limit(0)
+
+    def source_problems(
+        self, doc: LocatedDocument, path: YamlPath, source: SourceDef
+    ) -> list[Problem]:
+        """Problems with a source's own columns and expressions; remembers its frame."""
+        problems: list[Problem] = []
+
+        def add(key: YamlPath, message: str, hint: str | None = None) -> None:
+            problems.append(Problem(doc.where((*path, *key)), "E040", message, hint))
+
+        try:
+            with _quiet_spark_errors():
+                df = self._raw(source.name)
+                df.schema  # noqa: B018 - forces the read's analysis
+        except Exception as exc:
+            key = "catalog_table" if source.format == "catalog" else "table"
+            add(
+                (key,),
+                f"cannot read source '{source.name}' at {source.location}: {spark_message(exc)}",
+                "run `safety-metrics generate` to create the default data",
+            )
+            self._frames[source.name] = None
+            return problems
+        columns = set(df.columns)
+        for key in ("time_column", "unit", "date_column"):
+            column = getattr(source, key)
+            if column and column not in columns:
+                add(
+                    (key,),
+                    f"source '{source.name}' has no column '{column}'",
+                    f"columns: {', '.join(sorted(columns))}",
+                )
+        try:
+            with _quiet_spark_errors():
+                df = with_joins(df, source, self._raw)
+                df.schema  # noqa: B018
+        except Exception as exc:
+            add(("join",), f"join failed: {spark_message(exc)}")
+            self._frames[source.name] = None
+            return problems
+        for name, expr in source.columns:
+            if name in df.columns:
+                add(
+                    ("columns", name),
+                    f"derived column '{name}' already exists in source '{source.name}'",
+                )
+                continue
+            error = _resolve(df, expr, "any")
+            if error:
+                add(("columns", name), f"columns.{name}: {error}")
+                continue
+            df = df.withColumn(name, F.expr(expr))
+        if source.filter:
+            error = _resolve(df, source.filter, "boolean")
+            if error:
+                add(("filter",), f"filter: {error}")
+        for i, (name, expr) in enumerate(source.dimensions):
+            error = _resolve(df, expr, "any")
+            if error:
+                add(("dimensions", name if name != expr else i), f"dimension '{name}': {error}")
+        self._frames[source.name] = df.limit(0)
+        return problems
+
+    def expression_problem(self, source: str, expr: str, expect: Expect) -> str | None:
+        """Why `expr` is not a valid per-row expression of `source`, or None if it is."""
+        df = self._frames.get(source)
+        if df is None:
+            return None  # the source itself failed; that problem is already reported
+        return _resolve(df, expr, expect)
+
+    def derived_problem(self, expr: str, metric_names: list[str]) -> str | None:
+        """Why a derived expression over metric values is invalid, or None."""
+        schema = StructType([StructField(n, DoubleType()) for n in metric_names])
+        df = self.spark.createDataFrame([], schema)
+        return _resolve(df, expr, "numeric")
+
+
+def _resolve(df: DataFrame, expr: str, expect: Expect) -> str | None:
+    try:
+        with _quiet_spark_errors():
+            # Selecting the row's columns beside it rejects aggregates (no GROUP BY).
+            schema = df.select(
+                *[F.col(f"`{c}`") for c in df.columns[:1]], F.expr(expr).alias("__x")
+            ).schema
+    except Exception as exc:
+        return spark_message(exc)
+    kind = schema["__x"].dataType
+    if expect == "boolean" and not isinstance(kind, BooleanType):
+        return f"'{expr}' is {kind.simpleString()}, not a boolean condition"
+    if expect == "numeric" and not isinstance(kind, NumericType | BooleanType):
+        return f"'{expr}' is {kind.simpleString()}, not a number"
+    return None
