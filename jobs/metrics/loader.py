@@ -301,7 +301,10 @@ def _read_document(doc: LocatedDocument, raw: _Raw, out: _Collector) -> None:
             if metric_name in raw.metrics:
                 first = raw.metrics[metric_name][0].where(raw.metrics[metric_name][1])
                 out.add(
-                    doc, (*path, "name"), "E013", f"metric '{metric_name}' is already defined at {first}"
+                    doc,
+                    (*path, "name"),
+                    "E013",
+                    f"metric '{metric_name}' is already defined at {first}",
                 )
                 continue
             raw.metrics[metric_name] = (doc, path, body, defaults)
