@@ -105,12 +105,8 @@ def compute_passes(
             prepared = prepare(source, catalog.sources, read, (first.isoformat(), end.isoformat()))
             # One Spark action per pass; the checkpoint keeps the small result and drops the
             # lineage, so later steps neither rescan the source nor re-plan the pass.
-            frame = pass_frame(
-                prepared, p, source.time_column, source.unit, start, end
-            ).localCheckpoint()
-            cells = frame.count()
-            log.info("%s: %d (period, window, slice) cells", p.name, cells)
-        results[p.name] = frame
+            frame = pass_frame(prepared, p, source.time_column, source.unit, start, end)
+            results[p.name] = frame.localCheckpoint(eager=True)
     return results
 
 

@@ -34,3 +34,16 @@ def spark() -> Iterator[SparkSession]:
 def spark_session(spark: SparkSession) -> SparkSession:
     """pytest-spark's fixture name, served by the same shared session."""
     return spark
+
+
+@pytest.fixture(scope="session")
+def generated_warehouse(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A warehouse holding a small generated dataset under raw/ (28 days from 2026-09-01)."""
+    from jobs.delta import DeltaSink
+    from jobs.generate import GeneratorParams
+    from jobs.generate_job import generate, raw_dir
+
+    warehouse = str(tmp_path_factory.mktemp("generated-warehouse"))
+    sink = DeltaSink.for_session(spark, "delta-rs")
+    generate(spark, sink, GeneratorParams(scale=0.01, days=28), raw_dir(warehouse))
+    return warehouse

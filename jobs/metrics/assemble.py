@@ -215,7 +215,10 @@ def metric_frames(
             frame = _single_pass(
                 catalog, metric, _rows(results[f"{source}/{metric.grain}"], metric, dims), z
             )
-        frames[name] = frame.select(*columns)
+        # Daily periods are dates, hourly ones timestamps: one type for every metric.
+        frames[name] = frame.withColumn("period", F.col("period").cast("timestamp")).select(
+            *columns
+        )
     return frames
 
 
