@@ -27,6 +27,9 @@ FIXED_SQL_CONF = {
     # PySpark 4 records a call-site for every DataFrame operation; builders with thousands
     # of expressions (the generator, fused metric plans) spend seconds on it.
     "spark.python.sql.dataFrameDebugging.enabled": "false",
+    # The delta-rs reader passes explicit file lists (one per table folder); listing their
+    # statuses on the driver is fast, where a distributed listing job per read is not.
+    "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
 }
 SAIL = "sail"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from functools import reduce
+from typing import Any
 from urllib.parse import unquote
 
 import pyarrow as pa
@@ -43,6 +44,33 @@ def _partition_literal(value: str | None, name: str, schema: StructType) -> Colu
     return F.lit(value).cast(data_type).alias(name)
 
 
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+def _hive_layout(
+    adds: list[dict[str, Any]], partition_cols: list[str]
+) -> dict[str, list[str]] | None:
+    """Files grouped by the folder above their `col=value/` folders, when every file sits in
+    folders that spell out exactly its partition values (the usual Hive layout); else None."""
+    if not partition_cols:
+        return None
+    groups: dict[str, list[str]] = defaultdict(list)
+    for add in adds:
+        path = str(add["path"])
+        parts = path.split("/")
+        if len(parts) < len(partition_cols) + 1:
+            return None
+        segments = parts[-1 - len(partition_cols) : -1]
+        for column, segment in zip(partition_cols, segments, strict=True):
+            name, _, raw = segment.partition("=")
+            value = add.get(f"partition.{column}")
+            text = None if unquote(raw) == HIVE_NULL else unquote(unquote(raw))
+            if unquote(name) != column or text != (None if value is None else str(value)):
+                return None
+        groups["/".join(parts[: -1 - len(partition_cols)])].append(unquote(path))
+    return groups
+
+
 def read_delta_files(spark: SparkSession, uri: str, version: int | None = None) -> DataFrame:
     """The table's current (or `version`'s) rows as a Spark DataFrame."""
     table = DeltaTable(uri, version=version)
@@ -53,6 +81,17 @@ def read_delta_files(spark: SparkSession, uri: str, version: int | None = None) 
     adds = pa.table(table.get_add_actions(flatten=True)).to_pylist()
     if not adds:
         return spark.createDataFrame([], schema)
+
+    by_base = _hive_layout(adds, partition_cols)
+    if by_base is not None:
+        # One scan per folder the writers used (usually one), with Spark reading the
+        # partition values from the paths as the table's declared types.
+        scans = [
+            spark.read.schema(schema).option("basePath", f"{uri}/{base}" if base else uri)
+            .parquet(*[f"{uri}/{f}" for f in files]).select(*schema.names)
+            for base, files in sorted(by_base.items())
+        ]  # fmt: skip
+        return reduce(DataFrame.unionAll, scans)
 
     groups: dict[tuple[str | None, ...], list[str]] = defaultdict(list)
     for add in adds:

@@ -146,9 +146,22 @@ def _expand(df: DataFrame, plan: PassPlan, unit: str, unit_type: DataType) -> Da
                     value.alias("qv"),
                 )
             )
-    exploded = df.select("*", F.explode(F.array(*entries)).alias("__e"))
+    # Keep only the (window, set, kind) entries some metric reads.
+    wanted = F.array(*[F.lit(f"{w}|{s}|{k}") for w, s, k in sorted(_need_keys(plan))])
+    tagged = F.filter(
+        F.array(*entries),
+        lambda e: F.array_contains(wanted, F.concat_ws("|", F.col("__w"), e["s"], e["k"])),
+    )
+    exploded = df.select("*", F.explode(tagged).alias("__e"))
     keep = ["__t", "__w"] + [c for c in df.columns if is_stat_column(c)]
     return exploded.select(*keep, "__e.*")
+
+
+def _need_keys(plan: PassPlan) -> set[tuple[str, int, int]]:
+    """(window, grouping set index, kind id) for every combination the plan needs."""
+    kind_of = {"units": UNIT_KIND, **kinds(plan)}
+    index = {s: i for i, s in enumerate(plan.slice_sets)}
+    return {(w, index[s], kind_of[k]) for w, s, k in plan.needs}
 
 
 def _level1(df: DataFrame, plan: PassPlan) -> DataFrame:

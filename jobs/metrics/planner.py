@@ -26,6 +26,9 @@ class PassPlan:
     quantiles: tuple[tuple[str, tuple[float, ...]], ...]  # quantile part key -> levels
     ratio_pairs: tuple[tuple[str, str], ...]  # (numerator key, denominator key) in this pass
     metrics: tuple[str, ...]
+    #: (window, grouping set, kind) combinations some metric reads; kind is "units" or the
+    #: key of a distinct-count or quantile part. Rows are expanded only into these.
+    needs: frozenset[tuple[str, tuple[str, ...], str]] = frozenset()
 
     @property
     def dimensions(self) -> tuple[str, ...]:
@@ -91,6 +94,15 @@ def derived_order(catalog: Catalog, names: list[str]) -> tuple[str, ...]:
     return tuple(done)
 
 
+def _kinds(metric: MetricDef, source: str) -> list[str]:
+    """The expansion kinds a metric reads in the pass over `source`."""
+    kinds = ["units"]  # per-unit sums: every part's totals, units and variances
+    kinds += [p.key for p in metric.parts() if p.source == source and p.agg == "distinct_count"]
+    if metric.quantile_part is not None and metric.quantile_part.source == source:
+        kinds.append(metric.quantile_part.key)
+    return kinds
+
+
 def compile_plan(catalog: Catalog, selection: list[str] | None = None) -> Plan:
     """The plan for `selection` (default: the whole catalog)."""
     unknown = [n for n in selection or [] if n not in catalog.metrics]
@@ -128,6 +140,13 @@ def compile_plan(catalog: Catalog, selection: list[str] | None = None) -> Plan:
             ):
                 pairs[(m.numerator.key, m.denominator.key)] = None
         windows = {w for m in metrics for w in m.windows}
+        needs = {
+            (w, s, kind)
+            for m in metrics
+            for kind in _kinds(m, source)
+            for w in m.windows
+            for s in m.slices
+        }
         passes.append(
             PassPlan(
                 source=source,
@@ -139,6 +158,7 @@ def compile_plan(catalog: Catalog, selection: list[str] | None = None) -> Plan:
                 quantiles=tuple((k, tuple(sorted(v))) for k, v in sorted(levels.items())),
                 ratio_pairs=tuple(pairs),
                 metrics=tuple(m.name for m in metrics),
+                needs=frozenset(needs),
             )
         )
     return Plan(tuple(passes), tuple(cross), derived_order(catalog, names), tuple(names))

@@ -72,7 +72,7 @@ class SparkExpressionChecker:
                 df = self._raw(source.name)
                 df.schema  # noqa: B018 - forces the read's analysis
         except Exception as exc:
-            key = "catalog_table" if source.format == "catalog" else "table"
+            key = next(k for k in ("catalog_table", "path", "table") if (*path, k) in doc.locations)
             add(
                 (key,),
                 f"cannot read source '{source.name}' at {source.location}: {spark_message(exc)}",
@@ -137,12 +137,16 @@ class SparkExpressionChecker:
 def _resolve(df: DataFrame, expr: str, expect: Expect) -> str | None:
     try:
         with _quiet_spark_errors():
-            # Selecting the row's columns beside it rejects aggregates (no GROUP BY).
-            schema = df.select(
-                *[F.col(f"`{c}`") for c in df.columns[:1]], F.expr(expr).alias("__x")
-            ).schema
+            # Selecting a row's column beside it rejects aggregates (no GROUP BY).
+            first = [F.col(f"`{c}`") for c in df.columns[:1]]
+            schema = df.select(*first, F.expr(expr).alias("__x")).schema
     except Exception as exc:
         return spark_message(exc)
+    try:
+        with _quiet_spark_errors():
+            df.select(F.expr(f"({expr})")).schema  # noqa: B018
+    except Exception:
+        return f"'{expr}' is not one expression: Spark would read its last word as an alias"
     kind = schema["__x"].dataType
     if expect == "boolean" and not isinstance(kind, BooleanType):
         return f"'{expr}' is {kind.simpleString()}, not a boolean condition"
