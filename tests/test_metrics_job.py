@@ -56,7 +56,7 @@ def job_counter(spark: SparkSession) -> Iterator[Any]:
     """Counts the Spark jobs run inside the block, with the settings that add jobs of their
     own (adaptive re-planning per stage, broadcast joins) turned off."""
     settings = {"spark.sql.adaptive.enabled": "false", "spark.sql.autoBroadcastJoinThreshold": "-1"}
-    before = {k: spark.conf.get(k) for k in settings}
+    before = {k: str(spark.conf.get(k)) for k in settings}
     for k, v in settings.items():
         spark.conf.set(k, v)
     group = f"count-{uuid.uuid4().hex}"
