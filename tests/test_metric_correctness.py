@@ -923,13 +923,9 @@ def test_confidence_intervals_match_numpy(run: Run, metric: str) -> None:
     assert mismatches(actual, expected, ["ci_method", "ci_lower", "ci_upper"], 1e-9) == []
     bounded = [c for c in actual.values() if c["ci_lower"] is not None]
     assert len(bounded) >= 6
-    outside = [
-        f"{k}: {c['ci_lower']!r} <= {c['value']!r} <= {c['ci_upper']!r} "
-        f"({c['numerator']}/{c['denominator']})"
-        for k, c in actual.items()
-        if c["ci_lower"] is not None and not c["ci_lower"] <= c["value"] <= c["ci_upper"]
-    ]
-    assert outside == []
+    if ORACLE[metric] != Sums("clicked", den_flag="TRUE", ci="wilson"):
+        # (Wilson's containment has its own test below.)
+        assert all(c["ci_lower"] <= c["value"] <= c["ci_upper"] for c in bounded)
 
 
 def test_approx_distinct_is_close_but_exact_counts_are_exact(run: Run) -> None:
@@ -1151,33 +1147,100 @@ def test_ratio_of_distinct_counts(spark: SparkSession, run: Run, tmp_path: Path)
                 assert cell["ci_method"] == "none"
 
 
-def test_zz_probe(spark: SparkSession, tmp_path: Path) -> None:
-    t = pa.table(
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: assemble.wilson computes the lower bound as center - half, which rounds to "
+    "2.8e-17 > 0 for 0 successes in 7 trials (and the upper to 1 - 1e-16 for 10 of 10), so "
+    "the interval excludes its own estimate",
+)
+def test_wilson_interval_contains_its_estimate(run: Run) -> None:
+    cells = run.rows["ctr"].values()
+    zero = [c for c in cells if c["numerator"] == 0]
+    assert zero  # the fixture has zero-success cells
+    assert all(c["ci_lower"] == 0.0 for c in zero)
+    assert all(c["ci_lower"] <= c["value"] <= c["ci_upper"] for c in cells)
+
+
+def tiny_rows(
+    spark: SparkSession, tmp_path: Path, metrics: list[dict[str, Any]]
+) -> dict[str, Cell]:
+    """Metric -> its overall 1d cell on START, over six rows of which two have no unit."""
+    table = pa.table(
         {
             "ts": pa.array([dt.datetime(2026, 3, 26, h) for h in range(6)], pa.timestamp("us")),
             "user_id": pa.array([1, 2, None, None, 3, 3], pa.int64()),
-            "country": pa.array(["BR"] * 6, pa.string()),
             "is_bad": pa.array([True, False, True, False, False, False], pa.bool_()),
-            "amount": pa.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], pa.float64()),
         }
     )
-    write_parquet(t, tmp_path / "e.parquet")
-    src = {"path": str(tmp_path / "e.parquet"), "format": "parquet", "time_column": "ts",
-           "unit": "user_id", "dimensions": ["country"]}
-    c = {"description": "d", "owner": "o", "source": "e"}
-    text = yaml.safe_dump({"settings": {"min_cell_size": 1}, "dimensions": ["country"],
-        "sources": {"e": src}, "metrics": [
-            {**c, "name": "n", "type": "count"},
-            {**c, "name": "nb", "type": "count", "filter": "is_bad AND user_id = 3"},
-            {**c, "name": "share", "type": "ratio", "numerator": {"agg": "count", "filter": "is_bad"}, "denominator": {"agg": "count"}},
-            {"description": "d", "owner": "o", "name": "dv", "type": "derived", "expression": "n / nb"},
-        ]})
-    catalog, problems = catalog_from_documents([parse_located(text, "d.yaml")])
-    assert catalog is not None, problems
+    write_parquet(table, tmp_path / "tiny.parquet")
+    source = {
+        "path": str(tmp_path / "tiny.parquet"),
+        "format": "parquet",
+        "time_column": "ts",
+        "unit": "user_id",
+    }
+    text = yaml.safe_dump(
+        {
+            "settings": {"min_cell_size": 1},
+            "sources": {"tiny": source},
+            "metrics": [{"description": "d", "owner": "o", **m} for m in metrics],
+        }
+    )
+    catalog, problems = catalog_from_documents([parse_located(text, "defs.yaml")])
+    assert not problems and catalog is not None
     plan = compile_plan(catalog)
     sink = DeltaSink.for_session(spark, "delta-rs")
-    print(spark.conf.get("spark.sql.ansi.enabled"))
-    res = compute_passes(spark, sink, catalog, plan, str(tmp_path), dt.date(2026, 3, 26), dt.date(2026, 3, 26))
-    for r in compute_metric_rows(catalog, plan, res).collect():
-        print(r.asDict())
-    assert False
+    results = compute_passes(spark, sink, catalog, plan, str(tmp_path), START, START)
+    return {r["metric"]: r.asDict() for r in compute_metric_rows(catalog, plan, results).collect()}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: passes groups kind-0 rows by unit including a null unit, so rows without a "
+    "unit count as one more distinct unit (units, suppression) and one delta-method cluster",
+)
+def test_rows_without_a_unit_add_no_unit(spark: SparkSession, tmp_path: Path) -> None:
+    got = tiny_rows(
+        spark,
+        tmp_path,
+        [
+            {"name": "n", "source": "tiny", "type": "count"},
+            {
+                "name": "share",
+                "source": "tiny",
+                "type": "ratio",
+                "numerator": {"agg": "count", "filter": "is_bad"},
+                "denominator": {"agg": "count"},
+            },
+        ],
+    )
+    assert got["n"]["value"] == 6.0
+    assert got["share"]["value"] == 2 / 6
+    # COUNT(DISTINCT user_id) is 3: users 1, 2 and 3.
+    assert (got["n"]["units"], got["share"]["units"]) == (3, 3)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=Exception,
+    reason="BUG (or undocumented limit): a derived expression dividing by an input that is 0 "
+    "in one cell aborts the whole run with DIVIDE_BY_ZERO under Spark's ANSI mode, where "
+    "ratios give a null value",
+)
+def test_derived_division_by_zero_is_null(spark: SparkSession, tmp_path: Path) -> None:
+    got = tiny_rows(
+        spark,
+        tmp_path,
+        [
+            {"name": "n", "source": "tiny", "type": "count"},
+            {
+                "name": "n_bad_3",
+                "source": "tiny",
+                "type": "count",
+                "filter": "is_bad AND user_id = 3",
+            },
+            {"name": "per_bad", "type": "derived", "expression": "n / n_bad_3"},
+        ],
+    )
+    assert got["n_bad_3"]["value"] == 0.0
+    assert got["per_bad"]["value"] is None

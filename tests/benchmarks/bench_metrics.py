@@ -1,0 +1,358 @@
+"""Benchmark: the fused metrics job against one-query-per-metric Spark and against DuckDB.
+
+    .venv/bin/python -m tests.benchmarks.bench_metrics --scale 20
+
+Generates (once, kept under --data) the synthetic dataset at `--scale` (about 1M view events
+per unit), then computes the default catalog for every day of the data (a backfill, so all
+view events are aggregated; daily windows only, so that every contender computes the same
+cells) in four ways, timed in the same run:
+  - fused: the compiled plan, one pass per (source, grain), all slices as grouping sets;
+  - single: the same job for one metric (violative_view_rate) over the largest source;
+  - naive: one Spark query per metric and slice set, as a hand-written notebook would;
+  - duckdb: the same metrics as SQL (GROUPING SETS per metric) in DuckDB over the same
+    Parquet files (the tables' live files).
+It prints seconds and ratios, and checks that fused and DuckDB agree on overall values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import time
+from dataclasses import replace
+from typing import Any
+
+import duckdb
+from deltalake import DeltaTable
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from jobs.config import load_config
+from jobs.delta import DeltaSink
+from jobs.generate import GeneratorParams
+from jobs.generate_job import existing_truth, generate, raw_dir
+from jobs.logs import configure_logging
+from jobs.metrics.definitions import Catalog, MetricDef, Part, SourceDef
+from jobs.metrics.loader import load_catalog
+from jobs.metrics.planner import compile_plan
+from jobs.metrics.sources import dim_column, prepare, table_reader
+from jobs.metrics_job import compute_metric_rows, compute_passes
+from jobs.session import build_session
+from tests.conftest import REPO_ROOT
+
+
+def daily_only(catalog: Catalog) -> Catalog:
+    """The catalog with every daily metric's windows reduced to 1d."""
+    metrics = {
+        n: m if m.grain == "hour" else replace(m, windows=("1d",))
+        for n, m in catalog.metrics.items()
+    }
+    return replace(catalog, metrics=metrics)
+
+
+def timed(label: str, work: Any) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = work()
+    seconds = time.perf_counter() - started
+    print(f"  {label:<44} {seconds:8.1f} s", flush=True)
+    return seconds, result
+
+
+# --- naive: one Spark query per metric and slice set ----------------------------------------
+
+
+def _cond(part_filter: str | None) -> Any:
+    return F.expr(part_filter) if part_filter else F.lit(True)
+
+
+def _part_agg(part: Part) -> Any:
+    on = _cond(part.filter)
+    if part.agg == "count":
+        return F.count_if(on)
+    value = F.when(on, F.expr(part.value or "null"))
+    if part.agg == "sum":
+        return F.sum(value)
+    if part.agg == "distinct_count":
+        return F.count_distinct(value)
+    return F.approx_count_distinct(value)
+
+
+def naive_metric(prepared: dict[str, DataFrame], catalog: Catalog, metric: MetricDef) -> int:
+    """Run one query per slice set for `metric`; return the number of result rows."""
+    rows = 0
+    for slice_set in metric.slices:
+        time_of = catalog.sources[metric.sources()[0]].time_column
+        period = F.date_trunc("hour", time_of) if metric.grain == "hour" else F.to_date(time_of)
+        keys = [period.alias("period"), *[F.col(dim_column(d)).alias(d) for d in slice_set]]
+        if metric.quantile_part is not None:
+            q = metric.quantile_part
+            df = (
+                prepared[q.source]
+                .groupBy(*keys)
+                .agg(F.percentile(F.when(_cond(q.filter), F.expr(q.value)), metric.quantile or 0.5))
+            )
+        elif metric.denominator is not None and metric.numerator is not None:
+            num, den = metric.numerator, metric.denominator
+            if num.source == den.source:
+                df = (
+                    prepared[num.source]
+                    .groupBy(*keys)
+                    .agg(_part_agg(num).alias("n"), _part_agg(den).alias("d"))
+                )
+            else:
+                time_num = catalog.sources[num.source].time_column
+                keys_num = [
+                    F.to_date(time_num).alias("period"),
+                    *[F.col(dim_column(d)).alias(d) for d in slice_set],
+                ]
+                left = prepared[num.source].groupBy(*keys_num).agg(_part_agg(num).alias("n"))
+                right = prepared[den.source].groupBy(*keys).agg(_part_agg(den).alias("d"))
+                df = right.join(left, on=["period", *slice_set], how="left")
+            df = df.select("*", (F.col("n") / F.col("d")).alias("value"))
+        else:
+            assert metric.numerator is not None
+            df = prepared[metric.numerator.source].groupBy(*keys).agg(_part_agg(metric.numerator))
+        rows += len(df.collect())
+    return rows
+
+
+# --- DuckDB: the same metrics as SQL --------------------------------------------------------
+
+
+def duck_sources(con: duckdb.DuckDBPyConnection, catalog: Catalog, warehouse: str) -> None:
+    """A view per source over its live Parquet files, with joins, derived columns and dims."""
+    for name, source in catalog.sources.items():
+        path = os.path.join(warehouse, source.location)
+        table = DeltaTable(path)
+        files = ", ".join(f"'{f}'" for f in table.file_uris())
+        con.execute(
+            f"CREATE OR REPLACE VIEW raw_{name} AS "
+            f"SELECT * FROM read_parquet([{files}], hive_partitioning = true)"
+        )
+    for name, source in catalog.sources.items():
+        select = [f"raw_{name}.*"]
+        joins = ""
+        for i, join in enumerate(source.joins):
+            cols = ", ".join(join.columns)
+            on = " AND ".join(f"raw_{name}.{c} = j{i}.{c}" for c in join.on)
+            keys = ", ".join(join.on)
+            lookup = f"SELECT DISTINCT ON ({keys}) {keys}, {cols} FROM raw_{join.source}"
+            joins += f" LEFT JOIN ({lookup}) j{i} ON {on}"
+            select += [f"j{i}.{c}" for c in join.columns]
+        inner = f"SELECT {', '.join(select)} FROM raw_{name}{joins}"
+        derived = ", ".join(f"{expr} AS {col}" for col, expr in source.columns)
+        step = f"SELECT *{', ' + derived if derived else ''} FROM ({inner})"
+        dims = ", ".join(
+            f"coalesce(CAST({expr} AS VARCHAR), '(none)') AS d_{d}" for d, expr in source.dimensions
+        )
+        con.execute(f"CREATE OR REPLACE VIEW src_{name} AS SELECT *, {dims} FROM ({step})")
+
+
+def _duck_part(part: Part) -> str:
+    cond = part.filter or "TRUE"
+    if part.agg == "count":
+        return f"count_if({cond})"
+    if part.agg == "sum":
+        return f"sum(CASE WHEN {cond} THEN {part.value} END)"
+    if part.agg == "distinct_count":
+        return f"count(DISTINCT CASE WHEN {cond} THEN {part.value} END)"
+    return f"approx_count_distinct(CASE WHEN {cond} THEN {part.value} END)"
+
+
+def duck_metric(
+    con: duckdb.DuckDBPyConnection, catalog: Catalog, metric: MetricDef
+) -> dict[Any, float | None]:
+    """One GROUPING SETS query (two, joined, across sources); overall values by period."""
+
+    def query(source: SourceDef, aggs: str) -> str:
+        period = (
+            f"date_trunc('hour', {source.time_column})"
+            if metric.grain == "hour"
+            else f"CAST({source.time_column} AS DATE)"
+        )
+        dims = sorted({d for s in metric.slices for d in s})
+        sets = ", ".join(
+            "(" + ", ".join(["period", *[f"d_{d}" for d in s]]) + ")" for s in metric.slices
+        )
+        cols = ", ".join(["period", *[f"d_{d}" for d in dims]])
+        return (
+            f"SELECT {cols}, grouping({cols}) AS gid, {aggs} FROM (SELECT *, {period} AS period "
+            f"FROM src_{source.name}) GROUP BY GROUPING SETS ({sets})"
+        )
+
+    if metric.quantile_part is not None:
+        q = metric.quantile_part
+        sql = query(
+            catalog.sources[q.source],
+            f"quantile_cont(CASE WHEN {q.filter or 'TRUE'} THEN {q.value} END, "
+            f"{metric.quantile}) AS value",
+        )
+    elif metric.denominator is not None and metric.numerator is not None:
+        num, den = metric.numerator, metric.denominator
+        if num.source == den.source:
+            sql = query(
+                catalog.sources[num.source],
+                f"{_duck_part(num)} / {_duck_part(den)} * {metric.per} AS value",
+            )
+        else:
+            sql = query(catalog.sources[den.source], f"{_duck_part(den)} AS d")
+            other = query(catalog.sources[num.source], f"{_duck_part(num)} AS n")
+            dims = sorted({d for s in metric.slices for d in s})
+            on = " AND ".join(
+                f"a.{c} IS NOT DISTINCT FROM b.{c}"
+                for c in ["period", "gid", *[f"d_{d}" for d in dims]]
+            )
+            value = f"coalesce(b.n, 0) / a.d * {metric.per} AS value"
+            sql = f"SELECT a.*, {value} FROM ({sql}) a LEFT JOIN ({other}) b ON {on}"
+    else:
+        assert metric.numerator is not None
+        sql = query(
+            catalog.sources[metric.numerator.source], f"{_duck_part(metric.numerator)} AS value"
+        )
+    rows = con.execute(sql).fetchall()
+    names = [d[0] for d in con.description]
+    result: dict[Any, float | None] = {}
+    for row in rows:
+        record = dict(zip(names, row, strict=True))
+        if all(v is None for k, v in record.items() if k.startswith("d_")):
+            result[record["period"]] = record["value"]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=20.0)
+    parser.add_argument(
+        "--data", default="/tmp/safety-metrics-bench", help="warehouse for the data"
+    )
+    parser.add_argument("--env", default="local")
+    parser.add_argument("--skip-naive", action="store_true")
+    args = parser.parse_args()
+    config = load_config(args.env)
+    configure_logging("WARNING")
+    spark = build_session(config)
+    sink = DeltaSink.for_session(spark, "delta-rs")
+    params = GeneratorParams(scale=args.scale)
+    warehouse = args.data
+    truth = existing_truth(raw_dir(warehouse))
+    if truth is None or truth.get("params", {}).get("scale") != args.scale:
+        print(f"generating scale {args.scale} into {warehouse} ...", flush=True)
+        generate(spark, sink, params, raw_dir(warehouse))
+    catalog = daily_only(load_catalog(REPO_ROOT / "metric_defs"))
+    start = params.start_date
+    end = start + dt.timedelta(days=params.days - 1)
+    views = DeltaTable(os.path.join(warehouse, "raw/views")).get_add_actions(flatten=True)
+    n_views = sum(views.column("num_records").to_pylist())
+    print(
+        f"scale {args.scale}: {n_views:,} view events, {start}..{end} ({params.days} days), "
+        f"{len(catalog.metrics)} metrics, master {config.spark.master}"
+    )
+
+    def fused(names: list[str] | None) -> int:
+        plan = compile_plan(catalog, names)
+        return (
+            compute_metric_rows(
+                catalog, plan, compute_passes(spark, sink, catalog, plan, warehouse, start, end)
+            )
+            .localCheckpoint()
+            .count()
+        )
+
+    full_plan = compile_plan(catalog)
+    print(
+        f"fused plan: {len(full_plan.passes)} passes; "
+        f"{sum(len(p.slice_sets) for p in full_plan.passes)} grouping sets in all"
+    )
+    t_fused, cells = timed(
+        f"fused, all {len(catalog.metrics)} metrics ({{}} cells)".format("?"), lambda: fused(None)
+    )
+    print(f"    -> {cells:,} metric cells")
+    t_single, _ = timed(
+        "fused, 1 metric (violative_view_rate)", lambda: fused(["violative_view_rate"])
+    )
+    views_metrics = [
+        n for n, m in catalog.metrics.items() if m.sources() == ("views",) and m.grain == "day"
+    ]
+    t_views, _ = timed(
+        f"fused, the {len(views_metrics)} metrics over views", lambda: fused(views_metrics)
+    )
+
+    t_naive = float("nan")
+    if not args.skip_naive:
+        read = table_reader(spark, sink, warehouse)
+        prepared = {
+            name: prepare(source, catalog.sources, read, (start.isoformat(), end.isoformat()))
+            for name, source in catalog.sources.items()
+        }
+        queries = sum(len(m.slices) for m in catalog.metrics.values() if m.type != "derived")
+        t_naive, _ = timed(
+            f"naive, one Spark query per metric x slice set ({queries})",
+            lambda: sum(
+                naive_metric(prepared, catalog, m)
+                for m in catalog.metrics.values()
+                if m.type != "derived"
+            ),
+        )
+
+    con = duckdb.connect()
+    con.execute(f"SET threads = {os.cpu_count() or 2}")
+    duck_sources(con, catalog, warehouse)
+    duck: dict[str, dict[Any, float | None]] = {}
+    t_duck, _ = timed(
+        "duckdb, one GROUPING SETS query per metric",
+        lambda: duck.update(
+            {
+                n: duck_metric(con, catalog, m)
+                for n, m in catalog.metrics.items()
+                if m.type != "derived"
+            }
+        ),
+    )
+
+    # Agreement of overall values, fused vs DuckDB (approximate distincts excluded).
+    plan = compile_plan(catalog)
+    ours = compute_metric_rows(
+        catalog, plan, compute_passes(spark, sink, catalog, plan, warehouse, start, end)
+    )
+    overall = ours.where(F.col("slice_id") == "all").select("metric", "period", "value").collect()
+    worst = 0.0
+    compared = 0
+    for row in overall:
+        if (
+            row["metric"] not in duck
+            or catalog.metrics[row["metric"]].type == "approx_distinct_count"
+        ):
+            continue
+        key = (
+            row["period"]
+            if catalog.metrics[row["metric"]].grain == "hour"
+            else row["period"].date()
+        )
+        theirs = duck[row["metric"]].get(key)
+        if theirs is None or row["value"] is None:
+            continue
+        compared += 1
+        worst = max(worst, abs(row["value"] - theirs) / max(abs(theirs), 1e-12))
+    print(
+        f"fused vs duckdb overall values: {compared} compared, max relative difference {worst:.2e}"
+    )
+    print()
+    print(f"{'contender':<40} {'seconds':>8} {'vs fused':>9}")
+    for label, seconds in [
+        ("fused (all metrics)", t_fused),
+        ("fused (1 metric)", t_single),
+        ("fused (views metrics)", t_views),
+        ("naive Spark", t_naive),
+        ("duckdb", t_duck),
+    ]:
+        print(f"{label:<40} {seconds:>8.1f} {seconds / t_fused:>8.2f}x")
+    print(
+        f"\nnaive / fused = {t_naive / t_fused:.1f}x (target >= 5); "
+        f"all metrics / one metric = {t_fused / t_single:.2f}x (target <= 2)"
+    )
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()
