@@ -291,3 +291,18 @@ def test_plan_command_prints_the_plan_without_spark(capsys: pytest.CaptureFixtur
     out = capsys.readouterr().out
     assert out.startswith("Plan: 3 metrics, 1 aggregation passes over 1 sources")
     assert "overturned_per_1k_actions = appeal_rate * reinstatement_rate * 1000" in out
+
+
+def test_run_with_bad_definitions_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    defs = tmp_path / "defs"
+    defs.mkdir()
+    (defs / "defs.yaml").write_text(
+        BASE.format(path="/x.parquet") + "  - {name: a, description: d, owner: o, source: views, type: count, slices: [[contry]]}\n"
+    )
+    warehouse = tmp_path / "warehouse"
+    code = main(["run", "--defs", str(defs), "--env", "test", "--warehouse", str(warehouse), "--date", "2026-09-01"])
+    assert code == 2
+    assert "E020 unknown dimension 'contry'; did you mean 'country'?" in capsys.readouterr().err
+    assert not warehouse.exists()
