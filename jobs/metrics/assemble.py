@@ -81,6 +81,23 @@ def _rows(result: DataFrame, metric: MetricDef, dimensions: tuple[str, ...]) -> 
     )
 
 
+def _without_interval(
+    rows: DataFrame, value: Column, numerator: Column, units: Column
+) -> DataFrame:
+    """A metric with no denominator and no interval (counts, sums, distincts, quantiles)."""
+    none = F.lit(None).cast("double")
+    return rows.select(
+        "*",
+        value.alias("value"),
+        numerator.alias("numerator"),
+        none.alias("denominator"),
+        units.alias("units"),
+        none.alias("ci_lower"),
+        none.alias("ci_upper"),
+        F.lit("none").alias("ci_method"),
+    )
+
+
 def _single_pass(catalog: Catalog, metric: MetricDef, rows: DataFrame, z: float) -> DataFrame:
     per = metric.per
     none = F.lit(None).cast("double")
@@ -88,31 +105,13 @@ def _single_pass(catalog: Catalog, metric: MetricDef, rows: DataFrame, z: float)
         q = metric.quantile_part
         assert q is not None and metric.quantile is not None
         value = F.col(quantile_stat(q.key, metric.quantile))
-        return rows.select(
-            "*",
-            value.alias("value"),
-            none.alias("numerator"),
-            none.alias("denominator"),
-            F.col(stat(q.key, "units")).alias("units"),
-            none.alias("ci_lower"),
-            none.alias("ci_upper"),
-            F.lit("none").alias("ci_method"),
-        )
+        return _without_interval(rows, value, none, F.col(stat(q.key, "units")))
     num = metric.numerator
     assert num is not None
     y = F.col(stat(num.key, "sum"))
     den = metric.denominator
     if den is None:
-        return rows.select(
-            "*",
-            y.alias("value"),
-            y.alias("numerator"),
-            none.alias("denominator"),
-            F.col(stat(num.key, "units")).alias("units"),
-            none.alias("ci_lower"),
-            none.alias("ci_upper"),
-            F.lit("none").alias("ci_method"),
-        )
+        return _without_interval(rows, y, y, F.col(stat(num.key, "units")))
     x = F.col(stat(den.key, "sum"))
     lower, upper = none, none
     if metric.ci == "wilson":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from jobs.located_yaml import Location
 
@@ -26,19 +26,9 @@ MetricType = Literal[
     "quantile",
     "derived",
 ]
-METRIC_TYPES: tuple[MetricType, ...] = (
-    "count",
-    "sum",
-    "mean",
-    "ratio",
-    "rate",
-    "distinct_count",
-    "approx_distinct_count",
-    "quantile",
-    "derived",
-)
+METRIC_TYPES: tuple[MetricType, ...] = get_args(MetricType)
 AggKind = Literal["count", "sum", "distinct_count", "approx_distinct_count"]
-AGG_KINDS: tuple[AggKind, ...] = ("count", "sum", "distinct_count", "approx_distinct_count")
+AGG_KINDS: tuple[AggKind, ...] = get_args(AggKind)
 Grain = Literal["day", "hour"]
 GoodDirection = Literal["up", "down", "none"]
 CiMethod = Literal["auto", "wilson", "delta", "none"]

@@ -105,47 +105,34 @@ def _periods(
 def _expand(df: DataFrame, plan: PassPlan, unit: str, unit_type: DataType) -> DataFrame:
     """One row per (grouping set, kind): dimension columns outside the set are null."""
     kind_of = kinds(plan)
+    no_unit = F.lit(None).cast(unit_type)
+    no_key = F.lit(None).cast("string")
+    no_value = F.lit(None).cast("double")
     entries = []
     for s_index, slice_set in enumerate(plan.slice_sets):
         dims = [
             (F.col(dim_column(d)) if d in slice_set else F.lit(None).cast("string")).alias(d)
             for d in plan.dimensions
         ]
-        entries.append(
-            F.struct(
-                F.lit(s_index).alias("s"),
-                F.lit(UNIT_KIND).alias("k"),
-                *dims,
-                F.col(unit).alias("u"),
-                F.lit(None).cast("string").alias("dk"),
-                F.lit(None).cast("double").alias("qv"),
+
+        def entry(kind: int, unit_value: Column, key: Column, value: Column) -> Column:
+            return F.struct(
+                F.lit(s_index).alias("s"),  # noqa: B023 - used at once, inside the loop
+                F.lit(kind).alias("k"),
+                *dims,  # noqa: B023
+                unit_value.alias("u"),
+                key.alias("dk"),
+                value.alias("qv"),
             )
-        )
+
+        entries.append(entry(UNIT_KIND, F.col(unit), no_key, no_value))
         for p in plan.parts:
             if p.agg == "distinct_count":
                 key = F.when(F.col(stat(p.key, "f")), F.col(stat(p.key, "v")))
-                entries.append(
-                    F.struct(
-                        F.lit(s_index).alias("s"),
-                        F.lit(kind_of[p.key]).alias("k"),
-                        *dims,
-                        F.lit(None).cast(unit_type).alias("u"),
-                        key.alias("dk"),
-                        F.lit(None).cast("double").alias("qv"),
-                    )
-                )
+                entries.append(entry(kind_of[p.key], no_unit, key, no_value))
         for q in plan.quantile_parts:
             value = F.when(F.col(stat(q.key, "f")), F.col(stat(q.key, "v")))
-            entries.append(
-                F.struct(
-                    F.lit(s_index).alias("s"),
-                    F.lit(kind_of[q.key]).alias("k"),
-                    *dims,
-                    F.lit(None).cast(unit_type).alias("u"),
-                    F.lit(None).cast("string").alias("dk"),
-                    value.alias("qv"),
-                )
-            )
+            entries.append(entry(kind_of[q.key], no_unit, no_key, value))
     # Keep only the (window, set, kind) entries some metric reads.
     wanted = F.array(*[F.lit(f"{w}|{s}|{k}") for w, s, k in sorted(_need_keys(plan))])
     tagged = F.filter(
