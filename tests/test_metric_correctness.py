@@ -168,7 +168,7 @@ METRICS: list[dict[str, Any]] = [
     {
         "name": "amount_per_user",
         "type": "derived",
-        "expression": "total_amount / active_users",
+        "expression": "try_divide(total_amount, active_users)",
         "windows": W3,
         "slices": GEO,
     },
@@ -571,7 +571,10 @@ class Reference:
         # Same rows: pair each unit's numerator and denominator sums.
         pairs = self._pairs(metric, source, o, unit) if o.ci == "delta" else {}
         cells: dict[Key, Cell] = {}
-        for (key, sset), den_units in den.items():
+        # Across sources a cell exists where either side has rows.
+        only_num = [k for k in num if k not in den] if num_source != source else []
+        for key, sset in [*den, *only_num]:
+            den_units = den.get((key, sset), [])
             num_units = num.get((key, sset), [])
             y = sum(s for s, _ in num_units)
             x = sum(s for s, _ in den_units)
@@ -982,9 +985,13 @@ def test_empty_slices_have_no_row(run: Run) -> None:
     assert (END.isoformat(), "1d", "country=ZZ") not in cells
     # JP was only ever on search.
     assert not any(k[2] == "country=JP|surface=feed" for k in cells)
-    # A cross-source rate has cells where its denominator has rows: FR has only reports.
+    # A cross-source rate has cells where either side has rows: FR has only reports, so its
+    # cells have a numerator, a zero denominator, no value and no units (so are suppressed).
     rate = run.rows["spam_reports_per_1k"]
-    assert not any("FR" in k[2] for k in rate)
+    fr = [c for k, c in rate.items() if k[2] == "country=FR"]
+    assert fr and all(c["denominator"] == 0 for c in fr)
+    assert any(c["numerator"] > 0 for c in fr)
+    assert all(c["value"] is None and c["units"] == 0 for c in fr)
     mx = rate[(END.isoformat(), "7d", "country=MX")]
     assert mx["numerator"] == 0.0 and mx["value"] == 0.0 and mx["denominator"] > 0
 
@@ -1068,18 +1075,12 @@ def test_publish_gates(run: Run) -> None:
     for name in ("unique keys", "no null keys", "0 <= numerator <= denominator"):
         assert gates[name].passed, gates[name]
     assert gates["source fresh: events"].passed
-    # Children add up to parents for every metric but the cross-source rate, whose 'all'
-    # numerator counts FR reports that no FR cell publishes (FR has no events).
+    # Children add up to parents for every metric, the cross-source rate included (its FR
+    # cells carry FR's reports although FR has no events).
     assert run.parent_gate.passed, run.parent_gate
-    assert not gates["slices consistent with parent totals"].passed
+    assert gates["slices consistent with parent totals"].passed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a single-source ratio of distinct_count (or approx_distinct_count) parts "
-    "fails Spark analysis: compile_plan puts every same-source pair in ratio_pairs and "
-    "passes._level2 reads the parts' __x column, which _level1 makes only for count/sum",
-)
 def test_ratio_of_distinct_counts(spark: SparkSession, run: Run, tmp_path: Path) -> None:
     """Share of users with a bad event (exact) and of items with one (HLL), overall."""
     source = {
@@ -1147,12 +1148,6 @@ def test_ratio_of_distinct_counts(spark: SparkSession, run: Run, tmp_path: Path)
                 assert cell["ci_method"] == "none"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: assemble.wilson computes the lower bound as center - half, which rounds to "
-    "2.8e-17 > 0 for 0 successes in 7 trials (and the upper to 1 - 1e-16 for 10 of 10), so "
-    "the interval excludes its own estimate",
-)
 def test_wilson_interval_contains_its_estimate(run: Run) -> None:
     cells = run.rows["ctr"].values()
     zero = [c for c in cells if c["numerator"] == 0]
@@ -1194,11 +1189,6 @@ def tiny_rows(
     return {r["metric"]: r.asDict() for r in compute_metric_rows(catalog, plan, results).collect()}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: passes groups kind-0 rows by unit including a null unit, so rows without a "
-    "unit count as one more distinct unit (units, suppression) and one delta-method cluster",
-)
 def test_rows_without_a_unit_add_no_unit(spark: SparkSession, tmp_path: Path) -> None:
     got = tiny_rows(
         spark,
@@ -1220,13 +1210,6 @@ def test_rows_without_a_unit_add_no_unit(spark: SparkSession, tmp_path: Path) ->
     assert (got["n"]["units"], got["share"]["units"]) == (3, 3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Exception,
-    reason="BUG (or undocumented limit): a derived expression dividing by an input that is 0 "
-    "in one cell aborts the whole run with DIVIDE_BY_ZERO under Spark's ANSI mode, where "
-    "ratios give a null value",
-)
 def test_derived_division_by_zero_is_null(spark: SparkSession, tmp_path: Path) -> None:
     got = tiny_rows(
         spark,
@@ -1239,8 +1222,28 @@ def test_derived_division_by_zero_is_null(spark: SparkSession, tmp_path: Path) -
                 "type": "count",
                 "filter": "is_bad AND user_id = 3",
             },
-            {"name": "per_bad", "type": "derived", "expression": "n / n_bad_3"},
+            {"name": "per_bad", "type": "derived", "expression": "try_divide(n, n_bad_3)"},
         ],
     )
     assert got["n_bad_3"]["value"] == 0.0
     assert got["per_bad"]["value"] is None
+
+
+def test_derived_division_by_a_metric_must_use_try_divide() -> None:
+    """Plain division fails the whole run when a divisor is 0 (ANSI mode): refused up front."""
+    text = yaml.safe_dump(
+        {
+            "sources": {"t": {"path": "/x.parquet", "format": "parquet", "time_column": "ts",
+                              "unit": "u"}},
+            "metrics": [
+                {"name": "a", "description": "d", "owner": "o", "source": "t", "type": "count"},
+                {"name": "b", "description": "d", "owner": "o", "type": "derived",
+                 "expression": "a / (a - 1)"},
+                {"name": "c", "description": "d", "owner": "o", "type": "derived",
+                 "expression": "a / 1000.0"},
+            ],
+        }
+    )  # fmt: skip
+    _, problems = catalog_from_documents([parse_located(text, "defs.yaml")])
+    assert [p.code for p in problems] == ["E037"]
+    assert "use try_divide(a, b)" in str(problems[0])

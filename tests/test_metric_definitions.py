@@ -299,10 +299,23 @@ def test_run_with_bad_definitions_writes_nothing(
     defs = tmp_path / "defs"
     defs.mkdir()
     (defs / "defs.yaml").write_text(
-        BASE.format(path="/x.parquet") + "  - {name: a, description: d, owner: o, source: views, type: count, slices: [[contry]]}\n"
+        BASE.format(path="/x.parquet")
+        + "  - {name: a, description: d, owner: o, source: views, type: count, slices: [[contry]]}\n"
     )
     warehouse = tmp_path / "warehouse"
-    code = main(["run", "--defs", str(defs), "--env", "test", "--warehouse", str(warehouse), "--date", "2026-09-01"])
+    code = main(
+        [
+            "run",
+            "--defs",
+            str(defs),
+            "--env",
+            "test",
+            "--warehouse",
+            str(warehouse),
+            "--date",
+            "2026-09-01",
+        ]
+    )
     assert code == 2
     assert "E020 unknown dimension 'contry'; did you mean 'country'?" in capsys.readouterr().err
     assert not warehouse.exists()

@@ -42,9 +42,10 @@ def wilson(successes: Column, trials: Column, z: float) -> tuple[Column, Column]
     center = (p + z2 / (2 * trials)) / denom
     half = z / denom * F.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials))
     ok = trials > 0
-    return F.when(ok, F.greatest(center - half, F.lit(0.0))), F.when(
-        ok, F.least(center + half, F.lit(1.0))
-    )
+    # Rounding can put a bound a hair past the estimate (0 of n gives 3e-17): clamp it.
+    lower = F.greatest(F.least(center - half, p), F.lit(0.0))
+    upper = F.least(F.greatest(center + half, p), F.lit(1.0))
+    return F.when(ok, lower), F.when(ok, upper)
 
 
 def delta_ratio(
@@ -149,6 +150,8 @@ def _cross_source(
     assert num is not None and den is not None
     left = num_rows.select(
         *KEYS,
+        F.col("slice_set").alias("__set_y"),
+        *[F.col(d).alias(f"__y_{d}") for d in dimensions],
         F.col(stat(num.key, "sum")).alias("__y"),
         F.col(stat(num.key, "sumsq")).alias("__yy")
         if num.additive
@@ -165,13 +168,14 @@ def _cross_source(
         else F.lit(None).cast("double").alias("__xx"),
         F.col(stat(den.key, "units")).alias("__nx"),
     )
-    joined = right.join(left, on=list(KEYS), how="left")
+    # A cell exists where either side has rows, so children still add up to their parent.
+    joined = right.join(left, on=list(KEYS), how="full_outer")
     y = F.coalesce(F.col("__y"), F.lit(0.0))
-    x = F.col("__x")
+    x = F.coalesce(F.col("__x"), F.lit(0.0))
     r = _safe_div(y, x)
     # Both sides' totals vary over the same population of units at risk: units absent from
     # one side (a viewer who filed no report) count there as zeros.
-    n = F.greatest(F.coalesce(F.col("__ny"), F.lit(0)), F.col("__nx"))
+    n = F.greatest(F.coalesce(F.col("__ny"), F.lit(0)), F.coalesce(F.col("__nx"), F.lit(0)))
     var_y = total_variance(y, F.coalesce(F.col("__yy"), F.lit(0.0)), n)
     var_x = total_variance(x, F.col("__xx"), n)
     var_r = r * r * (_safe_div(var_y, y * y) + _safe_div(var_x, x * x))
@@ -180,12 +184,12 @@ def _cross_source(
     none = F.lit(None).cast("double")
     return joined.select(
         *KEYS,
-        "slice_set",
-        *dimensions,
+        F.coalesce("slice_set", "__set_y").alias("slice_set"),
+        *[F.coalesce(d, f"__y_{d}").alias(d) for d in dimensions],
         (r * metric.per).alias("value"),
         y.alias("numerator"),
         x.alias("denominator"),
-        F.col("__nx").alias("units"),
+        F.coalesce(F.col("__nx"), F.lit(0)).alias("units"),
         ((r - half) * metric.per if use else none).alias("ci_lower"),
         ((r + half) * metric.per if use else none).alias("ci_upper"),
         F.lit(metric.ci if use else "none").alias("ci_method"),

@@ -8,6 +8,7 @@ need every metric at once are in `cross_checks`.
 
 from __future__ import annotations
 
+import re
 from typing import Any, cast
 
 from jobs.located_yaml import LocatedDocument, YamlPath, did_you_mean
@@ -29,6 +30,8 @@ from jobs.metrics.definitions import (
 from jobs.metrics.spec_problems import IDENTIFIER, Collector, Raw, checked_int, checked_text, label
 from jobs.metrics.windows_slices import merged, metric_slices, metric_windows
 
+#: Division by anything but a number literal, e.g. `a / b` or `a / (b + c)`.
+UNSAFE_DIVISION = re.compile(r"/\s*[^\s0-9.]")
 METRIC_KEYS = (
     "name",
     "description",
@@ -256,6 +259,15 @@ def read_metric(
                     did_you_mean(IDENTIFIER.findall(expression)[0], raw.metrics)
                     if IDENTIFIER.findall(expression)
                     else None,
+                )
+            if UNSAFE_DIVISION.search(expression):
+                out.add(
+                    doc,
+                    (*path, "expression"),
+                    "E037",
+                    "a derived expression divides by a value that can be 0, which fails the "
+                    "whole run (Spark's ANSI mode)",
+                    "use try_divide(a, b), which gives null for a zero divisor",
                 )
     ci = _resolve_ci(
         doc, path, name, cast(CiMethod, ci), mtype, proportion, numerator, denominator, sources, out

@@ -174,15 +174,17 @@ def _level1(df: DataFrame, plan: PassPlan) -> DataFrame:
 
 def _level2(df: DataFrame, plan: PassPlan) -> DataFrame:
     unit_rows = F.col("k") == UNIT_KIND
+    # Rows without a unit still count in totals, but are no unit of their own.
+    known_unit = unit_rows & F.col("u").isNotNull()
     kind_of = kinds(plan)
-    aggs: list[Column] = [F.count_if(unit_rows).alias("__units")]
+    aggs: list[Column] = [F.count_if(known_unit).alias("__units")]
 
     def on_units(c: Column) -> Column:
         return F.when(unit_rows, c)
 
     for p in plan.parts:
         n = F.col(stat(p.key, "n"))
-        aggs.append(F.count_if(unit_rows & (n > 0)).alias(stat(p.key, "units")))
+        aggs.append(F.count_if(known_unit & (n > 0)).alias(stat(p.key, "units")))
         aggs.append(F.sum(on_units(n)).alias(stat(p.key, "rows")))
         if p.additive:
             x = F.coalesce(F.col(stat(p.key, "x")), F.lit(0.0))
@@ -204,11 +206,11 @@ def _level2(df: DataFrame, plan: PassPlan) -> DataFrame:
                 pair_stat(num, den, "cross")
             )
         )
-        aggs.append(F.count_if(unit_rows & either).alias(pair_stat(num, den, "units")))
+        aggs.append(F.count_if(known_unit & either).alias(pair_stat(num, den, "units")))
     levels = dict(plan.quantiles)
     for q in plan.quantile_parts:
         n = F.col(stat(q.key, "n"))
-        aggs.append(F.count_if(unit_rows & (n > 0)).alias(stat(q.key, "units")))
+        aggs.append(F.count_if(known_unit & (n > 0)).alias(stat(q.key, "units")))
         aggs.append(F.sum(on_units(n)).alias(stat(q.key, "rows")))
         mine = (F.col("k") == kind_of[q.key]) & F.col("qv").isNotNull()
         value = F.when(mine, F.col("qv"))

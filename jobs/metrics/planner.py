@@ -133,12 +133,10 @@ def compile_plan(catalog: Catalog, selection: list[str] | None = None) -> Plan:
             if m.quantile_part is not None and m.quantile is not None:
                 qparts.setdefault(m.quantile_part.key, m.quantile_part)
                 levels.setdefault(m.quantile_part.key, set()).add(m.quantile)
-            if (
-                m.numerator
-                and m.denominator
-                and m.numerator.source == m.denominator.source == source
-            ):
-                pairs[(m.numerator.key, m.denominator.key)] = None
+            n, d = m.numerator, m.denominator
+            if n and d and n.additive and d.additive and n.source == d.source == source:
+                # Cross products for the delta method; only sums and counts have unit sums.
+                pairs[(n.key, d.key)] = None
         windows = {w for m in metrics for w in m.windows}
         needs = {
             (w, s, kind)
