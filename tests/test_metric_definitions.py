@@ -139,7 +139,7 @@ def test_the_default_catalog_is_valid() -> None:
             "defs.yaml:35:69: E034 metric 'a': a Wilson interval needs a proportion",
         ),
         (
-            "  - {name: a, description: d, owner: o, type: derived, expression: 'vvr / b'}\n"
+            "  - {name: a, description: d, owner: o, type: derived, expression: 'vvr * b'}\n"
             "  - {name: b, description: d, owner: o, type: derived, expression: 'a * 2'}\n",
             "defs.yaml:35:56: E036 derived metrics form a cycle: a -> b -> a",
         ),
@@ -319,3 +319,29 @@ def test_run_with_bad_definitions_writes_nothing(
     assert code == 2
     assert "E020 unknown dimension 'contry'; did you mean 'country'?" in capsys.readouterr().err
     assert not warehouse.exists()
+
+
+def test_the_unit_may_be_a_derived_column_and_a_wrong_one_is_located(
+    spark: SparkSession, views_path: str
+) -> None:
+    base = BASE.format(path=views_path)
+    derived = base.replace(
+        "    unit: viewer_id\n    dimensions: [country, surface]\n",
+        "    unit: viewer_key\n    columns: {viewer_key: \"concat(country, '-', viewer_id)\"}\n"
+        "    dimensions: [country, surface]\n",
+        1,
+    )
+    read = table_reader(spark, DeltaSink.for_session(spark, "delta-rs"), "/unused")
+
+    def problems(text: str) -> list[str]:
+        _, found = catalog_from_documents(
+            [parse_located(text, "defs.yaml")],
+            lambda sources: SparkExpressionChecker(spark, read, sources),
+        )
+        return [str(p) for p in found]
+
+    assert problems(derived) == []
+    wrong = base.replace("    unit: viewer_id\n", "    unit: viewer\n", 1)
+    assert problems(wrong) == [
+        "defs.yaml:8:5: E040 source 'views' has no column 'viewer'; did you mean 'viewer_id'?"
+    ]

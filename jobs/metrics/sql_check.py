@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, DoubleType, NumericType, StructField, StructType
 
-from jobs.located_yaml import LocatedDocument, Problem, YamlPath
+from jobs.located_yaml import LocatedDocument, Problem, YamlPath, did_you_mean
 from jobs.metrics.definitions import SourceDef
 from jobs.metrics.sources import TableReader, with_joins
 
@@ -81,7 +81,7 @@ class SparkExpressionChecker:
             self._frames[source.name] = None
             return problems
         columns = set(df.columns)
-        for key in ("time_column", "unit", "date_column"):
+        for key in ("time_column", "date_column"):
             column = getattr(source, key)
             if column and column not in columns:
                 add(
@@ -117,6 +117,14 @@ class SparkExpressionChecker:
             error = _resolve(df, expr, "any")
             if error:
                 add(("dimensions", name if name != expr else i), f"dimension '{name}': {error}")
+        # The unit may be a derived column (e.g. a composite key built under `columns`).
+        if source.unit not in df.columns:
+            add(
+                ("unit",),
+                f"source '{source.name}' has no column '{source.unit}'",
+                did_you_mean(source.unit, df.columns)
+                or f"columns: {', '.join(sorted(df.columns))}",
+            )
         self._frames[source.name] = df.limit(0)
         return problems
 
