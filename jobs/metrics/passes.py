@@ -108,7 +108,7 @@ def _expand(df: DataFrame, plan: PassPlan, unit: str, unit_type: DataType) -> Da
     no_unit = F.lit(None).cast(unit_type)
     no_key = F.lit(None).cast("string")
     no_value = F.lit(None).cast("double")
-    entries = []
+    entries: list[tuple[int, int, Column]] = []
     for s_index, slice_set in enumerate(plan.slice_sets):
         dims = [
             (F.col(dim_column(d)) if d in slice_set else F.lit(None).cast("string")).alias(d)
@@ -125,20 +125,25 @@ def _expand(df: DataFrame, plan: PassPlan, unit: str, unit_type: DataType) -> Da
                 value.alias("qv"),
             )
 
-        entries.append(entry(UNIT_KIND, F.col(unit), no_key, no_value))
+        entries.append((s_index, UNIT_KIND, entry(UNIT_KIND, F.col(unit), no_key, no_value)))
         for p in plan.parts:
             if p.agg == "distinct_count":
                 key = F.when(F.col(stat(p.key, "f")), F.col(stat(p.key, "v")))
-                entries.append(entry(kind_of[p.key], no_unit, key, no_value))
+                kind = kind_of[p.key]
+                entries.append((s_index, kind, entry(kind, no_unit, key, no_value)))
         for q in plan.quantile_parts:
             value = F.when(F.col(stat(q.key, "f")), F.col(stat(q.key, "v")))
-            entries.append(entry(kind_of[q.key], no_unit, no_key, value))
-    # Keep only the (window, set, kind) entries some metric reads.
-    wanted = F.array(*[F.lit(f"{w}|{s}|{k}") for w, s, k in sorted(_need_keys(plan))])
-    tagged = F.filter(
-        F.array(*entries),
-        lambda e: F.array_contains(wanted, F.concat_ws("|", F.col("__w"), e["s"], e["k"])),
-    )
+            kind = kind_of[q.key]
+            entries.append((s_index, kind, entry(kind, no_unit, no_key, value)))
+    # Per window, only the (set, kind) entries some metric reads: one fixed array per window,
+    # picked by the row's window (no per-entry test on the rows).
+    needed = _need_keys(plan)
+    per_window = F.when(F.lit(False), F.array(entries[0][2]))
+    for w in plan.windows:
+        chosen = [e for s_index, kind, e in entries if (w, s_index, kind) in needed]
+        if chosen:
+            per_window = per_window.when(F.col("__w") == w, F.array(*chosen))
+    tagged = per_window
     exploded = df.select("*", F.explode(tagged).alias("__e"))
     keep = ["__t", "__w"] + [c for c in df.columns if is_stat_column(c)]
     return exploded.select(*keep, "__e.*")
