@@ -24,6 +24,7 @@ from jobs.metrics.planner import PassPlan, slice_set_name, window_days
 from jobs.metrics.sources import dim_column
 
 UNIT_KIND = 0
+DISTINCT_AGGS = ("distinct_count", "approx_distinct_count")
 _STAT_COLUMN = re.compile(r"^[pq][0-9a-f]{10}__")
 
 
@@ -46,7 +47,7 @@ def quantile_stat(part_key: str, level: float) -> str:
 
 def kinds(plan: PassPlan) -> dict[str, int]:
     """Kind id of each distinct-count and quantile part (kind 0 is the unit kind)."""
-    keyed = [p.key for p in plan.parts if p.agg == "distinct_count"]
+    keyed = [p.key for p in plan.parts if p.agg in DISTINCT_AGGS]
     keyed += [q.key for q in plan.quantile_parts]
     return {key: i for i, key in enumerate(keyed, start=1)}
 
@@ -62,8 +63,15 @@ def _flags(df: DataFrame, plan: PassPlan) -> DataFrame:
         )
         if p.agg == "sum":
             cols.append(F.expr(p.value or "0").cast("double").alias(stat(p.key, "v")))
-        elif p.agg in ("distinct_count", "approx_distinct_count"):
+        elif p.agg == "distinct_count":
             cols.append(F.expr(p.value or "null").cast("string").alias(stat(p.key, "v")))
+        elif p.agg == "approx_distinct_count":
+            # Distinct 64-bit hashes of the value: a narrow key, and collisions negligible
+            # (about n^2 / 2^65). A sketch aggregate here would force Spark's slow
+            # object-based aggregation for the whole pass.
+            value = F.expr(p.value or "null")
+            hashed = F.when(value.isNotNull(), F.xxhash64(value).cast("string"))
+            cols.append(hashed.alias(stat(p.key, "v")))
     for q in plan.quantile_parts:
         flag = F.coalesce(F.expr(q.filter), F.lit(False)) if q.filter else F.lit(True)
         cols.append(flag.alias(stat(q.key, "f")))
@@ -127,7 +135,7 @@ def _expand(df: DataFrame, plan: PassPlan, unit: str, unit_type: DataType) -> Da
 
         entries.append((s_index, UNIT_KIND, entry(UNIT_KIND, F.col(unit), no_key, no_value)))
         for p in plan.parts:
-            if p.agg == "distinct_count":
+            if p.agg in DISTINCT_AGGS:
                 key = F.when(F.col(stat(p.key, "f")), F.col(stat(p.key, "v")))
                 kind = kind_of[p.key]
                 entries.append((s_index, kind, entry(kind, no_unit, key, no_value)))
@@ -166,12 +174,6 @@ def _level1(df: DataFrame, plan: PassPlan) -> DataFrame:
             aggs.append(F.count_if(flag).cast("double").alias(stat(p.key, "x")))
         elif p.agg == "sum":
             aggs.append(F.sum(F.when(flag, F.col(stat(p.key, "v")))).alias(stat(p.key, "x")))
-        elif p.agg == "approx_distinct_count":
-            aggs.append(
-                F.expr(
-                    f"hll_sketch_agg(CASE WHEN {stat(p.key, 'f')} THEN {stat(p.key, 'v')} END)"
-                ).alias(stat(p.key, "h"))
-            )
     for q in plan.quantile_parts:
         aggs.append(F.count_if(F.col(stat(q.key, "f"))).alias(stat(q.key, "n")))
     return df.groupBy(*keys).agg(*aggs)
@@ -195,13 +197,9 @@ def _level2(df: DataFrame, plan: PassPlan) -> DataFrame:
             x = F.coalesce(F.col(stat(p.key, "x")), F.lit(0.0))
             aggs.append(F.coalesce(F.sum(on_units(x)), F.lit(0.0)).alias(stat(p.key, "sum")))
             aggs.append(F.coalesce(F.sum(on_units(x * x)), F.lit(0.0)).alias(stat(p.key, "sumsq")))
-        elif p.agg == "distinct_count":
+        else:
             mine = (F.col("k") == kind_of[p.key]) & F.col("dk").isNotNull()
             aggs.append(F.count_if(mine).cast("double").alias(stat(p.key, "sum")))
-        else:
-            union = f"hll_union_agg(CASE WHEN k = {UNIT_KIND} THEN {stat(p.key, 'h')} END, true)"
-            estimate = F.expr(f"hll_sketch_estimate({union})")
-            aggs.append(F.coalesce(estimate, F.lit(0)).cast("double").alias(stat(p.key, "sum")))
     for num, den in plan.ratio_pairs:
         x_num = F.coalesce(F.col(stat(num, "x")), F.lit(0.0))
         x_den = F.coalesce(F.col(stat(den, "x")), F.lit(0.0))

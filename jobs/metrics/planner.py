@@ -97,7 +97,11 @@ def derived_order(catalog: Catalog, names: list[str]) -> tuple[str, ...]:
 def _kinds(metric: MetricDef, source: str) -> list[str]:
     """The expansion kinds a metric reads in the pass over `source`."""
     kinds = ["units"]  # per-unit sums: every part's totals, units and variances
-    kinds += [p.key for p in metric.parts() if p.source == source and p.agg == "distinct_count"]
+    kinds += [
+        p.key
+        for p in metric.parts()
+        if p.source == source and p.agg in ("distinct_count", "approx_distinct_count")
+    ]
     if metric.quantile_part is not None and metric.quantile_part.source == source:
         kinds.append(metric.quantile_part.key)
     return kinds
