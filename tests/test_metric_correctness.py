@@ -37,6 +37,7 @@ from jobs.metrics.loader import catalog_from_documents
 from jobs.metrics.planner import Plan, compile_plan
 from jobs.metrics.sources import table_reader
 from jobs.metrics.sql_check import SparkExpressionChecker
+from jobs.metrics.suppression import suppress
 from jobs.metrics_job import (
     METRIC_VALUES,
     RunSummary,
@@ -747,12 +748,13 @@ def independent_totals_interval(
     """Cross-source ratio: Y and X independent totals over n = max units, zeros padded."""
     n = max(len(y), len(x))
     total_y, total_x = float(y.sum()), float(x.sum())
-    if n <= 1 or total_x == 0 or total_y == 0:
+    if n <= 1 or total_x == 0:
         return None, None
     var_y = n * float(np.var(np.pad(y, (0, n - len(y))), ddof=1))
     var_x = n * float(np.var(np.pad(x, (0, n - len(x))), ddof=1))
     r = total_y / total_x
-    half = Z * math.sqrt(r * r * (var_y / total_y**2 + var_x / total_x**2))
+    # R^2 (Var Y / Y^2 + Var X / X^2), in the form that is defined at Y = 0.
+    half = Z * math.sqrt((var_y + r * r * var_x) / total_x**2)
     return (r - half) * per, (r + half) * per
 
 
@@ -1247,3 +1249,43 @@ def test_derived_division_by_a_metric_must_use_try_divide() -> None:
     _, problems = catalog_from_documents([parse_located(text, "defs.yaml")])
     assert [p.code for p in problems] == ["E037"]
     assert "use try_divide(a, b)" in str(problems[0])
+
+
+def test_units_count_only_rows_that_carry_the_value(spark: SparkSession, tmp_path: Path) -> None:
+    """One unit's value among 19 units with nulls must not pass a minimum cell size of 10."""
+    table = pa.table(
+        {
+            "ts": pa.array([dt.datetime(2026, 3, 26, 12)] * 20, pa.timestamp("us")),
+            "user_id": pa.array(range(1, 21), pa.int64()),
+            "salary": pa.array([123456.0] + [None] * 19, pa.float64()),
+        }
+    )
+    write_parquet(table, tmp_path / "pay.parquet")
+    source = {"path": str(tmp_path / "pay.parquet"), "format": "parquet", "time_column": "ts",
+              "unit": "user_id"}  # fmt: skip
+    common = {"description": "d", "owner": "o", "source": "pay", "value": "salary"}
+    text = yaml.safe_dump(
+        {
+            "settings": {"min_cell_size": 10, "gates": {"on_failure": "warn"}},
+            "sources": {"pay": source},
+            "metrics": [
+                {**common, "name": "p50", "type": "quantile", "quantile": 0.5},
+                {**common, "name": "total", "type": "sum"},
+                {**common, "name": "average", "type": "mean"},
+                {**common, "name": "payers", "type": "distinct_count", "value": "CASE WHEN "
+                 "salary IS NOT NULL THEN user_id END"},
+            ],
+        }
+    )  # fmt: skip
+    catalog, problems = catalog_from_documents([parse_located(text, "defs.yaml")])
+    assert not problems and catalog is not None
+    plan = compile_plan(catalog)
+    sink = DeltaSink.for_session(spark, "delta-rs")
+    rows = compute_metric_rows(
+        catalog, plan, compute_passes(spark, sink, catalog, plan, str(tmp_path), START, START)
+    )
+    got = {r["metric"]: r.asDict() for r in suppress(catalog, plan, rows).collect()}
+    assert {m: got[m]["units"] for m in got} == {m: None for m in got}
+    assert all(got[m]["suppressed"] and got[m]["value"] is None for m in got)
+    before = {r["metric"]: r["units"] for r in rows.collect()}
+    assert before == {"p50": 1, "total": 1, "average": 1, "payers": 1}

@@ -345,3 +345,11 @@ def test_the_unit_may_be_a_derived_column_and_a_wrong_one_is_located(
     assert problems(wrong) == [
         "defs.yaml:8:5: E040 source 'views' has no column 'viewer'; did you mean 'viewer_id'?"
     ]
+
+
+def test_dimension_names_may_not_shadow_table_columns() -> None:
+    found = problems_of("dimensions: [country, window]\n", base=False)
+    assert found == [
+        "defs.yaml:1:23: E015 dimension name 'window' is reserved (a column of metric_values "
+        "or of a pass); rename it, e.g. 'window_name'"
+    ]

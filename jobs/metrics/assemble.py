@@ -178,7 +178,8 @@ def _cross_source(
     n = F.greatest(F.coalesce(F.col("__ny"), F.lit(0)), F.coalesce(F.col("__nx"), F.lit(0)))
     var_y = total_variance(y, F.coalesce(F.col("__yy"), F.lit(0.0)), n)
     var_x = total_variance(x, F.col("__xx"), n)
-    var_r = r * r * (_safe_div(var_y, y * y) + _safe_div(var_x, x * x))
+    # R^2 (Var Y / Y^2 + Var X / X^2), written so that it stays defined when Y = 0.
+    var_r = _safe_div(var_y + r * r * var_x, x * x)
     use = metric.ci == "delta"
     half = z * F.sqrt(var_r)
     none = F.lit(None).cast("double")

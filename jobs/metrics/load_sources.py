@@ -104,6 +104,17 @@ def read_settings(raw: Raw, out: Collector) -> Settings:
     return replace(base, **values)
 
 
+#: Columns of metric_values and of a pass's internal rows, which dimensions must not shadow.
+RESERVED_DIMENSION_NAMES = frozenset(
+    {
+        "date", "period", "period_start", "grain", "window", "metric", "slice_set", "slice_id",
+        "value", "numerator", "denominator", "units", "ci_lower", "ci_upper", "ci_method",
+        "suppressed", "definition_version", "run_id", "computed_at", "s", "k", "u", "dk", "qv",
+        "rows",
+    }
+)  # fmt: skip
+
+
 def read_dimensions(doc: LocatedDocument, value: Any, raw: Raw, out: Collector) -> None:
     names = list(value) if isinstance(value, dict | list) else None
     if names is None:
@@ -124,6 +135,14 @@ def read_dimensions(doc: LocatedDocument, value: Any, raw: Raw, out: Collector) 
                 path,
                 "E013",
                 f"dimension '{name}' is already declared at {raw.dimensions[name]}",
+            )
+        elif name in RESERVED_DIMENSION_NAMES:
+            out.add(
+                doc,
+                path,
+                "E015",
+                f"dimension name '{name}' is reserved (a column of metric_values or of a pass)",
+                f"rename it, e.g. '{name}_name'",
             )
         else:
             raw.dimensions[name] = doc.where(path)

@@ -169,13 +169,17 @@ def _level1(df: DataFrame, plan: PassPlan) -> DataFrame:
     aggs: list[Column] = [F.count(F.lit(1)).alias("rows")]
     for p in plan.parts:
         flag = F.col(stat(p.key, "f"))
-        aggs.append(F.count_if(flag).alias(stat(p.key, "n")))
+        # Rows that carry the part's value: a unit whose values are all null is not one of
+        # the cell's units (else one unit's value could pass the minimum cell size).
+        present = flag if p.agg == "count" else flag & F.col(stat(p.key, "v")).isNotNull()
+        aggs.append(F.count_if(present).alias(stat(p.key, "n")))
         if p.agg == "count":
             aggs.append(F.count_if(flag).cast("double").alias(stat(p.key, "x")))
         elif p.agg == "sum":
             aggs.append(F.sum(F.when(flag, F.col(stat(p.key, "v")))).alias(stat(p.key, "x")))
     for q in plan.quantile_parts:
-        aggs.append(F.count_if(F.col(stat(q.key, "f"))).alias(stat(q.key, "n")))
+        present = F.col(stat(q.key, "f")) & F.col(stat(q.key, "v")).isNotNull()
+        aggs.append(F.count_if(present).alias(stat(q.key, "n")))
     return df.groupBy(*keys).agg(*aggs)
 
 
