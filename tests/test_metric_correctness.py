@@ -549,11 +549,12 @@ class Reference:
     def per_unit(
         self, metric: str, source: str, flag: str, value: str, unit: str
     ) -> dict[tuple[Key, str], list[tuple[float, int]]]:
-        """(cell, slice set) -> per unit (sum of value where flag, rows where flag)."""
+        """(cell, slice set) -> per unit (sum of value where flag, rows where flag that carry
+        a value: a unit whose values are all null is not one of the cell's units)."""
         sql = f"""
             SELECT period, win, slice_id, slice_set, {unit} AS u,
                    coalesce(sum(CASE WHEN ({flag}) THEN CAST({value} AS DOUBLE) END), 0) AS s,
-                   count(*) FILTER (WHERE ({flag})) AS n
+                   count(*) FILTER (WHERE ({flag}) AND ({value}) IS NOT NULL) AS n
             FROM {self.rows(source, grain_of(metric))}
             WHERE {self._scope(metric)}
             GROUP BY ALL
@@ -621,7 +622,10 @@ class Reference:
             FROM {self.rows(source, grain_of(metric))}
             WHERE {self._scope(metric)}
             GROUP BY period, win, slice_id, {unit}
-            HAVING count(*) FILTER (WHERE ({o.num_flag}) OR ({den_flag})) > 0
+            HAVING count(*) FILTER (
+                WHERE (({o.num_flag}) AND ({o.num_value}) IS NOT NULL)
+                   OR (({den_flag}) AND ({o.den_value}) IS NOT NULL)
+            ) > 0
         """
         acc: dict[Key, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
         for period, win, sid, y, x in self.con.execute(sql).fetchall():
@@ -636,7 +640,8 @@ class Reference:
         sql = f"""
             SELECT period, win, slice_id, slice_set,
                    count(DISTINCT CASE WHEN ({o.flag}) THEN CAST({o.value} AS VARCHAR) END),
-                   count(DISTINCT CASE WHEN ({o.flag}) THEN {unit} END)
+                   count(DISTINCT CASE WHEN ({o.flag}) AND ({o.value}) IS NOT NULL
+                                       THEN {unit} END)
             FROM {self.rows(source, grain_of(metric))}
             WHERE {self._scope(metric)}
             GROUP BY ALL
@@ -662,7 +667,8 @@ class Reference:
             SELECT period, win, slice_id, slice_set,
                    list(CAST({o.value} AS DOUBLE))
                        FILTER (WHERE ({o.flag}) AND {o.value} IS NOT NULL),
-                   count(DISTINCT CASE WHEN ({o.flag}) THEN {unit} END)
+                   count(DISTINCT CASE WHEN ({o.flag}) AND ({o.value}) IS NOT NULL
+                                       THEN {unit} END)
             FROM {self.rows(source, grain_of(metric))}
             WHERE {self._scope(metric)}
             GROUP BY ALL
@@ -1146,7 +1152,9 @@ def test_ratio_of_distinct_counts(spark: SparkSession, run: Run, tmp_path: Path)
                 assert math.isclose(cell["numerator"], len(bad), rel_tol=rel)
                 assert math.isclose(cell["denominator"], len(every), rel_tol=rel)
                 assert math.isclose(cell["value"], len(bad) / len(every), rel_tol=2 * rel)
-                assert cell["units"] == len({e["user_id"] for e in rows})
+                # Units of the denominator: users with a row that carries its value.
+                carriers = {e["user_id"] for e in rows if e[column] is not None}
+                assert cell["units"] == len(carriers - {None})
                 assert cell["ci_method"] == "none"
 
 
