@@ -76,15 +76,20 @@ _TOP_KEYS = {"spark", "warehouse", "delta_backend", "log_level"}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-def default_conf_dir() -> Path:
-    """`$SAFETY_METRICS_CONF_DIR`, else `./conf`, else the `conf/` beside the source tree."""
-    from_env = os.environ.get("SAFETY_METRICS_CONF_DIR")
+def data_dir(env_var: str, folder: str) -> Path:
+    """`$env_var`, else `./folder`, else the folder beside the source tree."""
+    from_env = os.environ.get(env_var)
     if from_env:
         return Path(from_env)
-    here = Path("conf")
+    here = Path(folder)
     if here.is_dir():
         return here
-    return Path(__file__).resolve().parent.parent / "conf"
+    return Path(__file__).resolve().parent.parent / folder
+
+
+def default_conf_dir() -> Path:
+    """`$SAFETY_METRICS_CONF_DIR`, else `./conf`, else the `conf/` beside the source tree."""
+    return data_dir("SAFETY_METRICS_CONF_DIR", "conf")
 
 
 def resolve_conf_path(env_or_path: str | None, conf_dir: Path | None = None) -> Path:

@@ -18,6 +18,19 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 @contextmanager
+def quiet_spark_errors() -> Iterator[None]:
+    """Silence Spark's log of analysis errors for a block whose errors are expected and
+    reported by the caller (probes, expression checks)."""
+    quiet = logging.getLogger("SQLQueryContextLogger")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        quiet.setLevel(level)
+
+
+@contextmanager
 def stage(log: logging.Logger, what: str) -> Iterator[None]:
     """Log the start and the end of a stage with its duration (also when it fails)."""
     log.info("%s ...", what)

@@ -5,28 +5,24 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import os
 from pathlib import Path
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
-from jobs.config import AppConfig
+from jobs.config import AppConfig, data_dir
+from jobs.delta import DeltaSink
 from jobs.metrics.definitions import Catalog
 from jobs.metrics.loader import load_catalog
 from jobs.metrics.planner import compile_plan, render_plan
+from jobs.metrics.sources import TableReader, table_reader
 
 log = logging.getLogger("safety-metrics")
 
 
 def default_defs_dir() -> Path:
     """`$SAFETY_METRICS_DEFS_DIR`, else `./metric_defs`, else the one beside the source tree."""
-    from_env = os.environ.get("SAFETY_METRICS_DEFS_DIR")
-    if from_env:
-        return Path(from_env)
-    here = Path("metric_defs")
-    if here.is_dir():
-        return here
-    return Path(__file__).resolve().parent.parent / "metric_defs"
+    return data_dir("SAFETY_METRICS_DEFS_DIR", "metric_defs")
 
 
 def add_defs_argument(parser: argparse.ArgumentParser) -> None:
@@ -53,13 +49,12 @@ def selection(args: argparse.Namespace) -> list[str] | None:
     return [m.strip() for m in args.metrics.split(",") if m.strip()]
 
 
-def load_checked_catalog(spark: SparkSession, config: AppConfig, defs: Path | None) -> Catalog:
+def load_checked_catalog(
+    spark: SparkSession, sink: DeltaSink, config: AppConfig, defs: Path | None
+) -> Catalog:
     """Load the catalog and check its SQL against the sources' real columns."""
-    from jobs.delta import DeltaSink
-    from jobs.metrics.sources import table_reader
     from jobs.metrics.sql_check import SparkExpressionChecker
 
-    sink = DeltaSink.for_session(spark, config.delta_backend)
     read = table_reader(spark, sink, config.warehouse)
     return load_catalog(
         defs or default_defs_dir(), lambda sources: SparkExpressionChecker(spark, read, sources)
@@ -72,7 +67,9 @@ def run_validate(args: argparse.Namespace, config: AppConfig) -> int:
     defs = args.defs or default_defs_dir()
     catalog = load_catalog(defs)  # structure first: no Spark needed to report these
     spark = build_session(config)
-    catalog = load_checked_catalog(spark, config, defs)
+    catalog = load_checked_catalog(
+        spark, DeltaSink.for_session(spark, config.delta_backend), config, defs
+    )
     print(f"{defs}: {len(catalog.metrics)} metrics over {len(catalog.sources)} sources are valid.")
     return 0
 
@@ -87,15 +84,8 @@ def run_plan(args: argparse.Namespace, config: AppConfig) -> int:
     return 0
 
 
-def latest_date(spark: SparkSession, config: AppConfig, catalog: Catalog) -> dt.date:
+def latest_date(read: TableReader, catalog: Catalog) -> dt.date:
     """The last date that every source of the catalog has data for."""
-    from jobs.delta import DeltaSink
-    from jobs.metrics.sources import table_reader
-
-    sink = DeltaSink.for_session(spark, config.delta_backend)
-    read = table_reader(spark, sink, config.warehouse)
-    from pyspark.sql import functions as F
-
     ends: list[dt.date] = []
     for source in catalog.sources.values():
         column = source.date_column or source.time_column
@@ -108,7 +98,6 @@ def latest_date(spark: SparkSession, config: AppConfig, catalog: Catalog) -> dt.
 
 
 def run_metrics_command(args: argparse.Namespace, config: AppConfig) -> int:
-    from jobs.delta import DeltaSink
     from jobs.metrics_job import run_metrics
     from jobs.session import build_session
 
@@ -120,16 +109,16 @@ def run_metrics_command(args: argparse.Namespace, config: AppConfig) -> int:
     except KeyError as exc:
         raise SystemExit(f"safety-metrics: {exc.args[0]}") from None
     spark = build_session(config)
-    catalog = load_checked_catalog(spark, config, args.defs)
+    sink = DeltaSink.for_session(spark, config.delta_backend)
+    catalog = load_checked_catalog(spark, sink, config, args.defs)
     if args.date:
         start = end = args.date
     elif args.start or args.end:
         start, end = args.start or args.end, args.end or args.start
     else:
-        start = end = latest_date(spark, config, catalog)
+        start = end = latest_date(table_reader(spark, sink, config.warehouse), catalog)
         log.info("no --date given: using %s, the latest date every source has data for", start)
     print(render_plan(catalog, plan), end="")
-    sink = DeltaSink.for_session(spark, config.delta_backend)
     summary = run_metrics(
         spark, sink, catalog, plan, config.warehouse, start, end, run_id=args.run_id
     )

@@ -36,6 +36,7 @@ from jobs.delta.native_backend import NativeBackend
 from jobs.delta.reader import read_delta_files
 from jobs.delta.schema import check_partitioning, check_schema, delta_schema
 from jobs.delta.table_state import already_applied, load_table
+from jobs.logs import quiet_spark_errors
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +54,12 @@ def session_has_delta(spark: SparkSession) -> bool:
     exist' or 'not a Delta table' error (or none) comes back instead.
     """
     probe = f"/tmp/safety-metrics-delta-probe-{uuid.uuid4().hex}"
-    quiet = logging.getLogger("SQLQueryContextLogger")
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)
     try:
-        spark.read.format("delta").load(probe).schema  # noqa: B018 - forces analysis
+        with quiet_spark_errors():
+            spark.read.format("delta").load(probe).schema  # noqa: B018 - forces analysis
     except Exception as exc:
         text = str(exc)
         return "DATA_SOURCE_NOT_FOUND" not in text and "Failed to find the data source" not in text
-    finally:
-        quiet.setLevel(level)
     return True
 
 

@@ -56,7 +56,7 @@ def _examples(df: DataFrame, columns: list[str]) -> tuple[str, ...]:
 
 def unique_keys(metrics: DataFrame) -> GateResult:
     keys = ["metric", "period", "window", "slice_id"]
-    dupes = metrics.groupBy(*keys).count().where("count > 1").cache()
+    dupes = metrics.groupBy(*keys).count().where("count > 1")
     n = dupes.count()
     return GateResult(
         "unique keys",
@@ -175,7 +175,7 @@ def parent_consistency(catalog: Catalog, plan: Plan, metrics: DataFrame) -> Gate
         | (is_additive & (differs("child_num", "numerator") | differs("child_den", "denominator")))
         | (~is_additive & (F.col("max_num") > F.col("numerator") + 1e-9))
         | (F.col("max_units") > F.col("units"))
-    ).cache()
+    )
     n = bad.count()
     return GateResult(
         "slices consistent with parent totals",

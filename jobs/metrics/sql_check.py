@@ -7,9 +7,6 @@ expression, with Spark's message (which lists close column names).
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Literal
 
 from pyspark.sql import DataFrame, SparkSession
@@ -17,22 +14,11 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, DoubleType, NumericType, StructField, StructType
 
 from jobs.located_yaml import LocatedDocument, Problem, YamlPath, did_you_mean
+from jobs.logs import quiet_spark_errors
 from jobs.metrics.definitions import SourceDef
 from jobs.metrics.sources import TableReader, with_joins
 
 Expect = Literal["boolean", "numeric", "any"]
-
-
-@contextmanager
-def _quiet_spark_errors() -> Iterator[None]:
-    """Spark logs every analysis error at ERROR; here they are expected and reported."""
-    quiet = logging.getLogger("SQLQueryContextLogger")
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        quiet.setLevel(level)
 
 
 def spark_message(exc: Exception) -> str:
@@ -68,7 +54,7 @@ class SparkExpressionChecker:
             problems.append(Problem(doc.where((*path, *key)), "E040", message, hint))
 
         try:
-            with _quiet_spark_errors():
+            with quiet_spark_errors():
                 df = self._raw(source.name)
                 df.schema  # noqa: B018 - forces the read's analysis
         except Exception as exc:
@@ -90,7 +76,7 @@ class SparkExpressionChecker:
                     f"columns: {', '.join(sorted(columns))}",
                 )
         try:
-            with _quiet_spark_errors():
+            with quiet_spark_errors():
                 df = with_joins(df, source, self._raw)
                 df.schema  # noqa: B018
         except Exception as exc:
@@ -144,14 +130,14 @@ class SparkExpressionChecker:
 
 def _resolve(df: DataFrame, expr: str, expect: Expect) -> str | None:
     try:
-        with _quiet_spark_errors():
+        with quiet_spark_errors():
             # Selecting a row's column beside it rejects aggregates (no GROUP BY).
             first = [F.col(f"`{c}`") for c in df.columns[:1]]
             schema = df.select(*first, F.expr(expr).alias("__x")).schema
     except Exception as exc:
         return spark_message(exc)
     try:
-        with _quiet_spark_errors():
+        with quiet_spark_errors():
             df.select(F.expr(f"({expr})")).schema  # noqa: B018
     except Exception:
         return f"'{expr}' is not one expression: Spark would read its last word as an alias"
