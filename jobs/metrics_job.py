@@ -82,6 +82,15 @@ def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
 
 
+def shuffle_partitions(spark: SparkSession) -> int | None:
+    """The session's `spark.sql.shuffle.partitions`, or None where the engine has none."""
+    try:
+        value = spark.conf.get("spark.sql.shuffle.partitions")
+    except Exception:  # an engine without the setting: let it choose
+        return None
+    return int(value) if value and value.isdigit() else None
+
+
 def compute_passes(
     spark: SparkSession,
     sink: DeltaSink,
@@ -93,6 +102,7 @@ def compute_passes(
 ) -> dict[str, DataFrame]:
     """Run every pass (one Spark action each); pass name -> its cached wide result."""
     read = table_reader(spark, sink, warehouse)
+    partitions = shuffle_partitions(spark)
     results: dict[str, DataFrame] = {}
     for i, p in enumerate(plan.passes, start=1):
         source = catalog.sources[p.source]
@@ -105,7 +115,7 @@ def compute_passes(
             prepared = prepare(source, catalog.sources, read, (first.isoformat(), end.isoformat()))
             # One Spark action per pass; the checkpoint keeps the small result and drops the
             # lineage, so later steps neither rescan the source nor re-plan the pass.
-            frame = pass_frame(prepared, p, source.time_column, source.unit, start, end)
+            frame = pass_frame(prepared, p, source.time_column, source.unit, start, end, partitions)
             results[p.name] = frame.localCheckpoint(eager=True)
     return results
 

@@ -901,18 +901,13 @@ def mismatches(
 # --- tests ---------------------------------------------------------------------------------
 
 
-def test_plan_has_one_pass_per_source_and_grain(run: Run) -> None:
-    assert [p.name for p in run.plan.passes] == [
-        "events/day",
-        "events/hour",
-        "impressions/day",
-        "reports/day",
-    ]
+def test_plan_has_one_pass_per_source_for_both_grains(run: Run) -> None:
+    assert [p.name for p in run.plan.passes] == ["events", "impressions", "reports"]
     assert run.plan.cross_source == ("spam_reports_per_1k",)
     assert run.plan.derived == ("amount_per_user",)
-    events_day = run.plan.passes[0]
-    assert events_day.windows == ("1d", "7d", "28d")
-    assert events_day.lookback_days == 27
+    events = run.plan.passes[0]
+    assert events.windows == ("1d", "7d", "28d", "1h")
+    assert events.lookback_days == 27
 
 
 @pytest.mark.parametrize("metric", NAMES)

@@ -211,14 +211,12 @@ def metric_frames(
             continue
         if name in plan.cross_source:
             assert metric.numerator is not None and metric.denominator is not None
-            num_rows = _rows(results[f"{metric.numerator.source}/{metric.grain}"], metric, dims)
-            den_rows = _rows(results[f"{metric.denominator.source}/{metric.grain}"], metric, dims)
+            num_rows = _rows(results[metric.numerator.source], metric, dims)
+            den_rows = _rows(results[metric.denominator.source], metric, dims)
             frame = _cross_source(metric, num_rows, den_rows, dims, z)
         else:
             source = metric.sources()[0]
-            frame = _single_pass(
-                catalog, metric, _rows(results[f"{source}/{metric.grain}"], metric, dims), z
-            )
+            frame = _single_pass(catalog, metric, _rows(results[source], metric, dims), z)
         # Daily periods are dates, hourly ones timestamps: one type for every metric.
         frames[name] = frame.withColumn("period", F.col("period").cast("timestamp")).select(
             *columns

@@ -1,12 +1,17 @@
 """One pass: a single scan of a source computing every part, slice and window of a plan.
 
-Rows are expanded twice (Spark's Expand, written out so it runs on any engine): once per
-output period a row's windows reach, and once per (grouping set, kind). Kind 0 groups rows
-by unit, giving per-unit sums for clustered variances and distinct units for suppression;
-each distinct-count part has a kind grouping by its value, and each quantile part a kind
-grouping by its value with a frequency. Level 1 aggregates per (period, window, set, kind,
-dimensions, key); level 2 per (period, window, set, dimensions), picking each kind's rows.
-The result is one wide row per (period, window, slice) with named statistics per part.
+The scanned rows are shuffled once, by unit. Then each row is expanded (Spark's Expand,
+written out so it runs on any engine) once per output period its windows reach and once per
+grouping set, and three branches aggregate them:
+- units: per (period, window, set, dimensions, unit), within the unit's partition, so no
+  second shuffle: per-unit sums for clustered variances, and distinct units for suppression
+  (and for distinct counts of the unit itself);
+- values: per (period, window, set, kind, dimensions, value) for exact distinct counts of
+  other columns, and per value with its frequency for exact quantiles;
+- sketches: per (period, window, set, dimensions) a HyperLogLog++ sketch for approximate
+  distinct counts, combined map-side.
+Level 2 aggregates the branches' rows per (period, window, set, dimensions): one wide row
+per (period, window, slice) with named statistics per part.
 """
 
 from __future__ import annotations
@@ -14,10 +19,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable
+from functools import reduce
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import DataType
 
 from jobs.metrics.definitions import ALL
 from jobs.metrics.planner import PassPlan, slice_set_name, window_days
@@ -25,6 +30,8 @@ from jobs.metrics.sources import dim_column
 
 UNIT_KIND = 0
 DISTINCT_AGGS = ("distinct_count", "approx_distinct_count")
+#: Relative standard error of the HyperLogLog++ sketches behind approximate distinct counts.
+APPROX_RSD = 0.02
 _STAT_COLUMN = re.compile(r"^[pq][0-9a-f]{10}__")
 
 
@@ -46,8 +53,14 @@ def quantile_stat(part_key: str, level: float) -> str:
 
 
 def kinds(plan: PassPlan) -> dict[str, int]:
-    """Kind id of each distinct-count and quantile part (kind 0 is the unit kind)."""
-    keyed = [p.key for p in plan.parts if p.agg in DISTINCT_AGGS]
+    """Kind id of each part with its own expansion (kind 0 is the unit kind): exact distinct
+    counts of values other than the unit, approximate distinct counts and quantiles."""
+    keyed = [
+        p.key
+        for p in plan.parts
+        if p.agg == "approx_distinct_count"
+        or (p.agg == "distinct_count" and not plan.counts_units(p))
+    ]
     keyed += [q.key for q in plan.quantile_parts]
     return {key: i for i, key in enumerate(keyed, start=1)}
 
@@ -66,12 +79,10 @@ def _flags(df: DataFrame, plan: PassPlan) -> DataFrame:
         elif p.agg == "distinct_count":
             cols.append(F.expr(p.value or "null").cast("string").alias(stat(p.key, "v")))
         elif p.agg == "approx_distinct_count":
-            # Distinct 64-bit hashes of the value: a narrow key, and collisions negligible
-            # (about n^2 / 2^65). A sketch aggregate here would force Spark's slow
-            # object-based aggregation for the whole pass.
+            # A 64-bit hash: one narrow type for every part's value, and what the sketch
+            # hashes is then a long.
             value = F.expr(p.value or "null")
-            hashed = F.when(value.isNotNull(), F.xxhash64(value).cast("string"))
-            cols.append(hashed.alias(stat(p.key, "v")))
+            cols.append(F.when(value.isNotNull(), F.xxhash64(value)).alias(stat(p.key, "v")))
     for q in plan.quantile_parts:
         flag = F.coalesce(F.expr(q.filter), F.lit(False)) if q.filter else F.lit(True)
         cols.append(flag.alias(stat(q.key, "f")))
@@ -79,82 +90,69 @@ def _flags(df: DataFrame, plan: PassPlan) -> DataFrame:
     return df.select("*", *cols)
 
 
-def _reach_of(window: str, day: Column) -> Callable[[Column], Column]:
-    """offset -> (window, output day) for a row on `day` (a named function: F.transform
-    passes an index to any second parameter)."""
-
-    def reach(offset: Column) -> Column:
-        return F.struct(F.lit(window).alias("w"), F.date_add(day, offset).alias("t"))
-
-    return reach
-
-
 def _periods(
     df: DataFrame, plan: PassPlan, time_column: str, start: dt.date, end: dt.date
 ) -> DataFrame:
-    """One row per (row, window, output period) the row counts towards."""
-    if plan.grain == "hour":
-        return df.select(
-            "*", F.lit("1h").alias("__w"), F.date_trunc("hour", F.col(time_column)).alias("__t")
+    """One row per (row, window, output period) the row counts towards; periods are
+    timestamps (midnight for daily windows), so both grains share one column.
+
+    A row on day d counts towards the periods d .. d+W-1 of a W-day window, and towards its
+    hour for the hourly window: a fixed array of (window, day offset) pairs, exploded and
+    then filtered to the output dates (no higher-order functions, which Spark does not
+    compile)."""
+    time = F.col(time_column)
+    day = F.to_date(time)
+    first, last = F.lit(start), F.lit(end)
+    if plan.windows in (("1d",), ("1h",)):  # one period per row: no explosion
+        w = plan.windows[0]
+        period = F.date_trunc("hour" if w == "1h" else "day", time)
+        return df.where(day.between(first, last)).select(
+            "*", F.lit(w).alias("__w"), period.alias("__t")
         )
-    day = F.to_date(F.col(time_column))
-    per_window = [
-        F.transform(F.sequence(F.lit(0), F.lit(window_days(w) - 1)), _reach_of(w, day))
-        for w in plan.windows
-    ]
-    first, last = F.lit(start.isoformat()).cast("date"), F.lit(end.isoformat()).cast("date")
-    reach = F.filter(F.concat(*per_window), lambda x: x["t"].between(first, last))
-    exploded = df.select("*", F.explode(reach).alias("__p"))
-    return exploded.select("*", F.col("__p.w").alias("__w"), F.col("__p.t").alias("__t")).drop(
-        "__p"
+    reach = F.array(
+        *[
+            F.struct(F.lit(w).alias("__w"), F.lit(offset).alias("__o"))
+            for w in plan.windows
+            for offset in range(window_days(w))
+        ]
+    )
+    exploded = df.select("*", F.inline(reach))
+    period = F.when(F.col("__w") == "1h", F.date_trunc("hour", time)).otherwise(
+        F.date_add(day, F.col("__o")).cast("timestamp")
+    )
+    return (
+        exploded.select("*", period.alias("__t"))
+        .drop("__o")
+        .where(F.to_date(F.col("__t")).between(first, last))
     )
 
 
-def _expand(df: DataFrame, plan: PassPlan, unit: str, unit_type: DataType) -> DataFrame:
-    """One row per (grouping set, kind): dimension columns outside the set are null."""
-    kind_of = kinds(plan)
-    no_unit = F.lit(None).cast(unit_type)
-    no_key = F.lit(None).cast("string")
-    no_value = F.lit(None).cast("double")
-    entries: list[tuple[int, int, Column]] = []
-    for s_index, slice_set in enumerate(plan.slice_sets):
-        dims = [
-            (F.col(dim_column(d)) if d in slice_set else F.lit(None).cast("string")).alias(d)
-            for d in plan.dimensions
-        ]
+EntryMaker = Callable[[int, int, list[Column]], Column]
 
-        def entry(kind: int, unit_value: Column, key: Column, value: Column) -> Column:
-            return F.struct(
-                F.lit(s_index).alias("s"),  # noqa: B023 - used at once, inside the loop
-                F.lit(kind).alias("k"),
-                *dims,  # noqa: B023
-                unit_value.alias("u"),
-                key.alias("dk"),
-                value.alias("qv"),
-            )
 
-        entries.append((s_index, UNIT_KIND, entry(UNIT_KIND, F.col(unit), no_key, no_value)))
-        for p in plan.parts:
-            if p.agg in DISTINCT_AGGS:
-                key = F.when(F.col(stat(p.key, "f")), F.col(stat(p.key, "v")))
-                kind = kind_of[p.key]
-                entries.append((s_index, kind, entry(kind, no_unit, key, no_value)))
-        for q in plan.quantile_parts:
-            value = F.when(F.col(stat(q.key, "f")), F.col(stat(q.key, "v")))
-            kind = kind_of[q.key]
-            entries.append((s_index, kind, entry(kind, no_unit, no_key, value)))
-    # Per window, only the (set, kind) entries some metric reads: one fixed array per window,
-    # picked by the row's window (no per-entry test on the rows).
+def _expand(df: DataFrame, plan: PassPlan, kind_ids: list[int], entry: EntryMaker) -> DataFrame:
+    """One row per (grouping set, kind) among `kind_ids` that the row's window needs, built
+    by `entry(set index, kind, dimension columns)`; dimensions outside the set are null."""
     needed = _need_keys(plan)
-    per_window = F.when(F.lit(False), F.array(entries[0][2]))
+    per_window = None
     for w in plan.windows:
-        chosen = [e for s_index, kind, e in entries if (w, s_index, kind) in needed]
+        chosen = []
+        for s_index, slice_set in enumerate(plan.slice_sets):
+            dims = [
+                (F.col(dim_column(d)) if d in slice_set else F.lit(None).cast("string")).alias(d)
+                for d in plan.dimensions
+            ]
+            chosen += [entry(s_index, k, dims) for k in kind_ids if (w, s_index, k) in needed]
         if chosen:
-            per_window = per_window.when(F.col("__w") == w, F.array(*chosen))
-    tagged = per_window
-    exploded = df.select("*", F.explode(tagged).alias("__e"))
-    keep = ["__t", "__w"] + [c for c in df.columns if is_stat_column(c)]
-    return exploded.select(*keep, "__e.*")
+            # One fixed array per window, picked by the row's window (no per-entry test).
+            array = F.array(*chosen)
+            per_window = (
+                F.when(F.col("__w") == w, array)
+                if per_window is None
+                else per_window.when(F.col("__w") == w, array)
+            )
+    assert per_window is not None, "a pass expands into at least one entry"
+    return df.select("*", F.explode(per_window).alias("__e"))
 
 
 def _need_keys(plan: PassPlan) -> set[tuple[str, int, int]]:
@@ -164,8 +162,18 @@ def _need_keys(plan: PassPlan) -> set[tuple[str, int, int]]:
     return {(w, index[s], kind_of[k]) for w, s, k in plan.needs}
 
 
-def _level1(df: DataFrame, plan: PassPlan) -> DataFrame:
-    keys = ["__t", "__w", "s", "k", *plan.dimensions, "u", "dk", "qv"]
+def _unit_level(periods: DataFrame, plan: PassPlan, unit: str) -> DataFrame:
+    """Per (period, window, set, dimensions, unit): rows and each part's per-unit sums.
+
+    Grouped by the unit column itself, so the shuffle by unit already done serves it."""
+
+    def entry(s_index: int, kind: int, dims: list[Column]) -> Column:
+        return F.struct(F.lit(s_index).alias("s"), *dims)
+
+    expanded = _expand(periods, plan, [UNIT_KIND], entry)
+    flat = expanded.select(
+        "__t", "__w", F.col(unit), *[c for c in periods.columns if is_stat_column(c)], "__e.*"
+    )
     aggs: list[Column] = [F.count(F.lit(1)).alias("rows")]
     for p in plan.parts:
         flag = F.col(stat(p.key, "f"))
@@ -180,7 +188,55 @@ def _level1(df: DataFrame, plan: PassPlan) -> DataFrame:
     for q in plan.quantile_parts:
         present = F.col(stat(q.key, "f")) & F.col(stat(q.key, "v")).isNotNull()
         aggs.append(F.count_if(present).alias(stat(q.key, "n")))
-    return df.groupBy(*keys).agg(*aggs)
+    grouped = flat.groupBy("__t", "__w", "s", *plan.dimensions, unit).agg(*aggs)
+    return grouped.withColumnRenamed(unit, "u").withColumn("k", F.lit(UNIT_KIND))
+
+
+def _value_level(periods: DataFrame, plan: PassPlan) -> DataFrame | None:
+    """Per (period, window, set, kind, dimensions, value): exact distinct values, and
+    quantile values with their frequency (`rows`)."""
+    kind_of = kinds(plan)
+    by_value = {p.key: p for p in plan.parts if p.agg == "distinct_count" and p.key in kind_of}
+    by_quantile = {q.key: q for q in plan.quantile_parts}
+    wanted = [kind_of[k] for k in [*by_value, *by_quantile]]
+    if not wanted:
+        return None
+    key_of = {v: k for k, v in kind_of.items()}
+
+    def entry(s_index: int, kind: int, dims: list[Column]) -> Column:
+        key = key_of[kind]
+        none_key, none_value = F.lit(None).cast("string"), F.lit(None).cast("double")
+        picked = F.when(F.col(stat(key, "f")), F.col(stat(key, "v")))
+        return F.struct(
+            F.lit(s_index).alias("s"),
+            F.lit(kind).alias("k"),
+            *dims,
+            (picked if key in by_value else none_key).alias("dk"),
+            (picked if key in by_quantile else none_value).alias("qv"),
+        )
+
+    expanded = _expand(periods, plan, wanted, entry).select("__t", "__w", "__e.*")
+    keys = ["__t", "__w", "s", "k", *plan.dimensions, "dk", "qv"]
+    return expanded.groupBy(*keys).agg(F.count(F.lit(1)).alias("rows"))
+
+
+def _sketch_level(periods: DataFrame, plan: PassPlan, rsd: float) -> DataFrame | None:
+    """Per (period, window, set, kind, dimensions): a HyperLogLog++ distinct-count estimate
+    for each approximate distinct-count part (fixed-size sketches, combined map-side)."""
+    kind_of = kinds(plan)
+    approx = [p.key for p in plan.parts if p.agg == "approx_distinct_count"]
+    if not approx:
+        return None
+
+    def entry(s_index: int, kind: int, dims: list[Column]) -> Column:
+        key = next(k for k in approx if kind_of[k] == kind)
+        value = F.when(F.col(stat(key, "f")), F.col(stat(key, "v")))
+        return F.struct(F.lit(s_index).alias("s"), F.lit(kind).alias("k"), *dims, value.alias("h"))
+
+    expanded = _expand(periods, plan, [kind_of[k] for k in approx], entry)
+    flat = expanded.select("__t", "__w", "__e.*")
+    estimate = F.approx_count_distinct("h", rsd).cast("double").alias("approx")
+    return flat.groupBy("__t", "__w", "s", "k", *plan.dimensions).agg(estimate)
 
 
 def _level2(df: DataFrame, plan: PassPlan) -> DataFrame:
@@ -195,12 +251,19 @@ def _level2(df: DataFrame, plan: PassPlan) -> DataFrame:
 
     for p in plan.parts:
         n = F.col(stat(p.key, "n"))
-        aggs.append(F.count_if(known_unit & (n > 0)).alias(stat(p.key, "units")))
+        units = F.count_if(known_unit & (n > 0))
+        aggs.append(units.alias(stat(p.key, "units")))
         aggs.append(F.sum(on_units(n)).alias(stat(p.key, "rows")))
         if p.additive:
             x = F.coalesce(F.col(stat(p.key, "x")), F.lit(0.0))
             aggs.append(F.coalesce(F.sum(on_units(x)), F.lit(0.0)).alias(stat(p.key, "sum")))
             aggs.append(F.coalesce(F.sum(on_units(x * x)), F.lit(0.0)).alias(stat(p.key, "sumsq")))
+        elif p.agg == "approx_distinct_count":
+            mine = F.col("k") == kind_of[p.key]
+            estimate = F.coalesce(F.max(F.when(mine, F.col("approx"))), F.lit(0.0))
+            aggs.append(estimate.alias(stat(p.key, "sum")))
+        elif plan.counts_units(p):
+            aggs.append(units.cast("double").alias(stat(p.key, "sum")))
         else:
             mine = (F.col("k") == kind_of[p.key]) & F.col("dk").isNotNull()
             aggs.append(F.count_if(mine).cast("double").alias(stat(p.key, "sum")))
@@ -257,9 +320,13 @@ def pass_frame(
     unit: str,
     start: dt.date,
     end: dt.date,
+    unit_partitions: int | None = None,
+    approx_rsd: float = APPROX_RSD,
 ) -> DataFrame:
-    """The pass's wide result: one row per (period, window, slice) with every statistic."""
-    unit_type = prepared.schema[unit].dataType
+    """The pass's wide result: one row per (period, window, slice) with every statistic.
+
+    `unit_partitions` fixes the number of partitions of the shuffle by unit (adaptive
+    execution would merge them into fewer, larger ones, whose per-unit hash tables spill)."""
     flagged = _flags(prepared, plan)
     narrow = flagged.select(
         time_column,
@@ -267,8 +334,26 @@ def pass_frame(
         *[dim_column(d) for d in plan.dimensions],
         *[c for c in flagged.columns if is_stat_column(c)],
     )
+    # The one big shuffle: rows by unit, before any expansion, so that the unit branch groups
+    # within partitions. The other branches group by other keys: they read the source's
+    # columns they need again, which costs less than a shuffle of them by unit.
+    shuffled = (
+        narrow.repartition(unit_partitions, F.col(unit))
+        if unit_partitions
+        else narrow.repartition(F.col(unit))
+    )
+    by_unit = _periods(shuffled, plan, time_column, start, end)
     periods = _periods(narrow, plan, time_column, start, end)
-    expanded = _expand(periods, plan, unit, unit_type)
-    result = _level2(_level1(expanded, plan), plan)
+    branches = [
+        b
+        for b in (
+            _unit_level(by_unit, plan, unit),
+            _value_level(periods, plan),
+            _sketch_level(periods, plan, approx_rsd),
+        )
+        if b is not None
+    ]
+    level1 = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), branches)
+    result = _level2(level1, plan)
     named = result.withColumnsRenamed({"__t": "period", "__w": "window"})
     return named.select("*", *slice_columns(plan))

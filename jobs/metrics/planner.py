@@ -1,9 +1,10 @@
 """Compile a catalog (or a selection of it) into an explicit plan, printable before any Spark.
 
-One *pass* per (source, grain): a single scan of the source that computes every part of
-every metric over it, for all their slices (as grouping sets) and windows, in one
-two-level aggregation (per unit, then per slice). Ratios whose parts come from different
-sources are joined after the passes; derived metrics are computed last, in dependency order.
+One *pass* per source: a single scan of the source that computes every part of every metric
+over it, for all their slices (as grouping sets), windows and grains (daily windows and
+hours share the pass), in one two-level aggregation (per unit, then per slice). Ratios
+whose parts come from different sources are joined after the passes; derived metrics are
+computed last, in dependency order.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from jobs.metrics.definitions import Catalog, Grain, MetricDef, Part, QuantilePa
 
 @dataclass(frozen=True)
 class PassPlan:
-    """One scan of one source at one grain and everything computed from it."""
+    """One scan of one source and everything computed from it, at every grain."""
 
     source: str
-    grain: Grain
+    unit: str  # the source's unit column
     windows: tuple[str, ...]
     slice_sets: tuple[tuple[str, ...], ...]
     parts: tuple[Part, ...]
@@ -30,18 +31,48 @@ class PassPlan:
     #: key of a distinct-count or quantile part. Rows are expanded only into these.
     needs: frozenset[tuple[str, tuple[str, ...], str]] = frozenset()
 
+    def counts_units(self, part: Part) -> bool:
+        """Whether `part` is an exact distinct count of the unit itself (read from the
+        per-unit level, needing no grouping by value of its own)."""
+        return part.agg == "distinct_count" and counts_column(part, self.unit)
+
     @property
     def dimensions(self) -> tuple[str, ...]:
         return tuple(sorted({d for s in self.slice_sets for d in s}))
 
     @property
+    def scans(self) -> tuple[str, ...]:
+        """What each read of the source computes: always the per-unit branch, plus one
+        read for exact distinct values and quantiles, and one for sketches, if any."""
+        out = ["per-unit sums and units, shuffled by unit"]
+        by_value = [p for p in self.parts if p.agg == "distinct_count" and not self.counts_units(p)]
+        if by_value or self.quantile_parts:
+            out.append("values for exact distinct counts and quantiles")
+        if any(p.agg == "approx_distinct_count" for p in self.parts):
+            out.append("HyperLogLog sketches")
+        return tuple(out)
+
+    @property
+    def daily_windows(self) -> tuple[str, ...]:
+        return tuple(w for w in self.windows if w.endswith("d"))
+
+    @property
+    def hourly(self) -> bool:
+        return "1h" in self.windows
+
+    @property
+    def grains(self) -> tuple[Grain, ...]:
+        day: tuple[Grain, ...] = ("day",) if self.daily_windows else ()
+        return day + (("hour",) if self.hourly else ())
+
+    @property
     def lookback_days(self) -> int:
         """Days before the first output date that the windows need."""
-        return max(window_days(w) for w in self.windows) - 1 if self.grain == "day" else 0
+        return max([window_days(w) for w in self.daily_windows], default=1) - 1
 
     @property
     def name(self) -> str:
-        return f"{self.source}/{self.grain}"
+        return self.source
 
 
 @dataclass(frozen=True)
@@ -52,9 +83,19 @@ class Plan:
     metrics: tuple[str, ...]  # every metric computed, including dependencies of a selection
 
 
+def window_order(window: str) -> tuple[bool, int]:
+    """Daily windows by length, then hourly ones."""
+    return (window.endswith("h"), window_days(window))
+
+
 def window_days(window: str) -> int:
     """Length of a daily window such as '7d' in days ('1h' counts as 1)."""
     return int(window[:-1]) if window.endswith("d") else 1
+
+
+def counts_column(part: Part, column: str) -> bool:
+    """Whether the part's value is exactly `column` (backticks and spaces aside)."""
+    return (part.value or "").strip().strip("`") == column
 
 
 def slice_set_name(slice_set: tuple[str, ...]) -> str:
@@ -94,13 +135,17 @@ def derived_order(catalog: Catalog, names: list[str]) -> tuple[str, ...]:
     return tuple(done)
 
 
-def _kinds(metric: MetricDef, source: str) -> list[str]:
+def _kinds(metric: MetricDef, source: str, unit: str) -> list[str]:
     """The expansion kinds a metric reads in the pass over `source`."""
     kinds = ["units"]  # per-unit sums: every part's totals, units and variances
     kinds += [
         p.key
         for p in metric.parts()
-        if p.source == source and p.agg in ("distinct_count", "approx_distinct_count")
+        if p.source == source
+        and (
+            p.agg == "approx_distinct_count"
+            or (p.agg == "distinct_count" and not counts_column(p, unit))
+        )
     ]
     if metric.quantile_part is not None and metric.quantile_part.source == source:
         kinds.append(metric.quantile_part.key)
@@ -113,7 +158,7 @@ def compile_plan(catalog: Catalog, selection: list[str] | None = None) -> Plan:
     if unknown:
         raise KeyError(f"unknown metric(s): {', '.join(unknown)}")
     names = with_dependencies(catalog, selection or list(catalog.metrics))
-    groups: dict[tuple[str, Grain], list[MetricDef]] = {}
+    groups: dict[str, list[MetricDef]] = {}
     cross: list[str] = []
     for name in names:
         metric = catalog.metrics[name]
@@ -123,9 +168,9 @@ def compile_plan(catalog: Catalog, selection: list[str] | None = None) -> Plan:
         if len(sources) > 1:
             cross.append(name)
         for source in sources:
-            groups.setdefault((source, metric.grain), []).append(metric)
+            groups.setdefault(source, []).append(metric)
     passes = []
-    for (source, grain), metrics in sorted(groups.items()):
+    for source, metrics in sorted(groups.items()):
         parts: dict[str, Part] = {}
         qparts: dict[str, QuantilePart] = {}
         levels: dict[str, set[float]] = {}
@@ -142,18 +187,19 @@ def compile_plan(catalog: Catalog, selection: list[str] | None = None) -> Plan:
                 # Cross products for the delta method; only sums and counts have unit sums.
                 pairs[(n.key, d.key)] = None
         windows = {w for m in metrics for w in m.windows}
+        unit = catalog.sources[source].unit
         needs = {
             (w, s, kind)
             for m in metrics
-            for kind in _kinds(m, source)
+            for kind in _kinds(m, source, unit)
             for w in m.windows
             for s in m.slices
         }
         passes.append(
             PassPlan(
                 source=source,
-                grain=grain,
-                windows=tuple(sorted(windows, key=window_days)),
+                unit=unit,
+                windows=tuple(sorted(windows, key=window_order)),
                 slice_sets=_order({s for m in metrics for s in m.slices}),
                 parts=tuple(sorted(parts.values(), key=lambda p: (p.agg, p.describe()))),
                 quantile_parts=tuple(sorted(qparts.values(), key=lambda q: q.describe())),
@@ -168,10 +214,10 @@ def compile_plan(catalog: Catalog, selection: list[str] | None = None) -> Plan:
 
 def render_plan(catalog: Catalog, plan: Plan) -> str:
     """The plan as text for humans (and the golden test)."""
-    sources = sorted({p.source for p in plan.passes})
+    scans = sum(len(p.scans) for p in plan.passes)
     lines = [
-        f"Plan: {len(plan.metrics)} metrics, {len(plan.passes)} aggregation passes over "
-        f"{len(sources)} sources (one scan each), {len(plan.cross_source)} cross-source "
+        f"Plan: {len(plan.metrics)} metrics, {len(plan.passes)} aggregation passes (one per "
+        f"source, one Spark job each, {scans} reads), {len(plan.cross_source)} cross-source "
         f"ratios, {len(plan.derived)} derived metrics.",
         "",
     ]
@@ -180,9 +226,8 @@ def render_plan(catalog: Catalog, plan: Plan) -> str:
         joins = "".join(f" + lookup {j.source} on {','.join(j.on)}" for j in source.joins)
         lookback = f", reads {p.lookback_days} extra days for windows" if p.lookback_days else ""
         lines.append(f"Pass {i}: {p.source} ({source.format} {source.location}{joins})")
-        lines.append(
-            f"  grain {p.grain}; windows {' '.join(p.windows)}{lookback}; unit {source.unit}"
-        )
+        grains = f"{'grains' if len(p.grains) > 1 else 'grain'} {', '.join(p.grains)}"
+        lines.append(f"  {grains}; windows {' '.join(p.windows)}{lookback}; unit {source.unit}")
         lines.append(
             f"  {len(p.slice_sets)} grouping sets: "
             + " | ".join(slice_set_name(s) for s in p.slice_sets)
@@ -193,6 +238,7 @@ def render_plan(catalog: Catalog, plan: Plan) -> str:
         for q in p.quantile_parts:
             levels = ", ".join(f"p{round(level * 100):g}" for level in quantiles[q.key])
             lines.append(f"    - {q.describe()} -> {levels}")
+        lines.append(f"  reads: {'; '.join(p.scans)}")
         lines.append(f"  metrics ({len(p.metrics)}): {', '.join(p.metrics)}")
         lines.append("")
     if plan.cross_source:
