@@ -92,6 +92,8 @@ def _walk(node: yaml.Node, path: YamlPath, file: str, out: dict[YamlPath, Locati
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_walk(item, (*path, i), file, out) for i, item in enumerate(node.value)]
+    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+        return None  # an empty value (`key:` or `{key: }`) serializes to no document at all
     return yaml.safe_load(yaml.serialize(node))
 
 

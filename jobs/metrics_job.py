@@ -14,10 +14,12 @@ import logging
 import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.util import inheritable_thread_target
 
 from jobs.delta import DeltaSink
 from jobs.logs import stage
@@ -33,13 +35,15 @@ from jobs.metrics.gates import (
     unique_keys,
 )
 from jobs.metrics.passes import pass_frame
-from jobs.metrics.planner import Plan
+from jobs.metrics.planner import PassPlan, Plan
 from jobs.metrics.sources import prepare, table_reader
 from jobs.metrics.suppression import suppress
 
 log = logging.getLogger(__name__)
 METRIC_VALUES = "metrics/metric_values"
 PARTITION_BY = ("date", "metric")
+#: Passes run side by side (each is still one Spark job).
+PARALLEL_PASSES = 2
 
 
 @dataclass(frozen=True)
@@ -99,12 +103,15 @@ def compute_passes(
     warehouse: str,
     start: dt.date,
     end: dt.date,
+    concurrent: int = PARALLEL_PASSES,
 ) -> dict[str, DataFrame]:
-    """Run every pass (one Spark action each); pass name -> its cached wide result."""
+    """Run every pass (one Spark action each), `concurrent` at a time; pass name -> its
+    checkpointed wide result. Passes are independent: running them side by side fills the
+    cores a small pass leaves idle (planning, code generation, a few tasks)."""
     read = table_reader(spark, sink, warehouse)
     partitions = shuffle_partitions(spark)
-    results: dict[str, DataFrame] = {}
-    for i, p in enumerate(plan.passes, start=1):
+
+    def run(i: int, p: PassPlan) -> DataFrame:
         source = catalog.sources[p.source]
         first = start - dt.timedelta(days=p.lookback_days)
         with stage(
@@ -116,8 +123,14 @@ def compute_passes(
             # One Spark action per pass; the checkpoint keeps the small result and drops the
             # lineage, so later steps neither rescan the source nor re-plan the pass.
             frame = pass_frame(prepared, p, source.time_column, source.unit, start, end, partitions)
-            results[p.name] = frame.localCheckpoint(eager=True)
-    return results
+            return frame.localCheckpoint(eager=True)
+
+    # Pool threads inherit the caller's job group and tags (what the Spark UI groups by).
+    wrap: object = inheritable_thread_target(spark)  # the session itself where pinning is off
+    target = wrap(run) if callable(wrap) else run
+    with ThreadPoolExecutor(max_workers=max(1, concurrent)) as pool:
+        futures = {p.name: pool.submit(target, i, p) for i, p in enumerate(plan.passes, start=1)}
+        return {name: future.result() for name, future in futures.items()}
 
 
 def compute_metric_rows(catalog: Catalog, plan: Plan, results: dict[str, DataFrame]) -> DataFrame:

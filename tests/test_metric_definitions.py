@@ -148,6 +148,13 @@ def test_the_default_catalog_is_valid() -> None:
             "slices: [[surface]]}\n",
             "defs.yaml:35:79: E035 'a' is sliced by [['surface']], which input 'vvr' does not compute",
         ),
+        (
+            # An unquoted comma in a flow mapping splits the value: `b)` becomes a key with
+            # an empty value (once a crash in the YAML reader).
+            "  - {name: a, description: d, owner: o, type: derived, "
+            "expression: try_divide(vvr, b)}\n",
+            "defs.yaml:35:84: E002 unknown key 'b)' in metrics.2",
+        ),
     ],
 )
 def test_each_mistake_gets_a_located_error(extra: str, expected: str) -> None:

@@ -24,7 +24,7 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from jobs.metrics.definitions import ALL
+from jobs.metrics.definitions import ALL, Part
 from jobs.metrics.planner import PassPlan, slice_set_name, window_days
 from jobs.metrics.sources import dim_column
 
@@ -181,9 +181,7 @@ def _unit_level(periods: DataFrame, plan: PassPlan, unit: str) -> DataFrame:
         # the cell's units (else one unit's value could pass the minimum cell size).
         present = flag if p.agg == "count" else flag & F.col(stat(p.key, "v")).isNotNull()
         aggs.append(F.count_if(present).alias(stat(p.key, "n")))
-        if p.agg == "count":
-            aggs.append(F.count_if(flag).cast("double").alias(stat(p.key, "x")))
-        elif p.agg == "sum":
+        if p.agg == "sum":  # a count's unit total is its `n`
             aggs.append(F.sum(F.when(flag, F.col(stat(p.key, "v")))).alias(stat(p.key, "x")))
     for q in plan.quantile_parts:
         present = F.col(stat(q.key, "f")) & F.col(stat(q.key, "v")).isNotNull()
@@ -239,7 +237,14 @@ def _sketch_level(periods: DataFrame, plan: PassPlan, rsd: float) -> DataFrame |
     return flat.groupBy("__t", "__w", "s", "k", *plan.dimensions).agg(estimate)
 
 
+def _unit_total(part: Part) -> Column:
+    """A unit's total of an additive part (0 where it has none)."""
+    total = F.col(stat(part.key, "n" if part.agg == "count" else "x")).cast("double")
+    return F.coalesce(total, F.lit(0.0))
+
+
 def _level2(df: DataFrame, plan: PassPlan) -> DataFrame:
+    parts = {p.key: p for p in plan.parts}
     unit_rows = F.col("k") == UNIT_KIND
     # Rows without a unit still count in totals, but are no unit of their own.
     known_unit = unit_rows & F.col("u").isNotNull()
@@ -255,7 +260,7 @@ def _level2(df: DataFrame, plan: PassPlan) -> DataFrame:
         aggs.append(units.alias(stat(p.key, "units")))
         aggs.append(F.sum(on_units(n)).alias(stat(p.key, "rows")))
         if p.additive:
-            x = F.coalesce(F.col(stat(p.key, "x")), F.lit(0.0))
+            x = _unit_total(p)
             aggs.append(F.coalesce(F.sum(on_units(x)), F.lit(0.0)).alias(stat(p.key, "sum")))
             aggs.append(F.coalesce(F.sum(on_units(x * x)), F.lit(0.0)).alias(stat(p.key, "sumsq")))
         elif p.agg == "approx_distinct_count":
@@ -268,8 +273,7 @@ def _level2(df: DataFrame, plan: PassPlan) -> DataFrame:
             mine = (F.col("k") == kind_of[p.key]) & F.col("dk").isNotNull()
             aggs.append(F.count_if(mine).cast("double").alias(stat(p.key, "sum")))
     for num, den in plan.ratio_pairs:
-        x_num = F.coalesce(F.col(stat(num, "x")), F.lit(0.0))
-        x_den = F.coalesce(F.col(stat(den, "x")), F.lit(0.0))
+        x_num, x_den = _unit_total(parts[num]), _unit_total(parts[den])
         either = (F.col(stat(num, "n")) > 0) | (F.col(stat(den, "n")) > 0)
         aggs.append(
             F.coalesce(F.sum(on_units(x_num * x_den)), F.lit(0.0)).alias(

@@ -216,7 +216,8 @@ def render_plan(catalog: Catalog, plan: Plan) -> str:
     """The plan as text for humans (and the golden test)."""
     scans = sum(len(p.scans) for p in plan.passes)
     lines = [
-        f"Plan: {len(plan.metrics)} metrics, {len(plan.passes)} aggregation passes (one per "
+        f"Plan: {len(plan.metrics)} metrics, {len(plan.passes)} aggregation "
+        f"pass{'' if len(plan.passes) == 1 else 'es'} (one per "
         f"source, one Spark job each, {scans} reads), {len(plan.cross_source)} cross-source "
         f"ratios, {len(plan.derived)} derived metrics.",
         "",
