@@ -249,20 +249,21 @@ def _level2(df: DataFrame, plan: PassPlan) -> DataFrame:
     # Rows without a unit still count in totals, but are no unit of their own.
     known_unit = unit_rows & F.col("u").isNotNull()
     kind_of = kinds(plan)
-    aggs: list[Column] = [F.count_if(known_unit).alias("__units")]
+    aggs: list[Column] = []
 
     def on_units(c: Column) -> Column:
         return F.when(unit_rows, c)
 
     for p in plan.parts:
-        n = F.col(stat(p.key, "n"))
-        units = F.count_if(known_unit & (n > 0))
-        aggs.append(units.alias(stat(p.key, "units")))
-        aggs.append(F.sum(on_units(n)).alias(stat(p.key, "rows")))
+        units = F.count_if(known_unit & (F.col(stat(p.key, "n")) > 0))
+        if p.key in plan.units_of:
+            aggs.append(units.alias(stat(p.key, "units")))
         if p.additive:
             x = _unit_total(p)
             aggs.append(F.coalesce(F.sum(on_units(x)), F.lit(0.0)).alias(stat(p.key, "sum")))
-            aggs.append(F.coalesce(F.sum(on_units(x * x)), F.lit(0.0)).alias(stat(p.key, "sumsq")))
+            if p.key in plan.squares_of:
+                squares = F.coalesce(F.sum(on_units(x * x)), F.lit(0.0))
+                aggs.append(squares.alias(stat(p.key, "sumsq")))
         elif p.agg == "approx_distinct_count":
             mine = F.col("k") == kind_of[p.key]
             estimate = F.coalesce(F.max(F.when(mine, F.col("approx"))), F.lit(0.0))
@@ -285,7 +286,6 @@ def _level2(df: DataFrame, plan: PassPlan) -> DataFrame:
     for q in plan.quantile_parts:
         n = F.col(stat(q.key, "n"))
         aggs.append(F.count_if(known_unit & (n > 0)).alias(stat(q.key, "units")))
-        aggs.append(F.sum(on_units(n)).alias(stat(q.key, "rows")))
         mine = (F.col("k") == kind_of[q.key]) & F.col("qv").isNotNull()
         value = F.when(mine, F.col("qv"))
         weights = F.when(mine, F.col("rows")).otherwise(F.lit(0))

@@ -30,6 +30,10 @@ class PassPlan:
     #: (window, grouping set, kind) combinations some metric reads; kind is "units" or the
     #: key of a distinct-count or quantile part. Rows are expanded only into these.
     needs: frozenset[tuple[str, tuple[str, ...], str]] = frozenset()
+    #: Parts whose distinct units some metric reports, and additive parts whose per-unit
+    #: sums of squares an interval needs; other parts skip those aggregates.
+    units_of: frozenset[str] = frozenset()
+    squares_of: frozenset[str] = frozenset()
 
     def counts_units(self, part: Part) -> bool:
         """Whether `part` is an exact distinct count of the unit itself (read from the
@@ -175,6 +179,8 @@ def compile_plan(catalog: Catalog, selection: list[str] | None = None) -> Plan:
         qparts: dict[str, QuantilePart] = {}
         levels: dict[str, set[float]] = {}
         pairs: dict[tuple[str, str], None] = {}
+        units_of: set[str] = set()
+        squares_of: set[str] = set()
         for m in metrics:
             for p in m.parts():
                 if p.source == source:
@@ -183,9 +189,21 @@ def compile_plan(catalog: Catalog, selection: list[str] | None = None) -> Plan:
                 qparts.setdefault(m.quantile_part.key, m.quantile_part)
                 levels.setdefault(m.quantile_part.key, set()).add(m.quantile)
             n, d = m.numerator, m.denominator
-            if n and d and n.additive and d.additive and n.source == d.source == source:
-                # Cross products for the delta method; only sums and counts have unit sums.
-                pairs[(n.key, d.key)] = None
+            if m.quantile_part is not None:
+                units_of.add(m.quantile_part.key)
+            elif d is None and n is not None:
+                units_of.add(n.key)
+            elif n is not None and d is not None and n.source != d.source:
+                mine = n if n.source == source else d
+                units_of.add(mine.key)
+                if mine.additive:
+                    squares_of.add(mine.key)
+            elif n is not None and d is not None:
+                units_of.add(d.key)
+                if m.ci == "delta" and n.additive and d.additive:
+                    # Cross products for the delta method; only sums and counts have them.
+                    pairs[(n.key, d.key)] = None
+                    squares_of.update((n.key, d.key))
         windows = {w for m in metrics for w in m.windows}
         unit = catalog.sources[source].unit
         needs = {
@@ -207,6 +225,8 @@ def compile_plan(catalog: Catalog, selection: list[str] | None = None) -> Plan:
                 ratio_pairs=tuple(pairs),
                 metrics=tuple(m.name for m in metrics),
                 needs=frozenset(needs),
+                units_of=frozenset(units_of),
+                squares_of=frozenset(squares_of),
             )
         )
     return Plan(tuple(passes), tuple(cross), derived_order(catalog, names), tuple(names))

@@ -1,0 +1,1 @@
+"""A/B experiments: definitions, unit-level aggregates, statistics and results."""
