@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
 Array = NDArray[np.float64]
@@ -41,10 +41,10 @@ class Moments:
 
     @staticmethod
     def of_units(
-        y: Sequence[float] | Array,
-        x: Sequence[float] | Array | None = None,
-        cy: Sequence[float] | Array | None = None,
-        cx: Sequence[float] | Array | None = None,
+        y: ArrayLike,
+        x: ArrayLike | None = None,
+        cy: ArrayLike | None = None,
+        cx: ArrayLike | None = None,
     ) -> Moments:
         """Moments of per-unit values (a reference for tests and small inputs)."""
         ys = np.asarray(y, dtype=float)
