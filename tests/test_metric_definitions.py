@@ -296,7 +296,7 @@ def test_validate_command_reports_all_problems_and_exits_2(
 def test_plan_command_prints_the_plan_without_spark(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "--metrics", "overturned_per_1k_actions"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("Plan: 3 metrics, 1 aggregation passes over 1 sources")
+    assert out.startswith("Plan: 3 metrics, 1 aggregation pass (one per source")
     assert "overturned_per_1k_actions = appeal_rate * reinstatement_rate * 1000" in out
 
 
