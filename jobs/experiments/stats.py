@@ -47,6 +47,7 @@ class Moments:
         cx: ArrayLike | None = None,
     ) -> Moments:
         """Moments of per-unit values (a reference for tests and small inputs)."""
+        # Without a covariate, cy = cx = 0; with cy alone, cx = 1 (a mean's covariate).
         ys = np.asarray(y, dtype=float)
         ones, zeros = np.ones_like(ys), np.zeros_like(ys)
         v = np.column_stack(

@@ -29,7 +29,6 @@ from jobs.metrics.planner import PassPlan, slice_set_name, window_days
 from jobs.metrics.sources import dim_column
 
 UNIT_KIND = 0
-DISTINCT_AGGS = ("distinct_count", "approx_distinct_count")
 #: Relative standard error of the HyperLogLog++ sketches behind approximate distinct counts.
 APPROX_RSD = 0.02
 _STAT_COLUMN = re.compile(r"^[pq][0-9a-f]{10}__")
@@ -55,12 +54,7 @@ def quantile_stat(part_key: str, level: float) -> str:
 def kinds(plan: PassPlan) -> dict[str, int]:
     """Kind id of each part with its own expansion (kind 0 is the unit kind): exact distinct
     counts of values other than the unit, approximate distinct counts and quantiles."""
-    keyed = [
-        p.key
-        for p in plan.parts
-        if p.agg == "approx_distinct_count"
-        or (p.agg == "distinct_count" and not plan.counts_units(p))
-    ]
+    keyed = [p.key for p in (*plan.value_parts, *plan.sketch_parts)]
     keyed += [q.key for q in plan.quantile_parts]
     return {key: i for i, key in enumerate(keyed, start=1)}
 
@@ -194,7 +188,7 @@ def _value_level(periods: DataFrame, plan: PassPlan) -> DataFrame | None:
     """Per (period, window, set, kind, dimensions, value): exact distinct values, and
     quantile values with their frequency (`rows`)."""
     kind_of = kinds(plan)
-    by_value = {p.key: p for p in plan.parts if p.agg == "distinct_count" and p.key in kind_of}
+    by_value = {p.key: p for p in plan.value_parts}
     by_quantile = {q.key: q for q in plan.quantile_parts}
     wanted = [kind_of[k] for k in [*by_value, *by_quantile]]
     if not wanted:
@@ -222,16 +216,16 @@ def _sketch_level(periods: DataFrame, plan: PassPlan, rsd: float) -> DataFrame |
     """Per (period, window, set, kind, dimensions): a HyperLogLog++ distinct-count estimate
     for each approximate distinct-count part (fixed-size sketches, combined map-side)."""
     kind_of = kinds(plan)
-    approx = [p.key for p in plan.parts if p.agg == "approx_distinct_count"]
-    if not approx:
+    key_of = {kind_of[p.key]: p.key for p in plan.sketch_parts}
+    if not key_of:
         return None
 
     def entry(s_index: int, kind: int, dims: list[Column]) -> Column:
-        key = next(k for k in approx if kind_of[k] == kind)
+        key = key_of[kind]
         value = F.when(F.col(stat(key, "f")), F.col(stat(key, "v")))
         return F.struct(F.lit(s_index).alias("s"), F.lit(kind).alias("k"), *dims, value.alias("h"))
 
-    expanded = _expand(periods, plan, [kind_of[k] for k in approx], entry)
+    expanded = _expand(periods, plan, list(key_of), entry)
     flat = expanded.select("__t", "__w", "__e.*")
     estimate = F.approx_count_distinct("h", rsd).cast("double").alias("approx")
     return flat.groupBy("__t", "__w", "s", "k", *plan.dimensions).agg(estimate)

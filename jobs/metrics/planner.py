@@ -49,12 +49,23 @@ class PassPlan:
         """What each read of the source computes: always the per-unit branch, plus one
         read for exact distinct values and quantiles, and one for sketches, if any."""
         out = ["per-unit sums and units, shuffled by unit"]
-        by_value = [p for p in self.parts if p.agg == "distinct_count" and not self.counts_units(p)]
-        if by_value or self.quantile_parts:
+        if self.value_parts or self.quantile_parts:
             out.append("values for exact distinct counts and quantiles")
-        if any(p.agg == "approx_distinct_count" for p in self.parts):
+        if self.sketch_parts:
             out.append("HyperLogLog sketches")
         return tuple(out)
+
+    @property
+    def value_parts(self) -> tuple[Part, ...]:
+        """Exact distinct counts of a value other than the unit: grouped by that value."""
+        return tuple(
+            p for p in self.parts if p.agg == "distinct_count" and has_own_kind(p, self.unit)
+        )
+
+    @property
+    def sketch_parts(self) -> tuple[Part, ...]:
+        """Approximate distinct counts: HyperLogLog sketches per cell."""
+        return tuple(p for p in self.parts if p.agg == "approx_distinct_count")
 
     @property
     def daily_windows(self) -> tuple[str, ...]:
@@ -102,6 +113,14 @@ def counts_column(part: Part, column: str) -> bool:
     return (part.value or "").strip().strip("`") == column
 
 
+def has_own_kind(part: Part, unit: str) -> bool:
+    """Whether a part needs an expansion of its own rather than the unit level: approximate
+    distinct counts, and exact ones of anything but the unit."""
+    if part.agg == "approx_distinct_count":
+        return True
+    return part.agg == "distinct_count" and not counts_column(part, unit)
+
+
 def slice_set_name(slice_set: tuple[str, ...]) -> str:
     return ",".join(slice_set) if slice_set else "overall"
 
@@ -142,15 +161,7 @@ def derived_order(catalog: Catalog, names: list[str]) -> tuple[str, ...]:
 def _kinds(metric: MetricDef, source: str, unit: str) -> list[str]:
     """The expansion kinds a metric reads in the pass over `source`."""
     kinds = ["units"]  # per-unit sums: every part's totals, units and variances
-    kinds += [
-        p.key
-        for p in metric.parts()
-        if p.source == source
-        and (
-            p.agg == "approx_distinct_count"
-            or (p.agg == "distinct_count" and not counts_column(p, unit))
-        )
-    ]
+    kinds += [p.key for p in metric.parts() if p.source == source and has_own_kind(p, unit)]
     if metric.quantile_part is not None and metric.quantile_part.source == source:
         kinds.append(metric.quantile_part.key)
     return kinds
