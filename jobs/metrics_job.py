@@ -36,7 +36,7 @@ from jobs.metrics.gates import (
 )
 from jobs.metrics.passes import pass_frame
 from jobs.metrics.planner import PassPlan, Plan
-from jobs.metrics.sources import prepare, table_reader
+from jobs.metrics.sources import estimated_rows, prepare, table_reader
 from jobs.metrics.suppression import suppress
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,19 @@ def shuffle_partitions(spark: SparkSession) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
+#: Unit-level rows (source rows times their expansion) per partition of the shuffle by unit:
+#: small enough that each partition's per-unit hash table stays in memory.
+UNIT_ROWS_PER_PARTITION = 2_000_000
+
+
+def unit_partitions(rows: int | None, expansion: int, fallback: int | None) -> int | None:
+    """Partitions of a pass's shuffle by unit: from the source's row count where known (one
+    for a small source, where per-task overhead would dominate), else `fallback`."""
+    if rows is None:
+        return fallback
+    return max(1, -(-rows * expansion // UNIT_ROWS_PER_PARTITION))
+
+
 def compute_passes(
     spark: SparkSession,
     sink: DeltaSink,
@@ -119,10 +132,14 @@ def compute_passes(
             f"[pass {i}/{len(plan.passes)}] {p.name}: {len(p.metrics)} metrics, "
             f"{len(p.slice_sets)} grouping sets, windows {' '.join(p.windows)}",
         ):
-            prepared = prepare(source, catalog.sources, read, (first.isoformat(), end.isoformat()))
+            dates = (first.isoformat(), end.isoformat())
+            prepared = prepare(source, catalog.sources, read, dates)
+            rows = estimated_rows(source, warehouse, *dates)
+            n = unit_partitions(rows, p.unit_expansion((end - start).days + 1), partitions)
+            log.info("%s: %s source rows, %s partitions by unit", p.name, rows or "unknown", n)
             # One Spark action per pass; the checkpoint keeps the small result and drops the
             # lineage, so later steps neither rescan the source nor re-plan the pass.
-            frame = pass_frame(prepared, p, source.time_column, source.unit, start, end, partitions)
+            frame = pass_frame(prepared, p, source.time_column, source.unit, start, end, n)
             return frame.localCheckpoint(eager=True)
 
     # Pool threads inherit the caller's job group and tags (what the Spark UI groups by).

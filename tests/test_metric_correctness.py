@@ -210,6 +210,18 @@ METRICS: list[dict[str, Any]] = [
         "slices": GEO,
     },
     {
+        # Numerator rows outside the denominator's: a unit with bad rows but no feed rows
+        # is one of the units of the delta method, with a zero denominator.
+        "name": "bad_per_feed_event",
+        "source": "events",
+        "type": "ratio",
+        "numerator": {"agg": "count", "filter": "is_bad"},
+        "denominator": {"agg": "count", "filter": "surface = 'feed'"},
+        "ci": "delta",
+        "windows": W2,
+        "slices": GEO,
+    },
+    {
         "name": "ctr_delta",
         "source": "impressions",
         "type": "ratio",
@@ -298,6 +310,7 @@ ORACLE: dict[str, Oracle] = {
         "reason = 'spam'", den_flag="TRUE", per=1000.0, ci="cross", num_source="reports"
     ),
     "ctr": Sums("clicked", den_flag="TRUE", ci="wilson"),
+    "bad_per_feed_event": Sums("is_bad", den_flag="surface = 'feed'", ci="delta"),
     "ctr_delta": Sums("clicked", den_flag="TRUE", ci="delta"),
 }
 CI_METRICS = [n for n, o in ORACLE.items() if isinstance(o, Sums) and o.ci != "none"]

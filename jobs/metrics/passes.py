@@ -10,8 +10,9 @@ grouping set, and three branches aggregate them:
   other columns, and per value with its frequency for exact quantiles;
 - sketches: per (period, window, set, dimensions) a HyperLogLog++ sketch for approximate
   distinct counts, combined map-side.
-Level 2 aggregates the branches' rows per (period, window, set, dimensions): one wide row
-per (period, window, slice) with named statistics per part.
+Level 2 aggregates each branch's rows per cell (period, window, set, dimensions) on its own,
+so the big unit branch carries no test of which branch a row came from; the small per-cell
+results are then combined: one wide row per cell with named statistics per part.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from jobs.metrics.definitions import ALL, Part
-from jobs.metrics.planner import PassPlan, slice_set_name, window_days
+from jobs.metrics.definitions import ALL, Part, QuantilePart
+from jobs.metrics.planner import PassPlan, presence, slice_set_name, window_days
 from jobs.metrics.sources import dim_column
 
 UNIT_KIND = 0
@@ -60,28 +61,78 @@ def kinds(plan: PassPlan) -> dict[str, int]:
 
 
 def _flags(df: DataFrame, plan: PassPlan) -> DataFrame:
-    """Per part: its filter as a non-null boolean, and its value."""
+    """For the value and sketch branches, per part with its own kind: its filter as a
+    non-null boolean (`f`), and its value (`v`)."""
     cols: list[Column] = []
-    for p in plan.parts:
-        cols.append(
-            F.coalesce(F.expr(p.filter), F.lit(False)).alias(stat(p.key, "f"))
-            if p.filter
-            else F.lit(True).alias(stat(p.key, "f"))
-        )
-        if p.agg == "sum":
-            cols.append(F.expr(p.value or "0").cast("double").alias(stat(p.key, "v")))
-        elif p.agg == "distinct_count":
-            cols.append(F.expr(p.value or "null").cast("string").alias(stat(p.key, "v")))
-        elif p.agg == "approx_distinct_count":
+    for p in (*plan.value_parts, *plan.sketch_parts):
+        cols.append(_filter(p.filter).alias(stat(p.key, "f")))
+        value = F.expr(p.value or "null")
+        if p.agg == "distinct_count":
+            cols.append(value.cast("string").alias(stat(p.key, "v")))
+        else:
             # A 64-bit hash: one narrow type for every part's value, and what the sketch
             # hashes is then a long.
-            value = F.expr(p.value or "null")
             cols.append(F.when(value.isNotNull(), F.xxhash64(value)).alias(stat(p.key, "v")))
     for q in plan.quantile_parts:
-        flag = F.coalesce(F.expr(q.filter), F.lit(False)) if q.filter else F.lit(True)
-        cols.append(flag.alias(stat(q.key, "f")))
+        cols.append(_filter(q.filter).alias(stat(q.key, "f")))
         cols.append(F.expr(q.value).cast("double").alias(stat(q.key, "v")))
     return df.select("*", *cols)
+
+
+def _filter(condition: str | None) -> Column:
+    return F.coalesce(F.expr(condition), F.lit(False)) if condition else F.lit(True)
+
+
+def _present(condition: str | None, value: str | None) -> Column:
+    flag = _filter(condition)
+    return flag & F.expr(value).isNotNull() if value is not None else flag
+
+
+def presence_bits(plan: PassPlan) -> dict[tuple[str, str | None], int]:
+    """Bit of each distinct presence (see `planner.presence`) the unit level counts; a
+    count without a filter needs none (its per-unit count is the row count)."""
+    counted: list[Part | QuantilePart] = [*plan.counted_parts, *plan.quantile_parts]
+    keys = [presence_of(p) for p in counted]
+    distinct = [k for k in dict.fromkeys(keys) if k != ("", None)]
+    return {k: i for i, k in enumerate(distinct)}
+
+
+def _mask_name(word: int) -> str:
+    return f"__m{word}"
+
+
+def _unit_inputs(df: DataFrame, plan: PassPlan) -> DataFrame:
+    """What the unit branch needs per row, as narrow as possible since it is shuffled:
+    one bit per distinct presence, packed into 63-bit words, and the filtered value of
+    each sum part (`x`)."""
+    bits = presence_bits(plan)
+    words: dict[int, list[Column]] = {}
+    for (condition, value), bit in bits.items():
+        flag = F.when(_present(condition or None, value), _bit(bit))
+        words.setdefault(bit // 63, []).append(flag.otherwise(F.lit(0).cast("long")))
+    cols = [
+        reduce(lambda a, b: a.bitwiseOR(b), terms).alias(_mask_name(w))
+        for w, terms in words.items()
+    ]
+    for p in plan.parts:
+        if p.agg == "sum":
+            summed = F.expr(p.value or "0").cast("double")
+            cols.append(F.when(_filter(p.filter), summed).alias(stat(p.key, "x")))
+    return df.select("*", *cols)
+
+
+def _counted(bits: dict[tuple[str, str | None], int], key: tuple[str, str | None]) -> Column:
+    """Per-unit count of rows with presence `key` (the unit level's aggregate)."""
+    if key == ("", None):
+        return F.count(F.lit(1))
+    bit = bits[key]
+    word = F.col(_mask_name(bit // 63))
+    return F.count_if(word.bitwiseAND(_bit(bit)) != 0)
+
+
+def _bit(bit: int) -> Column:
+    """The bit's value within its 63-bit word, as a long."""
+    return F.lit(1 << (bit % 63)).cast("long")
 
 
 def _periods(
@@ -156,8 +207,13 @@ def _need_keys(plan: PassPlan) -> set[tuple[str, int, int]]:
     return {(w, index[s], kind_of[k]) for w, s, k in plan.needs}
 
 
+def _count_name(key: tuple[str, str | None], bits: dict[tuple[str, str | None], int]) -> str:
+    return "rows" if key == ("", None) else f"__n{bits[key]}"
+
+
 def _unit_level(periods: DataFrame, plan: PassPlan, unit: str) -> DataFrame:
-    """Per (period, window, set, dimensions, unit): rows and each part's per-unit sums.
+    """Per (period, window, set, dimensions, unit): each counted part's rows (`n`) and each
+    sum part's total (`x`); parts of equal presence share one count.
 
     Grouped by the unit column itself, so the shuffle by unit already done serves it."""
 
@@ -165,23 +221,23 @@ def _unit_level(periods: DataFrame, plan: PassPlan, unit: str) -> DataFrame:
         return F.struct(F.lit(s_index).alias("s"), *dims)
 
     expanded = _expand(periods, plan, [UNIT_KIND], entry)
-    flat = expanded.select(
-        "__t", "__w", F.col(unit), *[c for c in periods.columns if is_stat_column(c)], "__e.*"
-    )
-    aggs: list[Column] = [F.count(F.lit(1)).alias("rows")]
-    for p in plan.parts:
-        flag = F.col(stat(p.key, "f"))
-        # Rows that carry the part's value: a unit whose values are all null is not one of
-        # the cell's units (else one unit's value could pass the minimum cell size).
-        present = flag if p.agg == "count" else flag & F.col(stat(p.key, "v")).isNotNull()
-        aggs.append(F.count_if(present).alias(stat(p.key, "n")))
-        if p.agg == "sum":  # a count's unit total is its `n`
-            aggs.append(F.sum(F.when(flag, F.col(stat(p.key, "v")))).alias(stat(p.key, "x")))
-    for q in plan.quantile_parts:
-        present = F.col(stat(q.key, "f")) & F.col(stat(q.key, "v")).isNotNull()
-        aggs.append(F.count_if(present).alias(stat(q.key, "n")))
+    inputs = [c for c in periods.columns if c.startswith("__m") or is_stat_column(c)]
+    flat = expanded.select("__t", "__w", F.col(unit), *inputs, "__e.*")
+    bits = presence_bits(plan)
+    counted: list[Part | QuantilePart] = [*plan.counted_parts, *plan.quantile_parts]
+    keys = dict.fromkeys([("", None), *[presence_of(p) for p in counted]])
+    aggs = [_counted(bits, k).alias(_count_name(k, bits)) for k in keys]
+    aggs += [F.sum(stat(p.key, "x")).alias(stat(p.key, "x")) for p in plan.parts if p.agg == "sum"]
     grouped = flat.groupBy("__t", "__w", "s", *plan.dimensions, unit).agg(*aggs)
-    return grouped.withColumnRenamed(unit, "u").withColumn("k", F.lit(UNIT_KIND))
+    # Each counted part reads its presence's shared count as its `n`.
+    shared = {stat(p.key, "n"): F.col(_count_name(presence_of(p), bits)) for p in counted}
+    return grouped.withColumnRenamed(unit, "u").withColumns(shared)
+
+
+def presence_of(part: Part | QuantilePart) -> tuple[str, str | None]:
+    if isinstance(part, QuantilePart):
+        return (part.filter or "", part.value)
+    return presence(part)
 
 
 def _value_level(periods: DataFrame, plan: PassPlan) -> DataFrame | None:
@@ -237,63 +293,100 @@ def _unit_total(part: Part) -> Column:
     return F.coalesce(total, F.lit(0.0))
 
 
-def _level2(df: DataFrame, plan: PassPlan) -> DataFrame:
+CELL = ["__t", "__w", "s"]
+
+
+def _unit_level2(units: DataFrame, plan: PassPlan) -> DataFrame:
+    """Per cell, from the unit level: totals, units, sums of squares and cross products."""
     parts = {p.key: p for p in plan.parts}
-    unit_rows = F.col("k") == UNIT_KIND
     # Rows without a unit still count in totals, but are no unit of their own.
-    known_unit = unit_rows & F.col("u").isNotNull()
-    kind_of = kinds(plan)
+    known_unit = F.col("u").isNotNull()
     aggs: list[Column] = []
-
-    def on_units(c: Column) -> Column:
-        return F.when(unit_rows, c)
-
     for p in plan.parts:
-        units = F.count_if(known_unit & (F.col(stat(p.key, "n")) > 0))
+        units_of_part = F.count_if(known_unit & (F.col(stat(p.key, "n")) > 0))
         if p.key in plan.units_of:
-            aggs.append(units.alias(stat(p.key, "units")))
+            aggs.append(units_of_part.alias(stat(p.key, "units")))
         if p.additive:
             x = _unit_total(p)
-            aggs.append(F.coalesce(F.sum(on_units(x)), F.lit(0.0)).alias(stat(p.key, "sum")))
+            aggs.append(F.sum(x).alias(stat(p.key, "sum")))
             if p.key in plan.squares_of:
-                squares = F.coalesce(F.sum(on_units(x * x)), F.lit(0.0))
-                aggs.append(squares.alias(stat(p.key, "sumsq")))
-        elif p.agg == "approx_distinct_count":
-            mine = F.col("k") == kind_of[p.key]
-            estimate = F.coalesce(F.max(F.when(mine, F.col("approx"))), F.lit(0.0))
-            aggs.append(estimate.alias(stat(p.key, "sum")))
+                aggs.append(F.sum(x * x).alias(stat(p.key, "sumsq")))
         elif plan.counts_units(p):
-            aggs.append(units.cast("double").alias(stat(p.key, "sum")))
-        else:
-            mine = (F.col("k") == kind_of[p.key]) & F.col("dk").isNotNull()
-            aggs.append(F.count_if(mine).cast("double").alias(stat(p.key, "sum")))
+            aggs.append(units_of_part.cast("double").alias(stat(p.key, "sum")))
+    loose = set(plan.pairs_needing_units)
     for num, den in plan.ratio_pairs:
         x_num, x_den = _unit_total(parts[num]), _unit_total(parts[den])
-        either = (F.col(stat(num, "n")) > 0) | (F.col(stat(den, "n")) > 0)
-        aggs.append(
-            F.coalesce(F.sum(on_units(x_num * x_den)), F.lit(0.0)).alias(
-                pair_stat(num, den, "cross")
-            )
-        )
-        aggs.append(F.count_if(known_unit & either).alias(pair_stat(num, den, "units")))
-    levels = dict(plan.quantiles)
+        aggs.append(F.sum(x_num * x_den).alias(pair_stat(num, den, "cross")))
+        if (num, den) in loose:
+            either = (F.col(stat(num, "n")) > 0) | (F.col(stat(den, "n")) > 0)
+            aggs.append(F.count_if(known_unit & either).alias(pair_stat(num, den, "units")))
     for q in plan.quantile_parts:
         n = F.col(stat(q.key, "n"))
         aggs.append(F.count_if(known_unit & (n > 0)).alias(stat(q.key, "units")))
+    grouped = units.groupBy(*CELL, *plan.dimensions).agg(*aggs)
+    # Where the numerator's rows are among the denominator's, units with either part are
+    # the denominator's units.
+    within = {
+        pair_stat(num, den, "units"): F.col(stat(den, "units"))
+        for num, den in plan.ratio_pairs
+        if (num, den) not in loose
+    }
+    return grouped.withColumns(within)
+
+
+def _value_level2(values: DataFrame, plan: PassPlan) -> DataFrame:
+    """Per cell, from the value level: exact distinct counts and quantiles."""
+    kind_of = kinds(plan)
+    aggs: list[Column] = []
+    for p in plan.value_parts:
+        mine = (F.col("k") == kind_of[p.key]) & F.col("dk").isNotNull()
+        aggs.append(F.count_if(mine).cast("double").alias(stat(p.key, "sum")))
+    levels = dict(plan.quantiles)
+    for q in plan.quantile_parts:
         mine = (F.col("k") == kind_of[q.key]) & F.col("qv").isNotNull()
         value = F.when(mine, F.col("qv"))
         weights = F.when(mine, F.col("rows")).otherwise(F.lit(0))
         spread = F.percentile(value, F.array(*[F.lit(x) for x in levels[q.key]]), weights)
         aggs.append(spread.alias(stat(q.key, "quantiles")))
-    grouped = df.groupBy("__t", "__w", "s", *plan.dimensions).agg(*aggs)
+    return values.groupBy(*CELL, *plan.dimensions).agg(*aggs)
+
+
+def _sketch_level2(sketches: DataFrame, plan: PassPlan) -> DataFrame:
+    """Per cell, from the sketch level: one approximate distinct count per part."""
+    kind_of = kinds(plan)
+    aggs = [
+        F.max(F.when(F.col("k") == kind_of[p.key], F.col("approx"))).alias(stat(p.key, "sum"))
+        for p in plan.sketch_parts
+    ]
+    return sketches.groupBy(*CELL, *plan.dimensions).agg(*aggs)
+
+
+def _combine(branches: list[DataFrame], plan: PassPlan) -> DataFrame:
+    """One row per cell from the branches' per-cell rows (each statistic comes from exactly
+    one branch); a statistic a cell lacks is 0 (quantiles: null)."""
+    if len(branches) == 1:
+        combined = branches[0]
+    else:
+        union = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), branches)
+        keys = [*CELL, *plan.dimensions]
+        stats = [c for c in union.columns if c not in keys]
+        combined = union.groupBy(*keys).agg(*[F.first(c, ignorenulls=True).alias(c) for c in stats])
+    zero_filled = {
+        c: F.coalesce(F.col(c), F.lit(0).cast(dtype))
+        for c, dtype in combined.dtypes
+        if is_stat_column(c) and not dtype.startswith("array")
+    }
+    return combined.withColumns(zero_filled)
+
+
+def _with_quantile_levels(df: DataFrame, plan: PassPlan) -> DataFrame:
+    levels = dict(plan.quantiles)
     extra = [
         F.col(stat(q.key, "quantiles"))[i].alias(quantile_stat(q.key, level))
         for q in plan.quantile_parts
         for i, level in enumerate(levels[q.key])
     ]
-    return grouped.select("*", *extra).drop(
-        *[stat(q.key, "quantiles") for q in plan.quantile_parts]
-    )
+    return df.select("*", *extra).drop(*[stat(q.key, "quantiles") for q in plan.quantile_parts])
 
 
 def slice_columns(plan: PassPlan) -> list[Column]:
@@ -325,33 +418,30 @@ def pass_frame(
 
     `unit_partitions` fixes the number of partitions of the shuffle by unit (adaptive
     execution would merge them into fewer, larger ones, whose per-unit hash tables spill)."""
-    flagged = _flags(prepared, plan)
-    narrow = flagged.select(
-        time_column,
-        F.col(unit),
-        *[dim_column(d) for d in plan.dimensions],
-        *[c for c in flagged.columns if is_stat_column(c)],
-    )
+    keys: list[Column | str] = [time_column, F.col(unit), *[dim_column(d) for d in plan.dimensions]]
+
+    def narrow(frame: DataFrame) -> DataFrame:
+        return frame.select(
+            *keys, *[c for c in frame.columns if c.startswith("__m") or is_stat_column(c)]
+        )
+
     # The one big shuffle: rows by unit, before any expansion, so that the unit branch groups
     # within partitions. The other branches group by other keys: they read the source's
     # columns they need again, which costs less than a shuffle of them by unit.
+    unit_rows = narrow(_unit_inputs(prepared, plan))
     shuffled = (
-        narrow.repartition(unit_partitions, F.col(unit))
+        unit_rows.repartition(unit_partitions, F.col(unit))
         if unit_partitions
-        else narrow.repartition(F.col(unit))
+        else unit_rows.repartition(F.col(unit))
     )
     by_unit = _periods(shuffled, plan, time_column, start, end)
-    periods = _periods(narrow, plan, time_column, start, end)
-    branches = [
-        b
-        for b in (
-            _unit_level(by_unit, plan, unit),
-            _value_level(periods, plan),
-            _sketch_level(periods, plan, approx_rsd),
-        )
-        if b is not None
-    ]
-    level1 = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), branches)
-    result = _level2(level1, plan)
+    periods = _periods(narrow(_flags(prepared, plan)), plan, time_column, start, end)
+    values, sketches = _value_level(periods, plan), _sketch_level(periods, plan, approx_rsd)
+    branches = [_unit_level2(_unit_level(by_unit, plan, unit), plan)]
+    if values is not None:
+        branches.append(_value_level2(values, plan))
+    if sketches is not None:
+        branches.append(_sketch_level2(sketches, plan))
+    result = _with_quantile_levels(_combine(branches, plan), plan)
     named = result.withColumnsRenamed({"__t": "period", "__w": "window"})
     return named.select("*", *slice_columns(plan))

@@ -63,6 +63,25 @@ class PassPlan:
         )
 
     @property
+    def counted_parts(self) -> tuple[Part, ...]:
+        """Parts whose per-unit count of rows carrying them the unit level must compute:
+        counts (their total), parts whose units a metric reads (quantile parts are
+        counted separately), distinct counts of the unit, and both parts of a ratio whose
+        numerator rows are not provably among its denominator rows."""
+        loose = {k for pair in self.pairs_needing_units for k in pair}
+        return tuple(
+            p
+            for p in self.parts
+            if p.agg == "count" or p.key in self.units_of or p.key in loose or self.counts_units(p)
+        )
+
+    @property
+    def pairs_needing_units(self) -> tuple[tuple[str, str], ...]:
+        """Ratio pairs whose units with either part differ from the denominator's units."""
+        parts = {p.key: p for p in self.parts}
+        return tuple((n, d) for n, d in self.ratio_pairs if not rows_within(parts[n], parts[d]))
+
+    @property
     def sketch_parts(self) -> tuple[Part, ...]:
         """Approximate distinct counts: HyperLogLog sketches per cell."""
         return tuple(p for p in self.parts if p.agg == "approx_distinct_count")
@@ -79,6 +98,15 @@ class PassPlan:
     def grains(self) -> tuple[Grain, ...]:
         day: tuple[Grain, ...] = ("day",) if self.daily_windows else ()
         return day + (("hour",) if self.hourly else ())
+
+    def unit_expansion(self, output_days: int) -> int:
+        """Unit-level rows per source row at most: per window, the grouping sets it needs
+        units for, times the periods one row reaches (its days, within the output)."""
+        per_window: dict[str, int] = {}
+        for w, _, kind in self.needs:
+            if kind == "units":
+                per_window[w] = per_window.get(w, 0) + 1
+        return max(1, sum(n * min(window_days(w), output_days) for w, n in per_window.items()))
 
     @property
     def lookback_days(self) -> int:
@@ -111,6 +139,72 @@ def window_days(window: str) -> int:
 def counts_column(part: Part, column: str) -> bool:
     """Whether the part's value is exactly `column` (backticks and spaces aside)."""
     return (part.value or "").strip().strip("`") == column
+
+
+def presence(part: Part) -> tuple[str, str | None]:
+    """What decides that a row carries a part: its filter and, except for counts, a
+    non-null value. Parts with equal presence share one per-unit row count."""
+    return (part.filter or "", None if part.agg == "count" else part.value)
+
+
+def conjuncts(condition: str | None) -> frozenset[str]:
+    """The top-level AND terms of a SQL condition, outer parentheses and spacing aside
+    (a syntactic split: quotes and parentheses are respected, nothing is evaluated)."""
+    if not condition:
+        return frozenset()
+    terms, depth, quote, start, i = [], 0, "", 0, 0
+    text = condition
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"`":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif depth == 0 and text[i : i + 5].upper() == " AND ":
+            terms.append(text[start:i])
+            start = i + 5
+            i += 5
+            continue
+        i += 1
+    terms.append(text[start:])
+    return frozenset(t for term in terms for t in [_unwrap(term)] if t)
+
+
+def _unwrap(term: str) -> str:
+    term = " ".join(term.split())
+    while term.startswith("(") and term.endswith(")") and _balanced(term[1:-1]):
+        term = term[1:-1].strip()
+    return term
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for ch in text:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def rows_within(num: Part, den: Part) -> bool:
+    """Whether every row carrying `num` provably carries `den`: the denominator's filter
+    terms are among the numerator's (a value's `IS NOT NULL` included, as a mean's
+    denominator states it), and the denominator is a count or sums the same value.
+    Then a unit with numerator rows has denominator rows, and the pair's units are the
+    denominator's."""
+    carried = set(conjuncts(num.filter))
+    if num.agg != "count" and num.value:
+        # A row carries a sum or distinct count only where its value is not null.
+        carried |= conjuncts(f"({num.value}) IS NOT NULL")
+    if not conjuncts(den.filter) <= carried:
+        return False
+    if den.agg == "count":
+        return True
+    return den.agg == "sum" and num.agg == "sum" and num.value == den.value
 
 
 def has_own_kind(part: Part, unit: str) -> bool:

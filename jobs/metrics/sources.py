@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from deltalake import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -40,6 +41,32 @@ def table_reader(spark: SparkSession, sink: DeltaSink, warehouse: str) -> TableR
         return sink.read(path)
 
     return read
+
+
+def estimated_rows(source: SourceDef, warehouse: str, first: str, last: str) -> int | None:
+    """Rows of a Delta source between two ISO dates, from its log's file statistics (no
+    Spark work); None where unknown (Parquet and catalog sources, files without stats)."""
+    if source.format != "delta":
+        return None
+    try:
+        adds = DeltaTable(_path(source, warehouse)).get_add_actions(flatten=True)
+    except Exception:  # unreadable by delta-rs here (another engine's store): unknown
+        return None
+    records = [None if r is None else int(r) for r in list(adds.column("num_records").to_pylist())]
+    partition = f"partition.{source.date_column}"
+    if source.date_column and partition in adds.schema.names:
+        dates = [str(d) if d is not None else None for d in adds.column(partition).to_pylist()]
+        records = [
+            r for r, d in zip(records, dates, strict=True) if d is None or first <= d <= last
+        ]
+    known = [r for r in records if r is not None]
+    return sum(known) if len(known) == len(records) else None
+
+
+def _path(source: SourceDef, warehouse: str) -> str:
+    if os.path.isabs(source.location):
+        return source.location
+    return os.path.join(warehouse, source.location)
 
 
 def source_exists(source: SourceDef, warehouse: str) -> bool:

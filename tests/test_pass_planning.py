@@ -1,0 +1,85 @@
+"""Pure planning rules behind the pass: which parts share a per-unit count, and when a
+ratio's units with either part are provably its denominator's units."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs.metrics.definitions import Part
+from jobs.metrics.passes import presence_bits
+from jobs.metrics.planner import PassPlan, conjuncts, rows_within
+
+
+def count(condition: str | None = None) -> Part:
+    return Part("views", "count", None, condition)
+
+
+def total(value: str, condition: str | None = None) -> Part:
+    return Part("views", "sum", value, condition)
+
+
+@pytest.mark.parametrize(
+    ("condition", "terms"),
+    [
+        (None, set()),
+        ("is_bad", {"is_bad"}),
+        ("(is_bad) AND ((amount) IS NOT NULL)", {"is_bad", "(amount) IS NOT NULL"}),
+        ("a and  (b OR c)", {"a", "b OR c"}),
+        ("s = 'x AND y' AND t", {"s = 'x AND y'", "t"}),
+        ("(a) OR (b)", {"(a) OR (b)"}),
+    ],
+)
+def test_conjuncts_split_only_top_level_and(condition: str | None, terms: set[str]) -> None:
+    assert conjuncts(condition) == terms
+
+
+@pytest.mark.parametrize(
+    ("num", "den", "within"),
+    [
+        (count("is_bad"), count(), True),
+        (count("is_bad AND surface = 'feed'"), count("surface = 'feed'"), True),
+        (count("is_bad"), count("surface = 'feed'"), False),
+        (count("is_bad OR surface = 'feed'"), count("surface = 'feed'"), False),
+        (total("amount", "is_bad"), total("amount"), True),
+        # A count's rows need not carry the denominator's value.
+        (count("is_bad"), total("amount"), False),
+        (total("amount", "is_bad"), total("fee"), False),
+        # A mean: sum(amount) over count(*) where the amount is not null.
+        (total("amount", "is_bad"), count("(is_bad) AND ((amount) IS NOT NULL)"), True),
+        (total("amount"), count("(fee) IS NOT NULL"), False),
+    ],
+)
+def test_rows_within(num: Part, den: Part, within: bool) -> None:
+    assert rows_within(num, den) is within
+
+
+def test_parts_of_equal_presence_share_one_count() -> None:
+    parts = (
+        count(),
+        count("is_bad"),
+        total("amount", "is_bad"),
+        Part("views", "distinct_count", "user_id", "is_bad"),
+        Part("views", "distinct_count", "user_id"),
+    )
+    plan = PassPlan(
+        source="views",
+        unit="user_id",
+        windows=("1d",),
+        slice_sets=((),),
+        parts=parts,
+        quantile_parts=(),
+        quantiles=(),
+        ratio_pairs=((parts[1].key, parts[0].key), (parts[2].key, parts[1].key)),
+        metrics=("m",),
+        units_of=frozenset(p.key for p in parts),
+    )
+    # count(): the row count, no bit; count(is_bad): one bit; sum(amount) where is_bad and
+    # the distinct counts need their value too: two more bits, shared where equal.
+    assert presence_bits(plan) == {
+        ("is_bad", None): 0,
+        ("is_bad", "amount"): 1,
+        ("is_bad", "user_id"): 2,
+        ("", "user_id"): 3,
+    }
+    # count(is_bad) / count(): within; sum(amount) where is_bad / count(is_bad): within too.
+    assert plan.pairs_needing_units == ()
