@@ -136,7 +136,8 @@ def compute_passes(
             prepared = prepare(source, catalog.sources, read, dates)
             rows = estimated_rows(source, warehouse, *dates)
             n = unit_partitions(rows, p.unit_expansion((end - start).days + 1), partitions)
-            log.info("%s: %s source rows, %s partitions by unit", p.name, rows or "unknown", n)
+            known = "unknown" if rows is None else f"{rows:,}"
+            log.info("%s: %s source rows, %s partitions by unit", p.name, known, n)
             # One Spark action per pass; the checkpoint keeps the small result and drops the
             # lineage, so later steps neither rescan the source nor re-plan the pass.
             frame = pass_frame(prepared, p, source.time_column, source.unit, start, end, n)

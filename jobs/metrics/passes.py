@@ -26,7 +26,14 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from jobs.metrics.definitions import ALL, Part, QuantilePart
-from jobs.metrics.planner import PassPlan, presence, slice_set_name, window_days
+from jobs.metrics.planner import (
+    EVERY_ROW,
+    PassPlan,
+    Presence,
+    presence,
+    slice_set_name,
+    window_days,
+)
 from jobs.metrics.sources import dim_column
 
 UNIT_KIND = 0
@@ -88,13 +95,15 @@ def _present(condition: str | None, value: str | None) -> Column:
     return flag & F.expr(value).isNotNull() if value is not None else flag
 
 
-def presence_bits(plan: PassPlan) -> dict[tuple[str, str | None], int]:
-    """Bit of each distinct presence (see `planner.presence`) the unit level counts; a
-    count without a filter needs none (its per-unit count is the row count)."""
-    counted: list[Part | QuantilePart] = [*plan.counted_parts, *plan.quantile_parts]
-    keys = [presence_of(p) for p in counted]
-    distinct = [k for k in dict.fromkeys(keys) if k != ("", None)]
-    return {k: i for i, k in enumerate(distinct)}
+def presence_bits(plan: PassPlan) -> dict[Presence, int]:
+    """Bit of each presence (see `planner.presence`) the unit level counts; every row needs
+    none (its per-unit count is the row count)."""
+    return {k: i for i, k in enumerate(k for k in plan.presences if k != EVERY_ROW)}
+
+
+def _is_input(column: str) -> bool:
+    """A per-row input of the pass's aggregations: presence words and part columns."""
+    return column.startswith("__m") or is_stat_column(column)
 
 
 def _mask_name(word: int) -> str:
@@ -121,9 +130,9 @@ def _unit_inputs(df: DataFrame, plan: PassPlan) -> DataFrame:
     return df.select("*", *cols)
 
 
-def _counted(bits: dict[tuple[str, str | None], int], key: tuple[str, str | None]) -> Column:
+def _counted(bits: dict[Presence, int], key: Presence) -> Column:
     """Per-unit count of rows with presence `key` (the unit level's aggregate)."""
-    if key == ("", None):
+    if key == EVERY_ROW:
         return F.count(F.lit(1))
     bit = bits[key]
     word = F.col(_mask_name(bit // 63))
@@ -207,8 +216,8 @@ def _need_keys(plan: PassPlan) -> set[tuple[str, int, int]]:
     return {(w, index[s], kind_of[k]) for w, s, k in plan.needs}
 
 
-def _count_name(key: tuple[str, str | None], bits: dict[tuple[str, str | None], int]) -> str:
-    return "rows" if key == ("", None) else f"__n{bits[key]}"
+def _count_name(key: Presence, bits: dict[Presence, int]) -> str:
+    return "rows" if key == EVERY_ROW else f"__n{bits[key]}"
 
 
 def _unit_level(periods: DataFrame, plan: PassPlan, unit: str) -> DataFrame:
@@ -221,23 +230,16 @@ def _unit_level(periods: DataFrame, plan: PassPlan, unit: str) -> DataFrame:
         return F.struct(F.lit(s_index).alias("s"), *dims)
 
     expanded = _expand(periods, plan, [UNIT_KIND], entry)
-    inputs = [c for c in periods.columns if c.startswith("__m") or is_stat_column(c)]
+    inputs = [c for c in periods.columns if _is_input(c)]
     flat = expanded.select("__t", "__w", F.col(unit), *inputs, "__e.*")
     bits = presence_bits(plan)
-    counted: list[Part | QuantilePart] = [*plan.counted_parts, *plan.quantile_parts]
-    keys = dict.fromkeys([("", None), *[presence_of(p) for p in counted]])
-    aggs = [_counted(bits, k).alias(_count_name(k, bits)) for k in keys]
+    aggs = [_counted(bits, k).alias(_count_name(k, bits)) for k in plan.presences]
     aggs += [F.sum(stat(p.key, "x")).alias(stat(p.key, "x")) for p in plan.parts if p.agg == "sum"]
     grouped = flat.groupBy("__t", "__w", "s", *plan.dimensions, unit).agg(*aggs)
     # Each counted part reads its presence's shared count as its `n`.
-    shared = {stat(p.key, "n"): F.col(_count_name(presence_of(p), bits)) for p in counted}
+    counted: list[Part | QuantilePart] = [*plan.counted_parts, *plan.quantile_parts]
+    shared = {stat(p.key, "n"): F.col(_count_name(presence(p), bits)) for p in counted}
     return grouped.withColumnRenamed(unit, "u").withColumns(shared)
-
-
-def presence_of(part: Part | QuantilePart) -> tuple[str, str | None]:
-    if isinstance(part, QuantilePart):
-        return (part.filter or "", part.value)
-    return presence(part)
 
 
 def _value_level(periods: DataFrame, plan: PassPlan) -> DataFrame | None:
@@ -421,9 +423,7 @@ def pass_frame(
     keys: list[Column | str] = [time_column, F.col(unit), *[dim_column(d) for d in plan.dimensions]]
 
     def narrow(frame: DataFrame) -> DataFrame:
-        return frame.select(
-            *keys, *[c for c in frame.columns if c.startswith("__m") or is_stat_column(c)]
-        )
+        return frame.select(*keys, *[c for c in frame.columns if _is_input(c)])
 
     # The one big shuffle: rows by unit, before any expansion, so that the unit branch groups
     # within partitions. The other branches group by other keys: they read the source's

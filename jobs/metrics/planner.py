@@ -76,6 +76,13 @@ class PassPlan:
         )
 
     @property
+    def presences(self) -> tuple[Presence, ...]:
+        """The distinct presences the unit level counts rows of (counted and quantile
+        parts), every row first."""
+        counted: list[Part | QuantilePart] = [*self.counted_parts, *self.quantile_parts]
+        return tuple(dict.fromkeys([EVERY_ROW, *[presence(p) for p in counted]]))
+
+    @property
     def pairs_needing_units(self) -> tuple[tuple[str, str], ...]:
         """Ratio pairs whose units with either part differ from the denominator's units."""
         parts = {p.key: p for p in self.parts}
@@ -141,10 +148,16 @@ def counts_column(part: Part, column: str) -> bool:
     return (part.value or "").strip().strip("`") == column
 
 
-def presence(part: Part) -> tuple[str, str | None]:
+Presence = tuple[str, str | None]
+#: The presence of a count without a filter: every row.
+EVERY_ROW: Presence = ("", None)
+
+
+def presence(part: Part | QuantilePart) -> Presence:
     """What decides that a row carries a part: its filter and, except for counts, a
     non-null value. Parts with equal presence share one per-unit row count."""
-    return (part.filter or "", None if part.agg == "count" else part.value)
+    counted = isinstance(part, Part) and part.agg == "count"
+    return (part.filter or "", None if counted else part.value)
 
 
 def conjuncts(condition: str | None) -> frozenset[str]:

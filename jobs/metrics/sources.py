@@ -31,11 +31,7 @@ def table_reader(spark: SparkSession, sink: DeltaSink, warehouse: str) -> TableR
     def read(source: SourceDef) -> DataFrame:
         if source.format == "catalog":
             return spark.table(source.location)
-        path = (
-            source.location
-            if os.path.isabs(source.location)
-            else os.path.join(warehouse, source.location)
-        )
+        path = source_path(source, warehouse)
         if source.format == "parquet":
             return spark.read.parquet(path)
         return sink.read(path)
@@ -49,7 +45,7 @@ def estimated_rows(source: SourceDef, warehouse: str, first: str, last: str) -> 
     if source.format != "delta":
         return None
     try:
-        adds = DeltaTable(_path(source, warehouse)).get_add_actions(flatten=True)
+        adds = DeltaTable(source_path(source, warehouse)).get_add_actions(flatten=True)
     except Exception:  # unreadable by delta-rs here (another engine's store): unknown
         return None
     records = [None if r is None else int(r) for r in list(adds.column("num_records").to_pylist())]
@@ -63,7 +59,8 @@ def estimated_rows(source: SourceDef, warehouse: str, first: str, last: str) -> 
     return sum(known) if len(known) == len(records) else None
 
 
-def _path(source: SourceDef, warehouse: str) -> str:
+def source_path(source: SourceDef, warehouse: str) -> str:
+    """A path-based source's table location (relative ones are under the warehouse)."""
     if os.path.isabs(source.location):
         return source.location
     return os.path.join(warehouse, source.location)
@@ -73,11 +70,7 @@ def source_exists(source: SourceDef, warehouse: str) -> bool:
     """Whether a path-based source's table is there (catalog tables are assumed present)."""
     if source.format == "catalog":
         return True
-    path = (
-        source.location
-        if os.path.isabs(source.location)
-        else os.path.join(warehouse, source.location)
-    )
+    path = source_path(source, warehouse)
     if source.format == "delta":
         return os.path.isdir(os.path.join(path, "_delta_log")) or "://" in path
     return os.path.exists(path) or "://" in path
