@@ -113,7 +113,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.set_defaults(handler=run_generate)
     _add_metric_commands(sub)
+    _add_experiment_command(sub)
     return parser
+
+
+def _add_experiment_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from jobs.experiments_cli import add_experiment_arguments
+    from jobs.metrics_cli import add_defs_argument
+
+    text = (
+        "analyse A/B experiments (delta method, CUPED, distributed Poisson bootstrap, SRM) "
+        "and write experiment_units, experiment_results and experiment_replicates"
+    )
+    cmd = sub.add_parser("experiment", help=text, description=text[0].upper() + text[1:] + ".")
+    _add_common(cmd)
+    add_defs_argument(cmd)
+    add_experiment_arguments(cmd)
+    cmd.set_defaults(handler=_experiment_handler)
+
+
+def _experiment_handler(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from jobs.experiments_cli import run_experiment_command
+
+    config = _config(args)
+    configure_logging(config.log_level)
+    log.info("configuration: %s", config.describe())
+    return run_experiment_command(args, config)
 
 
 def _add_metric_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

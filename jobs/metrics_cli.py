@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -12,7 +13,7 @@ from pyspark.sql import functions as F
 
 from jobs.config import AppConfig, data_dir
 from jobs.delta import DeltaSink
-from jobs.metrics.definitions import Catalog
+from jobs.metrics.definitions import Catalog, SourceDef
 from jobs.metrics.loader import load_catalog
 from jobs.metrics.planner import compile_plan, render_plan
 from jobs.metrics.sources import TableReader, table_reader
@@ -86,8 +87,13 @@ def run_plan(args: argparse.Namespace, config: AppConfig) -> int:
 
 def latest_date(read: TableReader, catalog: Catalog) -> dt.date:
     """The last date that every source of the catalog has data for."""
+    return latest_date_of(read, catalog.sources.values())
+
+
+def latest_date_of(read: TableReader, sources: Iterable[SourceDef]) -> dt.date:
+    """The last date that every one of `sources` has data for."""
     ends: list[dt.date] = []
-    for source in catalog.sources.values():
+    for source in sources:
         column = source.date_column or source.time_column
         value = read(source).agg(F.max(F.to_date(F.col(column)))).collect()[0][0]
         if value is not None:

@@ -44,6 +44,8 @@ __all__ = [
 ]
 
 TOP_KEYS = ("settings", "dimensions", "slice_sets", "sources", "defaults", "metrics")
+#: Read by `jobs.experiments.loader`, next to the catalog; the catalog itself ignores them.
+EXPERIMENT_KEYS = ("assignment_sources", "experiments")
 DEFAULT_KEYS = ("owner", "slices", "windows", "grain", "source", "tags", "min_cell_size", "ci")
 
 
@@ -124,7 +126,7 @@ def _read_document(doc: LocatedDocument, raw: Raw, out: Collector) -> None:
     top = out.mapping(doc, (), doc.data, "a definitions file")
     if top is None:
         return
-    out.keys(doc, (), top, TOP_KEYS)
+    out.keys(doc, (), top, (*TOP_KEYS, *EXPERIMENT_KEYS))
     if "settings" in top:
         if raw.settings is not None:
             first = raw.settings[0].where(("settings",))

@@ -1,0 +1,154 @@
+"""`safety-metrics experiment`: analyse defined experiments, or a user's unit-level table."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from jobs.config import AppConfig
+from jobs.delta import DeltaSink
+from jobs.experiments.definitions import ExperimentDef
+from jobs.experiments.units import metric_parts
+from jobs.experiments_job import ExperimentSummary
+from jobs.metrics.definitions import Catalog
+
+log = logging.getLogger("safety-metrics")
+
+
+def add_experiment_arguments(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--id",
+        action="append",
+        default=None,
+        metavar="EXPERIMENT",
+        help="an experiment id from the definitions (repeatable; default: every active one)",
+    )
+    cmd.add_argument(
+        "--date",
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="last day of the analysis (default: the experiment's end, else the latest date "
+        "its sources have data for)",
+    )
+    cmd.add_argument("--run-id", default=None, help="run id to record (default: time + random)")
+    own = cmd.add_argument_group("a unit-level table you already have (instead of the definitions)")
+    own.add_argument(
+        "--units",
+        default=None,
+        metavar="PATH",
+        help="Delta folder, Parquet or CSV with columns unit, variant, metric, numerator and "
+        "optionally denominator, covariate, covariate_denominator",
+    )
+    own.add_argument("--control", default=None, help="the control variant's name (with --units)")
+    own.add_argument("--experiment-id", default=None, help="id to record (default: file name)")
+    own.add_argument("--alpha", type=float, default=0.05)
+    own.add_argument("--replicates", type=int, default=500)
+    own.add_argument("--seed", type=int, default=0)
+    own.add_argument("--correction", choices=("bh", "bonferroni", "none"), default="bh")
+
+
+def run_experiment_command(args: argparse.Namespace, config: AppConfig) -> int:
+    from jobs.experiments.analysis import analyse
+    from jobs.experiments.loader import load_experiments
+    from jobs.experiments_job import (
+        active_experiments,
+        file_spec,
+        new_run_id,
+        read_table,
+        units_from_file,
+        write_results,
+    )
+    from jobs.metrics.loader import load_catalog
+    from jobs.metrics_cli import default_defs_dir
+    from jobs.session import build_session
+
+    defs = args.defs or default_defs_dir()
+    catalog = load_catalog(defs)
+    if args.units:
+        if not args.control:
+            raise SystemExit("safety-metrics: --units needs --control NAME")
+        spark = build_session(config)
+        sink = DeltaSink.for_session(spark, config.delta_backend)
+        exp_id = args.experiment_id or Path(args.units.rstrip("/")).stem
+        units = units_from_file(read_table(spark, sink, args.units), args.units, exp_id).cache()
+        spec = file_spec(
+            units,
+            exp_id,
+            args.control,
+            catalog,
+            args.alpha,
+            args.replicates,
+            args.seed,
+            args.correction,
+        )
+        analysis = analyse(units, spec)
+        write_results(
+            spark,
+            sink,
+            config.warehouse,
+            exp_id,
+            analysis,
+            args.run_id or new_run_id(),
+            {
+                "alpha": args.alpha,
+                "correction": args.correction,
+                "replicates": args.replicates,
+                "seed": args.seed,
+                "units_excluded": 0,
+            },
+        )
+        print(ExperimentSummary(exp_id, analysis, int(units.count()), 0.0).render())
+        print(f"results: {os.path.join(config.warehouse, 'experiments/experiment_results')}")
+        return 0
+    experiments = load_experiments(defs, catalog)
+    try:
+        chosen = active_experiments(experiments, args.id)
+    except KeyError as exc:
+        raise SystemExit(f"safety-metrics: {exc.args[0]}") from None
+    if not chosen:
+        print("no active experiments defined")
+        return 0
+    spark = build_session(config)
+    sink = DeltaSink.for_session(spark, config.delta_backend)
+    from jobs.metrics_cli import load_checked_catalog
+
+    catalog = load_checked_catalog(spark, sink, config, args.defs)
+    for exp in chosen:
+        summary = run_one(spark, sink, config, catalog, exp, args)
+        print(summary.render())
+    return 0
+
+
+def run_one(
+    spark: SparkSession,
+    sink: DeltaSink,
+    config: AppConfig,
+    catalog: Catalog,
+    exp: ExperimentDef,
+    args: argparse.Namespace,
+) -> ExperimentSummary:
+    """One defined experiment, up to --date (or its end, or the latest data)."""
+    from jobs.experiments_job import read_assignments, run_experiment
+    from jobs.metrics.sources import table_reader
+    from jobs.metrics_cli import latest_date_of
+
+    read = table_reader(spark, sink, config.warehouse)
+    if args.date:
+        end = dt.date.fromisoformat(args.date)
+    elif exp.end:
+        end = exp.end
+    else:
+        names = {p.source for m in exp.metrics for p in metric_parts(catalog.metrics[m]).parts()}
+        end = latest_date_of(read, [catalog.sources[n] for n in sorted(names)])
+        log.info(
+            "%s: no --date given: analysing up to %s, the latest date of its sources", exp.id, end
+        )
+    assignments = read_assignments(spark, sink, config.warehouse, exp.assignments)
+    return run_experiment(
+        spark, sink, catalog, exp, read, assignments, config.warehouse, end, run_id=args.run_id
+    )

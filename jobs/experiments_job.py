@@ -1,0 +1,337 @@
+"""The experiment job: unit table -> statistics -> three Delta tables per experiment.
+
+    assignments + catalog metrics -> experiment_units (one row per metric and unit)
+    -> moments, bootstrap replicate sums, quantile replicates (Spark, small results)
+    -> experiment_results (+ experiment_replicates for audit)
+
+Each table is partitioned by `experiment_id` and each run replaces that experiment's
+partition in one atomic commit, so re-running is always safe. The same statistics run on a
+unit-level table a user already has (`units_from_file`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.delta import DeltaSink
+from jobs.experiments.analysis import Analysis, AnalysisSpec, MetricSpec, analyse
+from jobs.experiments.definitions import AssignmentSource, ExperimentDef
+from jobs.experiments.stats import Correction
+from jobs.experiments.units import (
+    UNIT_COLUMNS,
+    assignment_frame,
+    conflicting_units,
+    quantile_events,
+    unit_frame,
+)
+from jobs.logs import stage
+from jobs.metrics.definitions import Catalog
+from jobs.metrics.sources import TableReader
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT_UNITS = "experiments/experiment_units"
+EXPERIMENT_RESULTS = "experiments/experiment_results"
+EXPERIMENT_REPLICATES = "experiments/experiment_replicates"
+PARTITION_BY = ("experiment_id",)
+
+RESULT_SCHEMA = (
+    "experiment_id string, metric string, control string, treatment string, method string, "
+    "primary boolean, units_control long, units_treatment long, control_value double, "
+    "treatment_value double, lift double, lift_lower double, lift_upper double, "
+    "relative_lift double, relative_lower double, relative_upper double, p_value double, "
+    "p_value_adjusted double, significant boolean, verdict string, good_direction string, "
+    "alpha double, correction string, replicates int, seed long, srm_p_value double, "
+    "srm_mismatch boolean, units_excluded long, window_start date, window_end date, "
+    "definition_version string, run_id string, computed_at timestamp"
+)
+REPLICATE_SCHEMA = (
+    "experiment_id string, metric string, variant string, replicate int, value double, "
+    "run_id string"
+)
+
+
+@dataclass(frozen=True)
+class ExperimentSummary:
+    experiment_id: str
+    analysis: Analysis
+    unit_rows: int
+    seconds: float
+
+    def render(self) -> str:
+        srm = self.analysis.srm
+        units = ", ".join(f"{v}={n:,}" for v, n in sorted(self.analysis.units.items()))
+        flag = "  ** SAMPLE RATIO MISMATCH: do not trust these results **" if srm.mismatch else ""
+        lines = [
+            f"{self.experiment_id}: {units} units; SRM p={srm.p_value:.3g}{flag}",
+        ]
+        for r in self.analysis.results:
+            if not r["primary"]:
+                continue
+            rel = r["relative_lift"]
+            lo, hi = r["relative_lower"], r["relative_upper"]
+            shown = (
+                "n/a"
+                if rel is None or lo is None or hi is None
+                else (f"{rel:+.2%} [{lo:+.2%}, {hi:+.2%}]")
+            )
+            lines.append(
+                f"  {r['metric']:<28} {r['treatment']:<10} {r['method']:<9} {shown:<28} "
+                f"p_adj={_p(r['p_value_adjusted'])}  {r['verdict']}"
+            )
+        lines.append(f"  ({self.unit_rows:,} unit rows, {self.seconds:.1f} s)")
+        return "\n".join(lines)
+
+
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def spec_for(catalog: Catalog, exp: ExperimentDef) -> AnalysisSpec:
+    metrics = []
+    for name in exp.metrics:
+        m = catalog.metrics[name]
+        metrics.append(
+            MetricSpec(name, m.good_direction, m.per, m.quantile if m.type == "quantile" else None)
+        )
+    return AnalysisSpec(
+        experiment_id=exp.id,
+        control=exp.control,
+        metrics=tuple(metrics),
+        expected_shares=dict(exp.variants),
+        alpha=exp.alpha,
+        replicates=exp.replicates,
+        seed=exp.seed,
+        correction=exp.correction,
+        srm_threshold=exp.srm_threshold,
+    )
+
+
+def definition_version(catalog: Catalog, exp: ExperimentDef) -> str:
+    """The experiment's version plus its metrics' versions, as one short hash."""
+    import hashlib
+
+    text = exp.version() + "".join(catalog.metric_version(m) for m in exp.metrics)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def new_run_id() -> str:
+    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+def run_experiment(
+    spark: SparkSession,
+    sink: DeltaSink,
+    catalog: Catalog,
+    exp: ExperimentDef,
+    read: TableReader,
+    assignments: DataFrame,
+    warehouse: str,
+    end: dt.date,
+    *,
+    run_id: str | None = None,
+) -> ExperimentSummary:
+    """Compute one experiment up to `end` and replace its partition of the three tables."""
+    started = time.perf_counter()
+    run_id = run_id or new_run_id()
+    end = min(end, exp.end) if exp.end else end
+    log.info(
+        "experiment %s: %s..%s, %d metrics, run %s",
+        exp.id,
+        exp.start,
+        end,
+        len(exp.metrics),
+        run_id,
+    )
+    with stage(log, f"{exp.id}: checking assignments"):
+        excluded = conflicting_units(assignment_frame(assignments, exp, end))
+        if excluded:
+            log.warning(
+                "%s: %d units were logged in more than one variant; excluded", exp.id, excluded
+            )
+    units_table = os.path.join(warehouse, EXPERIMENT_UNITS)
+    with stage(log, f"{exp.id}: writing unit-level aggregates to {units_table}"):
+        units = unit_frame(catalog, exp, read, assignments, end).select(
+            *UNIT_COLUMNS, F.lit(run_id).alias("run_id")
+        )
+        sink.write(
+            units,
+            units_table,
+            mode="replace",
+            partition_by=PARTITION_BY,
+            replace={"experiment_id": [exp.id]},
+        )
+    stored = sink.read(units_table).where(F.col("experiment_id") == exp.id)
+    with stage(log, f"{exp.id}: statistics"):
+        events = quantile_events(catalog, exp, read, assignments, end)
+        analysis = analyse(stored, spec_for(catalog, exp), events)
+    unit_rows = int(stored.count())
+    extra = {
+        "alpha": exp.alpha,
+        "correction": exp.correction,
+        "replicates": exp.replicates,
+        "seed": exp.seed,
+        "units_excluded": excluded,
+        "window_start": exp.start,
+        "window_end": end,
+        "definition_version": definition_version(catalog, exp),
+    }
+    write_results(spark, sink, warehouse, exp.id, analysis, run_id, extra)
+    return ExperimentSummary(exp.id, analysis, unit_rows, time.perf_counter() - started)
+
+
+def write_results(
+    spark: SparkSession,
+    sink: DeltaSink,
+    warehouse: str,
+    experiment_id: str,
+    analysis: Analysis,
+    run_id: str,
+    extra: dict[str, Any],
+) -> None:
+    """Replace the experiment's partition of `experiment_results` and `..._replicates`."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    common = {
+        "experiment_id": experiment_id,
+        "srm_p_value": analysis.srm.p_value,
+        "srm_mismatch": analysis.srm.mismatch,
+        "run_id": run_id,
+        "computed_at": now,
+        **extra,
+    }
+    fields = [f.split()[0] for f in RESULT_SCHEMA.split(", ")]
+    rows = [tuple({**common, **r}.get(name) for name in fields) for r in analysis.results]
+    results = spark.createDataFrame(rows, RESULT_SCHEMA)
+    table = os.path.join(warehouse, EXPERIMENT_RESULTS)
+    with stage(log, f"{experiment_id}: writing {len(rows)} result rows to {table}"):
+        sink.write(
+            results,
+            table,
+            mode="replace",
+            partition_by=PARTITION_BY,
+            replace={"experiment_id": [experiment_id]},
+        )
+    reps = spark.createDataFrame(
+        [
+            (experiment_id, r["metric"], r["variant"], r["replicate"], r["value"], run_id)
+            for r in analysis.replicates
+        ],
+        REPLICATE_SCHEMA,
+    )
+    table = os.path.join(warehouse, EXPERIMENT_REPLICATES)
+    with stage(log, f"{experiment_id}: writing {len(analysis.replicates)} replicate rows"):
+        sink.write(
+            reps,
+            table,
+            mode="replace",
+            partition_by=PARTITION_BY,
+            replace={"experiment_id": [experiment_id]},
+        )
+
+
+# --- a user's own unit-level table ------------------------------------------------------------
+
+UNIT_FILE_COLUMNS = ("unit", "variant", "metric", "numerator")
+
+
+def read_table(spark: SparkSession, sink: DeltaSink, path: str) -> DataFrame:
+    """A Delta folder, a Parquet file or folder, or a CSV file (with a header)."""
+    if os.path.isdir(os.path.join(path, "_delta_log")):
+        return sink.read(path)
+    if path.endswith(".csv"):
+        return spark.read.option("header", True).option("inferSchema", True).csv(path)
+    if path.endswith(".parquet") or os.path.isdir(path):
+        return spark.read.parquet(path)
+    raise FileNotFoundError(f"{path}: not a Delta table, a .parquet file or folder, or a .csv file")
+
+
+def units_from_file(table: DataFrame, path: str, experiment_id: str) -> DataFrame:
+    """A user's unit table (unit, variant, metric, numerator, and optionally denominator,
+    covariate, covariate_denominator) as the unit frame `analyse` reads."""
+    from jobs.located_yaml import did_you_mean
+
+    present = {c.lower(): c for c in table.columns}
+    for needed in UNIT_FILE_COLUMNS:
+        if needed not in present:
+            hint = did_you_mean(needed, table.columns)
+            raise ValueError(
+                f"{path}: column '{needed}' is missing (columns: {', '.join(table.columns)})"
+                + (f"; {hint}" if hint else "")
+            )
+
+    def col(name: str, default: float) -> Any:
+        return F.col(present[name]).cast("double") if name in present else F.lit(default)
+
+    has_cov = "covariate" in present
+    return table.select(
+        F.lit(experiment_id).alias("experiment_id"),
+        F.col(present["metric"]).cast("string").alias("metric"),
+        F.col(present["variant"]).cast("string").alias("variant"),
+        F.col(present["unit"]).cast("string").alias("unit_id"),
+        F.xxhash64(F.col(present["unit"]).cast("string")).alias("unit_key"),
+        F.coalesce(col("numerator", 0.0), F.lit(0.0)).alias("y"),
+        F.coalesce(col("denominator", 1.0), F.lit(0.0)).alias("x"),
+        F.coalesce(col("covariate", 0.0), F.lit(0.0)).alias("cy"),
+        F.coalesce(col("covariate_denominator", 1.0 if has_cov else 0.0), F.lit(0.0)).alias("cx"),
+    )
+
+
+def file_spec(
+    units: DataFrame,
+    experiment_id: str,
+    control: str,
+    catalog: Catalog | None,
+    alpha: float,
+    replicates: int,
+    seed: int,
+    correction: Correction,
+) -> AnalysisSpec:
+    """An analysis spec for a user's table: its metrics, with the catalog's good direction
+    where a metric of the same name exists."""
+    names = sorted(str(r[0]) for r in units.select("metric").distinct().collect())
+    metrics = []
+    for name in names:
+        m = catalog.metrics.get(name) if catalog else None
+        metrics.append(MetricSpec(name, m.good_direction if m else "none"))
+    return AnalysisSpec(
+        experiment_id, control, tuple(metrics), None, alpha, replicates, seed, correction
+    )
+
+
+def read_assignments(
+    spark: SparkSession, sink: DeltaSink, warehouse: str, source: AssignmentSource
+) -> DataFrame:
+    """The assignment log: a catalog table, or a Delta or Parquet path (relative to the
+    warehouse unless absolute)."""
+    if source.format == "catalog":
+        return spark.table(source.location)
+    path = (
+        source.location
+        if os.path.isabs(source.location)
+        else os.path.join(warehouse, source.location)
+    )
+    return spark.read.parquet(path) if source.format == "parquet" else sink.read(path)
+
+
+def active_experiments(
+    experiments: dict[str, ExperimentDef], ids: Sequence[str] | None
+) -> list[ExperimentDef]:
+    if ids:
+        missing = [i for i in ids if i not in experiments]
+        if missing:
+            from jobs.located_yaml import did_you_mean
+
+            hint = did_you_mean(missing[0], experiments)
+            raise KeyError(f"unknown experiment '{missing[0]}'" + (f"; {hint}" if hint else ""))
+        return [experiments[i] for i in ids]
+    return [e for e in experiments.values() if e.active]
