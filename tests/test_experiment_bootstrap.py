@@ -72,7 +72,7 @@ def test_replicate_sums_equal_a_single_machine_bootstrap_with_the_same_weights(
 ) -> None:
     rows = unit_rows(300)
     got = {
-        (r["variant"], r["replicate"]): (r["w_y"], r["w_x"], r["w"])
+        (r["variant"], r["replicate"]): (r["w_y"], r["w_x"], r["w"], r["digits"])
         for r in replicate_frame(units_frame(spark, rows), B, SEED).collect()
     }
     for variant in ("control", "treatment"):
@@ -84,7 +84,10 @@ def test_replicate_sums_equal_a_single_machine_bootstrap_with_the_same_weights(
         for b in range(B):
             expected_y = sum((int(wi) * yi for wi, yi in zip(w[:, b], y, strict=True)), Decimal(0))
             expected_x = sum((int(wi) * xi for wi, xi in zip(w[:, b], x, strict=True)), Decimal(0))
-            assert got[(variant, b)] == (expected_y, expected_x, int(w[:, b].sum()))
+            w_y, w_x, w_sum, digits = got[(variant, b)]
+            assert digits >= 4  # the values have 4 decimals: nothing rounded away
+            scale = Decimal(10) ** digits
+            assert (w_y, w_x, w_sum) == (expected_y * scale, expected_x * scale, w[:, b].sum())
 
 
 def test_moments_equal_numpy(spark: SparkSession) -> None:
