@@ -244,6 +244,10 @@ def write_results(
 UNIT_FILE_COLUMNS = ("unit", "variant", "metric", "numerator")
 
 
+class UnitTableError(RuntimeError):
+    """A user's unit-level table lacks a column the analysis needs."""
+
+
 def read_table(spark: SparkSession, sink: DeltaSink, path: str) -> DataFrame:
     """A Delta folder, a Parquet file or folder, or a CSV file (with a header)."""
     if os.path.isdir(os.path.join(path, "_delta_log")):
@@ -264,7 +268,7 @@ def units_from_file(table: DataFrame, path: str, experiment_id: str) -> DataFram
     for needed in UNIT_FILE_COLUMNS:
         if needed not in present:
             hint = did_you_mean(needed, table.columns)
-            raise ValueError(
+            raise UnitTableError(
                 f"{path}: column '{needed}' is missing (columns: {', '.join(table.columns)})"
                 + (f"; {hint}" if hint else "")
             )

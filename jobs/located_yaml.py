@@ -94,7 +94,12 @@ def _walk(node: yaml.Node, path: YamlPath, file: str, out: dict[YamlPath, Locati
         return [_walk(item, (*path, i), file, out) for i, item in enumerate(node.value)]
     if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
         return None  # an empty value (`key:` or `{key: }`) serializes to no document at all
-    return yaml.safe_load(yaml.serialize(node))
+    try:
+        return yaml.safe_load(yaml.serialize(node))
+    except ValueError:
+        # Looks like a date or time but is not one (2026-13-01): keep the text, so that the
+        # key's own check reports it with its location instead of the parser crashing.
+        return node.value
 
 
 def parse_located(text: str, file: str) -> LocatedDocument:

@@ -46,7 +46,7 @@ from jobs.experiments.stats import (
 )
 
 
-class AnalysisError(ValueError):
+class AnalysisError(RuntimeError):
     """The unit table cannot be analysed as asked (e.g. the control has no units)."""
 
 

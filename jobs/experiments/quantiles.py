@@ -40,6 +40,7 @@ class QuantileArm:
 
     point: float
     replicates: NDArray[np.float64]
+    grid: NDArray[np.float64]
     clipped: int  # replicates whose quantile fell outside the grid (clamped to its edge)
 
 
@@ -118,5 +119,5 @@ def quantile_arms(
             log.warning(
                 "%s: %d of %d bootstrap quantiles fell at the grid's edge", arm, clipped, replicates
             )
-        out[arm] = QuantileArm(points[arm], values, clipped)
+        out[arm] = QuantileArm(points[arm], values, grid, clipped)
     return out

@@ -399,6 +399,11 @@ def within(value: float, bounds: tuple[float, float]) -> bool:
     return bounds[0] <= value <= bounds[1]
 
 
+def z_score(value: float, nominal: float, experiments: int) -> str:
+    """The deviation from the nominal rate in units of its Monte Carlo SE under the nominal."""
+    return f"{(value - nominal) / math.sqrt(nominal * (1 - nominal) / experiments):+.1f}"
+
+
 def heading(results: Results) -> str:
     s = results.scenario
     return (
@@ -413,10 +418,11 @@ def false_positive_report(results: Results) -> tuple[str, list[str]]:
     rows, failures = [], []
     for (metric, method), (by_p, by_ci, se) in false_positive_rates(results).items():
         ok = within(by_p, FPR_TARGET) and within(by_ci, FPR_TARGET)
-        rows.append([metric, method, pct(by_p), pct(by_ci), pct(se), "yes" if ok else "NO"])
+        z = z_score(by_p, ALPHA, results.scenario.experiments)
+        rows.append([metric, method, pct(by_p), pct(by_ci), pct(se), z, "yes" if ok else "NO"])
         if not ok:
             failures.append(f"{metric}/{method} {pct(by_p)} (CI: {pct(by_ci)})")
-    header = ["metric", "method", "p < 0.05", "CI excludes 0", "MC SE", "in 3.5-6.5%"]
+    header = ["metric", "method", "p < 0.05", "CI excludes 0", "MC SE", "z vs 5%", "in 3.5-6.5%"]
     return f"{heading(results)}\n\n{markdown(header, rows)}", failures
 
 
@@ -429,13 +435,14 @@ def coverage_report(results: Results) -> tuple[str, list[str]]:
         ok = within(cover, COVERAGE_TARGET)
         truth = results.scenario.true_lift(metric)
         rows.append(
-            [metric, method, f"{truth:.5g}", pct(cover), pct(se), pct(relative),
+            [metric, method, f"{truth:.5g}", pct(cover), pct(se),
+             z_score(cover, 1 - ALPHA, results.scenario.experiments), pct(relative),
              f"{width / delta_width:.3f}", "yes" if ok else "NO"]
         )  # fmt: skip
         if not ok:
             failures.append(f"{metric}/{method} {pct(cover)}")
-    header = ["metric", "method", "true lift", "coverage", "MC SE", "relative coverage",
-              "width / delta", "in 93-97%"]  # fmt: skip
+    header = ["metric", "method", "true lift", "coverage", "MC SE", "z vs 95%",
+              "relative coverage", "width / delta", "in 93-97%"]  # fmt: skip
     return f"{heading(results)}\n\n{markdown(header, rows)}", failures
 
 
@@ -454,7 +461,11 @@ def small_sample_report(results: Results) -> tuple[str, list[str]]:
         if not ok:
             failures.append(f"{metric} {100 * diff:+.1f} ± {100 * se:.1f} pp")
     header = ["metric", *methods, "bootstrap - scipy (± MC SE)", "no worse"]
-    note = "Welch's t on the ratio metric: on linearised per-unit values R + (y - R x)/mean(x)."
+    se = math.sqrt(ALPHA * (1 - ALPHA) / results.scenario.experiments)
+    note = (
+        f"Coverage of the true absolute lift; MC SE of a 95% coverage: {pct(se)}. Welch's t "
+        "on the ratio metric: on linearised per-unit values R + (y - R x) / mean(x)."
+    )
     return f"{heading(results)}\n\n{markdown(header, rows)}\n\n{note}", failures
 
 
