@@ -185,6 +185,12 @@ def _add_metric_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         cmd.add_argument("--start", type=_date, default=None, help="first date of a backfill")
         cmd.add_argument("--end", type=_date, default=None, help="last date of a backfill")
         cmd.add_argument("--run-id", default=None, help="run id to record (default: time + random)")
+        if name == "daily":
+            cmd.add_argument(
+                "--with-experiments",
+                action="store_true",
+                help="then analyse every active experiment (see `safety-metrics experiment`)",
+            )
         cmd.set_defaults(
             handler=run_daily if name == "daily" else _metrics_handler("run_metrics_command")
         )
@@ -224,7 +230,13 @@ def run_daily(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             f"Generated the default dataset in {summary.seconds:.1f}s "
             f"under {raw_dir(config.warehouse)}"
         )
-    return run_metrics_command(args, config)
+    code = run_metrics_command(args, config)
+    if code == 0 and args.with_experiments:
+        from jobs.experiments_cli import run_defined_experiments
+
+        print()
+        code = run_defined_experiments(spark, sink, config, args.defs, None, args.date, args.run_id)
+    return code
 
 
 def _config(args: argparse.Namespace) -> AppConfig:

@@ -53,73 +53,99 @@ def add_experiment_arguments(cmd: argparse.ArgumentParser) -> None:
 
 
 def run_experiment_command(args: argparse.Namespace, config: AppConfig) -> int:
+    """`experiment --units PATH`, or the defined experiments (`--id`, default all active)."""
+    from jobs.metrics.loader import load_catalog
+    from jobs.metrics_cli import default_defs_dir
+    from jobs.session import build_session
+
+    if args.units:
+        if not args.control:
+            raise SystemExit("safety-metrics: --units needs --control NAME")
+        catalog = load_catalog(args.defs or default_defs_dir())
+        spark = build_session(config)
+        return run_units_file(
+            spark, DeltaSink.for_session(spark, config.delta_backend), config, catalog, args
+        )
+    spark = build_session(config)
+    sink = DeltaSink.for_session(spark, config.delta_backend)
+    date = dt.date.fromisoformat(args.date) if args.date else None
+    return run_defined_experiments(spark, sink, config, args.defs, args.id, date, args.run_id)
+
+
+def run_units_file(
+    spark: SparkSession,
+    sink: DeltaSink,
+    config: AppConfig,
+    catalog: Catalog,
+    args: argparse.Namespace,
+) -> int:
+    """The statistics on a user's unit-level table; writes the results tables."""
     from jobs.experiments.analysis import analyse
-    from jobs.experiments.loader import load_experiments
     from jobs.experiments_job import (
-        active_experiments,
         file_spec,
         new_run_id,
         read_table,
         units_from_file,
         write_results,
     )
-    from jobs.metrics.loader import load_catalog
-    from jobs.metrics_cli import default_defs_dir
-    from jobs.session import build_session
 
-    defs = args.defs or default_defs_dir()
-    catalog = load_catalog(defs)
-    if args.units:
-        if not args.control:
-            raise SystemExit("safety-metrics: --units needs --control NAME")
-        spark = build_session(config)
-        sink = DeltaSink.for_session(spark, config.delta_backend)
-        exp_id = args.experiment_id or Path(args.units.rstrip("/")).stem
-        units = units_from_file(read_table(spark, sink, args.units), args.units, exp_id).cache()
-        spec = file_spec(
-            units,
-            exp_id,
-            args.control,
-            catalog,
-            args.alpha,
-            args.replicates,
-            args.seed,
-            args.correction,
-        )
-        analysis = analyse(units, spec)
-        write_results(
-            spark,
-            sink,
-            config.warehouse,
-            exp_id,
-            analysis,
-            args.run_id or new_run_id(),
-            {
-                "alpha": args.alpha,
-                "correction": args.correction,
-                "replicates": args.replicates,
-                "seed": args.seed,
-                "units_excluded": 0,
-            },
-        )
-        print(ExperimentSummary(exp_id, analysis, int(units.count()), 0.0).render())
-        print(f"results: {os.path.join(config.warehouse, 'experiments/experiment_results')}")
-        return 0
-    experiments = load_experiments(defs, catalog)
+    exp_id = args.experiment_id or Path(args.units.rstrip("/")).stem
+    units = units_from_file(read_table(spark, sink, args.units), args.units, exp_id).cache()
+    spec = file_spec(
+        units,
+        exp_id,
+        args.control,
+        catalog,
+        args.alpha,
+        args.replicates,
+        args.seed,
+        args.correction,
+    )
+    analysis = analyse(units, spec)
+    settings = {
+        "alpha": args.alpha,
+        "correction": args.correction,
+        "replicates": args.replicates,
+        "seed": args.seed,
+        "units_excluded": 0,
+    }
+    write_results(
+        spark, sink, config.warehouse, exp_id, analysis, args.run_id or new_run_id(), settings
+    )
+    print(ExperimentSummary(exp_id, analysis, int(units.count()), 0.0).render())
+    print(f"results: {os.path.join(config.warehouse, 'experiments/experiment_results')}")
+    return 0
+
+
+def run_defined_experiments(
+    spark: SparkSession,
+    sink: DeltaSink,
+    config: AppConfig,
+    defs: Path | None,
+    ids: list[str] | None,
+    date: dt.date | None,
+    run_id: str | None,
+) -> int:
+    """The experiments `ids` (default: every active one) of the definitions in `defs`, each
+    analysed up to `date` (default: its end, else the latest date its sources have)."""
+    from jobs.experiments.loader import load_experiments
+    from jobs.experiments_job import active_experiments
+    from jobs.metrics.loader import load_catalog
+    from jobs.metrics_cli import default_defs_dir, load_checked_catalog
+
+    experiments = load_experiments(
+        defs or default_defs_dir(), load_catalog(defs or default_defs_dir())
+    )
     try:
-        chosen = active_experiments(experiments, args.id)
+        chosen = active_experiments(experiments, ids)
     except KeyError as exc:
         raise SystemExit(f"safety-metrics: {exc.args[0]}") from None
     if not chosen:
         print("no active experiments defined")
         return 0
-    spark = build_session(config)
-    sink = DeltaSink.for_session(spark, config.delta_backend)
-    from jobs.metrics_cli import load_checked_catalog
-
-    catalog = load_checked_catalog(spark, sink, config, args.defs)
+    catalog = load_checked_catalog(spark, sink, config, defs)
     for exp in chosen:
-        summary = run_one(spark, sink, config, catalog, exp, args)
+        summary = run_one(spark, sink, config, catalog, exp, date, run_id)
         print(summary.render())
     return 0
 
@@ -130,16 +156,17 @@ def run_one(
     config: AppConfig,
     catalog: Catalog,
     exp: ExperimentDef,
-    args: argparse.Namespace,
+    date: dt.date | None,
+    run_id: str | None,
 ) -> ExperimentSummary:
-    """One defined experiment, up to --date (or its end, or the latest data)."""
+    """One defined experiment, up to `date` (or its end, or the latest data)."""
     from jobs.experiments_job import read_assignments, run_experiment
     from jobs.metrics.sources import table_reader
     from jobs.metrics_cli import latest_date_of
 
     read = table_reader(spark, sink, config.warehouse)
-    if args.date:
-        end = dt.date.fromisoformat(args.date)
+    if date:
+        end = date
     elif exp.end:
         end = exp.end
     else:
@@ -150,5 +177,5 @@ def run_one(
         )
     assignments = read_assignments(spark, sink, config.warehouse, exp.assignments)
     return run_experiment(
-        spark, sink, catalog, exp, read, assignments, config.warehouse, end, run_id=args.run_id
+        spark, sink, catalog, exp, read, assignments, config.warehouse, end, run_id=run_id
     )
