@@ -457,3 +457,21 @@ def test_units_command_names_a_missing_column(
     assert code != 0
     err = capsys.readouterr().err
     assert f"{csv}: column 'metric' is missing" in err and "did you mean 'metrc'?" in err
+
+
+def test_analysis_is_identical_for_1_3_and_16_partitions(
+    spark: SparkSession, world: World, units: DataFrame
+) -> None:
+    """Every number of every method, and every replicate, for any partitioning."""
+    read, assignments = _spark_inputs(spark, world)
+    events = quantile_events(world.catalog, world.exp, read, assignments, END)
+    assert events is not None
+    spec = replace(spec_for(world.catalog, world.exp), replicates=60)
+
+    def run(partitions: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        result = analyse(units.repartition(partitions), spec, events.repartition(partitions))
+        return result.results, result.replicates
+
+    one = run(1)
+    assert run(3) == one
+    assert run(16) == one
