@@ -114,7 +114,60 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(handler=run_generate)
     _add_metric_commands(sub)
     _add_experiment_command(sub)
+    _add_monitoring_commands(sub)
     return parser
+
+
+def _add_monitoring_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from jobs.metrics_cli import add_defs_argument
+    from jobs.monitoring_cli import (
+        add_alerts_arguments,
+        add_detect_arguments,
+        add_monitor_arguments,
+    )
+
+    commands = (
+        (
+            "monitor",
+            "score every metric series of metric_values for anomalies, with root-cause "
+            "slices, and write metric_anomalies and anomaly_root_causes",
+            add_monitor_arguments,
+            "run_monitor_command",
+        ),
+        (
+            "detect",
+            "score a table of your own series (series_id, ts, value, volume) and write "
+            "one row per point (CSV or Delta by the output's extension)",
+            add_detect_arguments,
+            "run_detect_command",
+        ),
+        (
+            "alerts",
+            "print a ranked summary of a date's anomalies (and write them as JSON lines)",
+            add_alerts_arguments,
+            "run_alerts_command",
+        ),
+    )
+    for name, text, add, handler in commands:
+        cmd = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        _add_common(cmd)
+        if name == "monitor":
+            add_defs_argument(cmd)
+        add(cmd)
+        cmd.set_defaults(handler=_monitoring_handler(handler))
+
+
+def _monitoring_handler(name: str):  # type: ignore[no-untyped-def]
+    def handler(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+        import jobs.monitoring_cli as commands
+
+        config = _config(args)
+        configure_logging(config.log_level)
+        log.info("configuration: %s", config.describe())
+        code: int = getattr(commands, name)(args, config)
+        return code
+
+    return handler
 
 
 def _add_experiment_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -231,6 +284,16 @@ def run_daily(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             f"under {raw_dir(config.warehouse)}"
         )
     code = run_metrics_command(args, config)
+    if code == 0:
+        from jobs.metrics.loader import load_catalog
+        from jobs.metrics_cli import default_defs_dir
+        from jobs.metrics_job import METRIC_VALUES
+        from jobs.monitoring_cli import latest_metric_date, monitor
+
+        day = args.date or latest_metric_date(sink, config.warehouse, METRIC_VALUES)
+        print()
+        catalog = load_catalog(args.defs or default_defs_dir())
+        code = monitor(spark, sink, config, catalog, day, day, args.run_id)
     if code == 0 and args.with_experiments:
         from jobs.experiments_cli import run_defined_experiments
 

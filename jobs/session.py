@@ -10,6 +10,7 @@ import atexit
 import logging
 import os
 import shutil
+import sys
 from typing import Any
 
 from pyspark.sql import SparkSession
@@ -81,6 +82,13 @@ def _start_sail_server() -> str:
     return f"sc://127.0.0.1:{port}"
 
 
+def use_this_python(environ: dict[str, str] | None = None) -> None:
+    """Python workers (applyInPandas) run this interpreter, which has NumPy and pandas,
+    unless PYSPARK_PYTHON already names one (clusters set their own)."""
+    env = os.environ if environ is None else environ
+    env.setdefault("PYSPARK_PYTHON", sys.executable)
+
+
 def build_session(config: AppConfig) -> SparkSession:
     """Create (or reuse) the SparkSession for `config`."""
     spark = config.spark
@@ -90,6 +98,7 @@ def build_session(config: AppConfig) -> SparkSession:
         builder = builder.remote(url)
     else:
         check_java()
+        use_this_python()
         builder = builder.master(spark.master)
     builder = builder.appName(spark.app_name)
     for key, value in session_settings(config).items():

@@ -111,6 +111,19 @@ class QuantilePart:
         return f"values({self.value})" + (f" where {self.filter}" if self.filter else "")
 
 
+MonitorDirection = Literal["up", "down", "both"]
+
+
+@dataclass(frozen=True)
+class MonitoringDef:
+    """How anomaly detection treats a metric (None fields: the detector's defaults)."""
+
+    enabled: bool = True
+    sensitivity: float | None = None  # |score| threshold; higher alerts less
+    min_volume: float | None = None  # points with less volume (denominator or units) never alert
+    direction: MonitorDirection | None = None  # None: from good_direction (down -> alert rises)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Catalog-wide settings."""
@@ -152,6 +165,7 @@ class MetricDef:
     #: so 0 <= numerator <= denominator must hold and a Wilson interval can apply.
     proportion: bool = False
     tags: tuple[str, ...] = ()
+    monitoring: MonitoringDef = MonitoringDef()
     where: Location | None = field(default=None, compare=False)
 
     def parts(self) -> tuple[Part, ...]:

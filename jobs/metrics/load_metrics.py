@@ -22,6 +22,8 @@ from jobs.metrics.definitions import (
     Grain,
     MetricDef,
     MetricType,
+    MonitorDirection,
+    MonitoringDef,
     Part,
     QuantilePart,
     Settings,
@@ -53,7 +55,9 @@ METRIC_KEYS = (
     "ci",
     "min_cell_size",
     "tags",
+    "monitoring",
 )
+MONITORING_KEYS = ("enabled", "sensitivity", "min_volume", "direction")
 PART_KEYS = ("agg", "value", "filter", "source")
 #: Keys each metric type needs, and keys it does not use (a mistake to set).
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -272,6 +276,7 @@ def read_metric(
     ci = _resolve_ci(
         doc, path, name, cast(CiMethod, ci), mtype, proportion, numerator, denominator, sources, out
     )
+    monitoring = _monitoring(doc, (*path, "monitoring"), body.get("monitoring"), out)
     if len(out.problems) > before:
         return None
     return MetricDef(
@@ -296,6 +301,7 @@ def read_metric(
         min_cell_size=min_cell,
         proportion=proportion,
         tags=tuple(str(t) for t in tags),
+        monitoring=monitoring,
         where=doc.where(path),
     )
 
@@ -409,3 +415,44 @@ def _resolve_ci(
             "use ci: none",
         )
     return ci
+
+
+def _monitoring(doc: LocatedDocument, path: YamlPath, value: Any, out: Collector) -> MonitoringDef:
+    """The metric's `monitoring:` overrides: enabled, sensitivity, min_volume, direction."""
+    if value is None:
+        return MonitoringDef()
+    body = out.mapping(doc, path, value, "monitoring") or {}
+    out.keys(doc, path, body, MONITORING_KEYS)
+    enabled = body.get("enabled", True)
+    if not isinstance(enabled, bool):
+        out.add(doc, (*path, "enabled"), "E004", f"enabled must be true or false, got {enabled!r}")
+    numbers: dict[str, float | None] = {"sensitivity": None, "min_volume": None}
+    for key, low in (("sensitivity", 0.0), ("min_volume", -1e-300)):
+        raw_value = body.get(key)
+        if raw_value is None:
+            continue
+        if (
+            isinstance(raw_value, bool)
+            or not isinstance(raw_value, int | float)
+            or raw_value <= low
+        ):
+            what = "a positive number" if key == "sensitivity" else "a number >= 0"
+            out.add(doc, (*path, key), "E004", f"{key} must be {what}, got {raw_value!r}")
+        else:
+            numbers[key] = float(raw_value)
+    direction = body.get("direction")
+    if direction is not None and direction not in ("up", "down", "both"):
+        out.add(
+            doc,
+            (*path, "direction"),
+            "E004",
+            f"direction must be up, down or both, got {direction!r}",
+            did_you_mean(str(direction), ("up", "down", "both")),
+        )
+        direction = None
+    return MonitoringDef(
+        enabled=bool(enabled),
+        sensitivity=numbers["sensitivity"],
+        min_volume=numbers["min_volume"],
+        direction=cast(MonitorDirection | None, direction),
+    )

@@ -1,0 +1,147 @@
+"""Root-cause slices of an anomaly: which child slices explain a parent slice's deviation.
+
+For an anomalous (metric, parent slice) on a date, the children are the same metric's slices
+that refine the parent (country=BR under the overall total; country=BR|surface=shorts_feed
+under country=BR and under surface=shorts_feed). Following Adtributor (Bhagwan et al., NSDI
+2014), each child gets:
+
+- explanatory power: the share of the parent's deviation from its expected value that the
+  child's own deviation accounts for. For counts and sums the deviation is value - expected.
+  For ratios, rates and means it is measured on the numerator at the observed denominator:
+  numerator - expected ratio x denominator ("excess events"), so that a child with few views
+  but many excess violative views explains the move, as it should;
+- surprise: the Jensen-Shannon divergence between the child's expected share of the parent
+  (expected numerator or value) and its actual share: large when a child's share changed
+  much relative to what it usually holds, so a small slice that suddenly carries the whole
+  excess outranks the large slice that merely contains it.
+
+Children explaining less than MIN_EXPLANATORY_POWER of the change (or pulling against it)
+are dropped; the rest are ranked by surprise, then explanatory power. Quantile and distinct
+metrics are not additive: their children are ranked by their own anomaly score instead.
+Inputs are the day's scored cells (a few thousand rows), so this runs on the driver.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pandas as pd  # type: ignore[import-untyped]
+
+Kind = Literal["additive", "ratio", "other"]
+MIN_EXPLANATORY_POWER = 0.1
+TOP = 5
+
+ROOT_CAUSE_COLUMNS = (
+    "metric",
+    "parent_slice_id",
+    "rank",
+    "slice_set",
+    "slice_id",
+    "explanatory_power",
+    "surprise",
+    "score",
+    "value",
+    "expected",
+)
+
+
+@dataclass(frozen=True)
+class MetricKind:
+    kind: Kind
+    per: float = 1.0  # a rate's scale: value = per x numerator / denominator
+
+
+def parse_slice(slice_id: str) -> dict[str, str]:
+    """`country=BR|surface=shorts_feed` -> {country: BR, surface: shorts_feed}; `all` -> {}."""
+    if slice_id == "all" or not slice_id:
+        return {}
+    return dict(part.split("=", 1) for part in slice_id.split("|"))
+
+
+def refines(child: dict[str, str], parent: dict[str, str]) -> bool:
+    return len(child) > len(parent) and all(child.get(k) == v for k, v in parent.items())
+
+
+def _js(p: float, q: float) -> float:
+    """Jensen-Shannon divergence of one element's shares (Adtributor's surprise)."""
+
+    def term(a: float, b: float) -> float:
+        return 0.0 if a <= 0 else a * math.log(2 * a / (a + b))
+
+    return 0.5 * (term(p, q) + term(q, p))
+
+
+def _actual_and_expected(row: Any, kind: MetricKind) -> tuple[float, float] | None:
+    if kind.kind == "additive":
+        return float(row["value"]), float(row["expected"])
+    if kind.kind == "ratio":
+        den = row["denominator"]
+        if den is None or (isinstance(den, float) and math.isnan(den)):
+            return None
+        return float(row["numerator"]), float(row["expected"]) * float(den) / kind.per
+    return None
+
+
+def explain(points: pd.DataFrame, kinds: dict[str, MetricKind], top: int = TOP) -> pd.DataFrame:
+    """Ranked child slices for every anomalous cell of `points` (one date's scored cells with
+    columns metric, slice_set, slice_id, value, expected, score, is_anomaly, numerator,
+    denominator); ROOT_CAUSE_COLUMNS."""
+    rows: list[dict[str, Any]] = []
+    usable = points[points["expected"].notna() & points["value"].notna()]
+    for metric, cells in usable.groupby("metric", sort=True):
+        kind = kinds.get(str(metric), MetricKind("other"))
+        dims = {sid: parse_slice(str(sid)) for sid in cells["slice_id"]}
+        for _, parent in cells[cells["is_anomaly"].astype(bool)].iterrows():
+            parent_dims = dims[parent["slice_id"]]
+            children = cells[[refines(dims[s], parent_dims) for s in cells["slice_id"]]]
+            ranked = _rank(parent, children, kind)
+            for rank, child in enumerate(ranked[:top], start=1):
+                rows.append(
+                    {"metric": metric, "parent_slice_id": parent["slice_id"], "rank": rank, **child}
+                )
+    return pd.DataFrame(rows, columns=list(ROOT_CAUSE_COLUMNS))
+
+
+def _rank(parent: Any, children: pd.DataFrame, kind: MetricKind) -> list[dict[str, Any]]:
+    base = _actual_and_expected(parent, kind)
+    out = []
+    for _, child in children.iterrows():
+        entry = {
+            "slice_set": child["slice_set"],
+            "slice_id": child["slice_id"],
+            "explanatory_power": None,
+            "surprise": None,
+            "score": float(child["score"]) if pd.notna(child["score"]) else None,
+            "value": float(child["value"]),
+            "expected": float(child["expected"]),
+        }
+        mine = _actual_and_expected(child, kind)
+        if base is not None and mine is not None:
+            (a_p, f_p), (a_c, f_c) = base, mine
+            change = a_p - f_p
+            if change == 0 or a_p <= 0 or f_p <= 0:
+                continue
+            entry["explanatory_power"] = (a_c - f_c) / change
+            entry["surprise"] = _js(max(f_c, 0.0) / f_p, max(a_c, 0.0) / a_p)
+            if entry["explanatory_power"] < MIN_EXPLANATORY_POWER:
+                continue
+        out.append(entry)
+    if base is None:  # not additive: the children's own anomaly scores
+        sign = 1.0 if (parent["score"] or 0.0) >= 0 else -1.0
+        return sorted(out, key=lambda e: -(sign * (e["score"] or 0.0)))
+    return sorted(out, key=lambda e: (-e["surprise"], -e["explanatory_power"]))
+
+
+def metric_kinds(catalog: Any) -> dict[str, MetricKind]:
+    """How each catalog metric decomposes over slices."""
+    kinds: dict[str, MetricKind] = {}
+    for metric in catalog.metrics.values():
+        if metric.type in ("count", "sum"):
+            kinds[metric.name] = MetricKind("additive")
+        elif metric.type in ("ratio", "rate", "mean"):
+            kinds[metric.name] = MetricKind("ratio", metric.per)
+        else:
+            kinds[metric.name] = MetricKind("other")
+    return kinds

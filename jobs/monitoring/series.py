@@ -1,0 +1,172 @@
+"""Series for detection: from `metric_values`, or from a user's table, scored in one Spark job.
+
+A series is one (metric, slice) at one grain: daily values of the 1d window, or hourly values
+of the 1h window. Each row carries its metric's detector settings (from the metric's
+`monitoring:` YAML and its type), so that one `applyInPandas` grouped by series scores tens of
+thousands of series in a single job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd  # type: ignore[import-untyped]
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.metrics.definitions import Catalog, MetricDef
+from jobs.monitoring.detectors import OUTPUT_COLUMNS, OUTPUT_SCHEMA, DetectorConfig, detect_frame
+
+#: Per-series settings carried on every input row (constant within a series).
+SETTING_COLUMNS = ("sensitivity", "min_volume", "direction", "counts", "rate_scale", "poisson")
+INPUT_SCHEMA = (
+    "series_id string, ts timestamp, value double, volume double, sensitivity double, "
+    "min_volume double, direction string, counts boolean, rate_scale double, poisson boolean"
+)
+WINDOW_OF_GRAIN = {"day": "1d", "hour": "1h"}
+
+
+@dataclass(frozen=True)
+class SeriesSettings:
+    """A metric's detector settings."""
+
+    sensitivity: float
+    min_volume: float
+    direction: str
+    counts: bool  # values are event counts: Poisson floor on the scale
+    rate_scale: float  # value = rate_scale x events / volume (ratios and rates of counts)
+    poisson: bool  # the volume is the denominator of a rate of counts: Poisson floor
+
+    def row(self) -> tuple[Any, ...]:
+        return (
+            self.sensitivity,
+            self.min_volume,
+            self.direction,
+            self.counts,
+            self.rate_scale,
+            self.poisson,
+        )
+
+
+def settings_for(metric: MetricDef, default: DetectorConfig | None = None) -> SeriesSettings:
+    """Detector settings of a metric: its YAML overrides, else defaults by type and by good
+    direction (a metric whose good direction is down alerts on rises only)."""
+    base = default or DetectorConfig()
+    mon = metric.monitoring
+    harmful = {"down": "up", "up": "down"}.get(metric.good_direction, "both")
+    counts_ratio = (
+        metric.type in ("ratio", "rate")
+        and metric.numerator is not None
+        and metric.numerator.agg == "count"
+        and metric.denominator is not None
+        and metric.denominator.agg == "count"
+    )
+    return SeriesSettings(
+        sensitivity=mon.sensitivity or base.sensitivity,
+        min_volume=mon.min_volume if mon.min_volume is not None else base.min_volume,
+        direction=mon.direction or harmful,
+        counts=metric.type == "count",
+        rate_scale=metric.per if counts_ratio else 1.0,
+        poisson=counts_ratio,
+    )
+
+
+def metric_series(
+    values: DataFrame, catalog: Catalog, grain: str = "day", default: DetectorConfig | None = None
+) -> DataFrame:
+    """Detection input (INPUT_SCHEMA plus metric, slice_set, slice_id) from `metric_values`
+    rows: every monitored metric's series at `grain`; suppressed cells are missing points."""
+    spark = values.sparkSession
+    monitored = [m for m in catalog.metrics.values() if m.monitoring.enabled]
+    settings = spark.createDataFrame(
+        [(m.name, *settings_for(m, default).row()) for m in monitored],
+        "metric string, " + ", ".join(INPUT_SCHEMA.split(", ")[4:]),
+    )
+    rows = values.where(
+        (F.col("grain") == grain) & (F.col("window") == WINDOW_OF_GRAIN[grain])
+    ).join(F.broadcast(settings), on="metric")
+    value = F.when(~F.col("suppressed"), F.col("value"))
+    volume = F.coalesce(F.col("denominator"), F.col("units").cast("double"))
+    return rows.select(
+        F.concat_ws("|", "metric", "slice_id", F.lit(grain)).alias("series_id"),
+        F.col("period_start").alias("ts"),
+        value.cast("double").alias("value"),
+        F.when(~F.col("suppressed"), volume).alias("volume"),
+        *SETTING_COLUMNS,
+        "metric",
+        "slice_set",
+        "slice_id",
+    )
+
+
+def _score_group(grain: str) -> Any:
+    def score(pdf: pd.DataFrame) -> pd.DataFrame:
+        first = pdf.iloc[0]
+        config = DetectorConfig(
+            sensitivity=float(first["sensitivity"]),
+            min_volume=float(first["min_volume"]),
+            direction=str(first["direction"]),  # type: ignore[arg-type]
+            counts=bool(first["counts"]),
+            rate_scale=float(first["rate_scale"]),
+        )
+        frame = pdf[["series_id", "ts", "value"]].copy()
+        if bool(first["poisson"]):
+            frame["volume"] = pdf["volume"]
+        out = detect_frame(frame, grain, config)  # type: ignore[arg-type]
+        if not bool(first["poisson"]):  # minimum volume still applies, on units
+            volume = pdf.sort_values("ts", kind="stable")["volume"].to_numpy()
+            low = (volume < config.min_volume) & (out["status"].to_numpy() == "ok")
+            out.loc[low, ["is_anomaly", "status"]] = [False, "low_volume"]
+            out.loc[low, ["direction", "severity"]] = None
+        return out
+
+    return score
+
+
+def score_series(series: DataFrame, grain: str = "day") -> DataFrame:
+    """Every point of every series scored against its own past (OUTPUT_SCHEMA), in one job:
+    the rows are grouped by series and each group is scored by `detect_series`."""
+    inputs = series.select(*[c.split()[0] for c in INPUT_SCHEMA.split(", ")])
+    return inputs.groupBy("series_id").applyInPandas(_score_group(grain), schema=OUTPUT_SCHEMA)
+
+
+def user_series(table: DataFrame, path: str) -> DataFrame:
+    """A user's series table (series_id, ts, value, optional volume) as detection input with
+    the default settings."""
+    from jobs.located_yaml import did_you_mean
+
+    present = {c.lower(): c for c in table.columns}
+    for needed in ("series_id", "ts", "value"):
+        if needed not in present:
+            hint = did_you_mean(needed, table.columns)
+            raise SeriesTableError(
+                f"{path}: column '{needed}' is missing (columns: {', '.join(table.columns)})"
+                + (f"; {hint}" if hint else "")
+            )
+    base = DetectorConfig()
+    volume = F.col(present["volume"]).cast("double") if "volume" in present else F.lit(None)
+    return table.select(
+        F.col(present["series_id"]).cast("string").alias("series_id"),
+        F.col(present["ts"]).cast("timestamp").alias("ts"),
+        F.col(present["value"]).cast("double").alias("value"),
+        volume.cast("double").alias("volume"),
+        F.lit(base.sensitivity).alias("sensitivity"),
+        F.lit(base.min_volume).alias("min_volume"),
+        F.lit("both").alias("direction"),
+        F.lit(False).alias("counts"),
+        F.lit(1.0).alias("rate_scale"),
+        F.lit(False).alias("poisson"),
+    )
+
+
+class SeriesTableError(RuntimeError):
+    """A user's series table lacks a needed column."""
+
+
+def output_columns() -> tuple[str, ...]:
+    return OUTPUT_COLUMNS
+
+
+def empty_series(spark: SparkSession) -> DataFrame:
+    return spark.createDataFrame([], INPUT_SCHEMA)

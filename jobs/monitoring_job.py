@@ -1,0 +1,256 @@
+"""The monitoring job: score every metric series, explain anomalies, write two Delta tables.
+
+    metric_values (the dates plus HISTORY_DAYS before them)
+    -> one applyInPandas job per grain: every (metric, slice) series scored against its past
+    -> metric_anomalies: every scored cell of the dates (is_anomaly marks alerts)
+    -> anomaly_root_causes: for each anomalous cell, its child slices ranked (driver side:
+       one date's cells are a few thousand rows)
+
+Both tables are partitioned by date, and a run replaces its dates atomically.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd  # type: ignore[import-untyped]
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.delta import DeltaSink
+from jobs.logs import stage
+from jobs.metrics.definitions import Catalog
+from jobs.metrics_job import METRIC_VALUES
+from jobs.monitoring.root_cause import ROOT_CAUSE_COLUMNS, explain, metric_kinds
+from jobs.monitoring.series import metric_series, score_series
+
+log = logging.getLogger(__name__)
+
+METRIC_ANOMALIES = "monitoring/metric_anomalies"
+ANOMALY_ROOT_CAUSES = "monitoring/anomaly_root_causes"
+#: Days of metric history read before the first date: six weeks of seasonality plus the
+#: drift detector's reference window, with room for missing days.
+HISTORY_DAYS = 70
+GRAINS = ("day", "hour")
+ROOT_CAUSE_SCHEMA = (
+    "date date, metric string, parent_slice_id string, rank int, slice_set string, "
+    "slice_id string, explanatory_power double, surprise double, score double, value double, "
+    "expected double, run_id string"
+)
+SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
+
+
+@dataclass(frozen=True)
+class MonitoringSummary:
+    dates: tuple[dt.date, ...]
+    scored: int
+    anomalies: int
+    root_causes: int
+    seconds: float
+
+    def render(self) -> str:
+        first, last = self.dates[0], self.dates[-1]
+        span = str(first) if first == last else f"{first}..{last}"
+        return (
+            f"metric_anomalies: {self.scored:,} cells scored on {span}, {self.anomalies:,} "
+            f"anomalies, {self.root_causes:,} root-cause rows, {self.seconds:.1f} s"
+        )
+
+
+def scored_cells(
+    values: DataFrame, catalog: Catalog, start: dt.date, end: dt.date, run_id: str
+) -> DataFrame:
+    """Every monitored cell of [start, end] at every grain, scored, with its metric, slice,
+    numerator and denominator (for root causes)."""
+    frames = []
+    for grain in GRAINS:
+        series = metric_series(values, catalog, grain)
+        keys = series.select("series_id", "metric", "slice_set", "slice_id").distinct()
+        scored = score_series(series, grain).join(keys, on="series_id")
+        frames.append(scored.select("*", F.lit(grain).alias("grain")))
+    cells = frames[0].unionByName(frames[1])
+    sums = values.select(
+        "metric",
+        "slice_id",
+        "grain",
+        F.col("period_start").alias("ts"),
+        "numerator",
+        "denominator",
+        "units",
+    ).where(F.col("window").isin("1d", "1h"))
+    return (
+        cells.withColumn("date", F.to_date("ts"))
+        .where(F.col("date").between(F.lit(start), F.lit(end)))
+        .join(sums, on=["metric", "slice_id", "grain", "ts"], how="left")
+        .select(
+            "date",
+            F.col("ts").alias("period_start"),
+            "grain",
+            "metric",
+            "slice_set",
+            "slice_id",
+            "value",
+            "expected",
+            "lower",
+            "upper",
+            "score",
+            "is_anomaly",
+            "severity",
+            "direction",
+            "detector",
+            F.col("history").alias("history_length"),
+            "status",
+            "numerator",
+            "denominator",
+            "units",
+            F.lit(run_id).alias("run_id"),
+        )
+    )
+
+
+def run_monitoring(
+    spark: SparkSession,
+    sink: DeltaSink,
+    catalog: Catalog,
+    warehouse: str,
+    start: dt.date,
+    end: dt.date,
+    run_id: str,
+) -> MonitoringSummary:
+    """Score the dates [start, end] of `metric_values`; replace them in both tables."""
+    started = time.perf_counter()
+    dates = tuple(start + dt.timedelta(days=i) for i in range((end - start).days + 1))
+    first = start - dt.timedelta(days=HISTORY_DAYS)
+    table = os.path.join(warehouse, METRIC_VALUES)
+    with stage(log, f"reading {first}..{end} of {table}"):
+        # Read once: the series and the root causes' numerators both come from it.
+        values = sink.read(table).where(F.col("date").between(F.lit(first), F.lit(end)))
+        values = values.localCheckpoint()
+    with stage(log, f"scoring every metric series on {start}..{end}"):
+        cells = scored_cells(values, catalog, start, end, run_id).localCheckpoint()
+        scored = cells.count()
+        anomalies = cells.where("is_anomaly").count()
+    table = os.path.join(warehouse, METRIC_ANOMALIES)
+    with stage(log, f"writing {scored:,} scored cells ({anomalies:,} anomalies) to {table}"):
+        sink.write(
+            cells, table, mode="replace", partition_by=("date",), replace={"date": list(dates)}
+        )
+    with stage(log, "root causes"):
+        causes = root_causes(spark, catalog, cells, run_id)
+        count = causes.count()
+        sink.write(
+            causes,
+            os.path.join(warehouse, ANOMALY_ROOT_CAUSES),
+            mode="replace",
+            partition_by=("date",),
+            replace={"date": list(dates)},
+        )
+    return MonitoringSummary(dates, scored, anomalies, count, time.perf_counter() - started)
+
+
+def root_causes(spark: SparkSession, catalog: Catalog, cells: DataFrame, run_id: str) -> DataFrame:
+    """Ranked child slices of each anomalous daily cell (dates with anomalies only)."""
+    kinds = metric_kinds(catalog)
+    days = [
+        r[0]
+        for r in cells.where("is_anomaly AND grain = 'day'").select("date").distinct().collect()
+    ]
+    frames: list[pd.DataFrame] = []
+    for day in sorted(days):
+        pdf = cells.where((F.col("date") == F.lit(day)) & (F.col("grain") == "day")).toPandas()
+        explained = explain(pdf, kinds)
+        explained.insert(0, "date", day)
+        frames.append(explained)
+    columns = ["date", *ROOT_CAUSE_COLUMNS]
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    records = [
+        (*[None if pd.isna(v) else v for v in row], run_id)
+        for row in rows[columns].itertuples(index=False, name=None)
+    ]
+    return spark.createDataFrame(records, ROOT_CAUSE_SCHEMA)
+
+
+# --- alerts -----------------------------------------------------------------------------------
+
+
+def alerts(sink: DeltaSink, warehouse: str, day: dt.date) -> list[dict[str, Any]]:
+    """The day's anomalies, most severe first (coarser slices before finer at equal
+    severity), each with its top root causes."""
+    cells = sink.read(os.path.join(warehouse, METRIC_ANOMALIES)).where(
+        (F.col("date") == F.lit(day)) & F.col("is_anomaly")
+    )
+    found = [r.asDict() for r in cells.collect()]
+    causes_path = os.path.join(warehouse, ANOMALY_ROOT_CAUSES)
+    causes: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    if os.path.isdir(os.path.join(causes_path, "_delta_log")):
+        for r in sink.read(causes_path).where(F.col("date") == F.lit(day)).collect():
+            causes.setdefault((r["metric"], r["parent_slice_id"]), []).append(r.asDict())
+    out = []
+    for cell in found:
+        drivers = sorted(
+            causes.get((cell["metric"], cell["slice_id"]), []), key=lambda c: c["rank"]
+        )
+        out.append(
+            {
+                "date": str(day),
+                "metric": cell["metric"],
+                "slice_id": cell["slice_id"],
+                "grain": cell["grain"],
+                "period_start": str(cell["period_start"]),
+                "value": cell["value"],
+                "expected": cell["expected"],
+                "lower": cell["lower"],
+                "upper": cell["upper"],
+                "score": cell["score"],
+                "severity": cell["severity"],
+                "direction": cell["direction"],
+                "detector": cell["detector"],
+                "root_causes": [
+                    {
+                        "slice_id": c["slice_id"],
+                        "explanatory_power": c["explanatory_power"],
+                        "surprise": c["surprise"],
+                    }
+                    for c in drivers[:3]
+                ],
+            }
+        )
+    return sorted(
+        out,
+        key=lambda a: (
+            SEVERITY_ORDER.get(a["severity"], 3),
+            a["slice_id"].count("|") + (a["slice_id"] != "all"),
+            -abs(a["score"] or 0.0),
+        ),
+    )
+
+
+def render_alerts(found: list[dict[str, Any]], day: dt.date) -> str:
+    if not found:
+        return f"No anomalies on {day}."
+    lines = [f"{len(found)} anomalies on {day}, most severe first:"]
+    for i, a in enumerate(found, start=1):
+        change = (a["value"] / a["expected"] - 1) if a["expected"] else float("nan")
+        lines.append(
+            f"{i:>3}. [{a['severity']}] {a['metric']} at {a['slice_id']} ({a['grain']}): "
+            f"{a['value']:.6g} vs expected {a['expected']:.6g} ({change:+.0%}), "
+            f"score {a['score']:+.1f}, {a['detector']}"
+        )
+        if a["root_causes"]:
+            top = a["root_causes"][0]
+            share = top["explanatory_power"]
+            shown = f" ({share:.0%} of the change)" if share is not None else ""
+            lines.append(f"       driven by {top['slice_id']}{shown}")
+    return "\n".join(lines)
+
+
+def write_json_lines(found: list[dict[str, Any]], path: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for alert in found:
+            handle.write(json.dumps(alert, default=str) + "\n")

@@ -1,0 +1,122 @@
+"""Root-cause ranking on hand-made cells: explanatory power and surprise against the formulas
+written out, and the planted slice ranked first."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd  # type: ignore[import-untyped]
+import pytest
+
+from jobs.monitoring.root_cause import MetricKind, explain, parse_slice, refines
+
+
+def cell(
+    slice_id: str,
+    value: float,
+    expected: float,
+    *,
+    num: float = 0.0,
+    den: float = 0.0,
+    anomaly: bool = False,
+    score: float = 0.0,
+) -> dict[str, object]:
+    slice_set = "+".join(sorted(parse_slice(slice_id))) or "overall"
+    return {
+        "metric": "m",
+        "slice_set": slice_set,
+        "slice_id": slice_id,
+        "value": value,
+        "expected": expected,
+        "score": score,
+        "is_anomaly": anomaly,
+        "numerator": num,
+        "denominator": den,
+    }
+
+
+def js(p: float, q: float) -> float:
+    m = (p + q) / 2
+    return 0.5 * ((p * math.log(p / m) if p else 0.0) + (q * math.log(q / m) if q else 0.0))
+
+
+def test_slices_parse_and_refine() -> None:
+    assert parse_slice("all") == {}
+    assert parse_slice("country=BR|surface=shorts_feed") == {
+        "country": "BR",
+        "surface": "shorts_feed",
+    }
+    assert refines({"country": "BR", "surface": "x"}, {"country": "BR"})
+    assert not refines({"country": "US", "surface": "x"}, {"country": "BR"})
+    assert not refines({"country": "BR"}, {"country": "BR"})
+
+
+def test_counts_explanatory_power_and_surprise() -> None:
+    cells = pd.DataFrame(
+        [
+            cell("all", 1300, 1000, anomaly=True, score=9),
+            cell("country=BR", 400, 100),  # +300 of the +300
+            cell("country=US", 900, 900),
+            cell("surface=feed", 700, 550),  # +150
+            cell("surface=search", 600, 450),  # +150
+        ]
+    )
+    got = explain(cells, {"m": MetricKind("additive")})
+    assert list(got["parent_slice_id"].unique()) == ["all"]
+    br = got[got["slice_id"] == "country=BR"].iloc[0]
+    assert br["explanatory_power"] == pytest.approx(300 / 300)
+    assert br["surprise"] == pytest.approx(js(100 / 1000, 400 / 1300))
+    assert got.iloc[0]["slice_id"] == "country=BR" and got.iloc[0]["rank"] == 1
+    assert "country=US" not in set(got["slice_id"])  # explains nothing
+    feed = got[got["slice_id"] == "surface=feed"].iloc[0]
+    assert feed["explanatory_power"] == pytest.approx(0.5)
+
+
+def test_ratio_metric_is_explained_by_excess_events_and_the_small_slice_wins() -> None:
+    """VVR overall moves because BR x shorts_feed (2% of views) spikes: the combination is
+    the top cause, above the country and the surface that merely contain it."""
+    # Expected rate 0.004 everywhere; only BR x shorts_feed runs at 0.02 (+32 excess events).
+    cells = {
+        "country=BR|surface=home": (32, 8_000),
+        "country=US|surface=shorts_feed": (112, 28_000),
+        "country=US|surface=home": (248, 62_000),
+        "country=BR": (72, 10_000),
+        "country=US": (360, 90_000),
+        "surface=shorts_feed": (152, 30_000),
+        "surface=home": (280, 70_000),
+        "country=BR|surface=shorts_feed": (40, 2_000),  # last: the ranking must find it
+    }
+    rows = [cell("all", 432 / 100_000, 0.004, num=432, den=100_000, anomaly=True, score=6)]
+    rows += [cell(s, n / d, 0.004, num=n, den=d) for s, (n, d) in cells.items()]
+    got = explain(pd.DataFrame(rows), {"m": MetricKind("ratio")})
+    top = got.iloc[0]
+    assert top["slice_id"] == "country=BR|surface=shorts_feed"
+    assert top["explanatory_power"] == pytest.approx((40 - 0.004 * 2000) / (432 - 400))
+    assert top["surprise"] == pytest.approx(js(0.004 * 2000 / 400, 40 / 432))
+    contains = got[got["slice_id"].isin(["country=BR", "surface=shorts_feed"])]
+    assert list(contains["explanatory_power"]) == pytest.approx([1.0, 1.0])
+    assert set(got["slice_id"]) == {
+        "country=BR|surface=shorts_feed",
+        "country=BR",
+        "surface=shorts_feed",
+    }
+    assert list(got["rank"]) == list(range(1, len(got) + 1))
+
+
+def test_rate_scale_and_non_additive_metrics() -> None:
+    rows = [
+        cell("all", 5.0, 4.0, num=500, den=100_000, anomaly=True, score=5),  # per 1k
+        cell("country=BR", 10.0, 4.0, num=100, den=10_000),
+        cell("country=US", 4.44, 4.0, num=400, den=90_000),
+    ]
+    got = explain(pd.DataFrame(rows), {"m": MetricKind("ratio", per=1000.0)})
+    br = got[got["slice_id"] == "country=BR"].iloc[0]
+    assert br["explanatory_power"] == pytest.approx((100 - 40) / (500 - 400))
+    scored = [
+        rows[0],
+        cell("country=US", 4.4, 4.0, score=1.0),
+        cell("country=BR", 9.0, 4.0, score=7.0),
+    ]
+    quantile = explain(pd.DataFrame(scored), {"m": MetricKind("other")})
+    assert list(quantile["slice_id"]) == ["country=BR", "country=US"]  # by their own scores
+    assert quantile["explanatory_power"].isna().all()
