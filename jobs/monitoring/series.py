@@ -77,15 +77,23 @@ def metric_series(
 ) -> DataFrame:
     """Detection input (INPUT_SCHEMA plus metric, slice_set, slice_id) from `metric_values`
     rows: every monitored metric's series at `grain`; suppressed cells are missing points."""
-    spark = values.sparkSession
-    monitored = [m for m in catalog.metrics.values() if m.monitoring.enabled]
-    settings = spark.createDataFrame(
-        [(m.name, *settings_for(m, default).row()) for m in monitored],
-        "metric string, " + ", ".join(INPUT_SCHEMA.split(", ")[4:]),
-    )
+    monitored = {
+        m.name: settings_for(m, default).row()
+        for m in catalog.metrics.values()
+        if m.monitoring.enabled
+    }
+    # Settings as literal lookups by metric, not a join: the scoring stays one Spark job.
+    settings = [
+        F.create_map(*[x for name, row in monitored.items() for x in (F.lit(name), F.lit(row[i]))])[
+            F.col("metric")
+        ].alias(column)
+        for i, column in enumerate(SETTING_COLUMNS)
+    ]
     rows = values.where(
-        (F.col("grain") == grain) & (F.col("window") == WINDOW_OF_GRAIN[grain])
-    ).join(F.broadcast(settings), on="metric")
+        (F.col("grain") == grain)
+        & (F.col("window") == WINDOW_OF_GRAIN[grain])
+        & F.col("metric").isin(list(monitored))
+    ).select("*", *settings)
     value = F.when(~F.col("suppressed"), F.col("value"))
     volume = F.coalesce(F.col("denominator"), F.col("units").cast("double"))
     return rows.select(
