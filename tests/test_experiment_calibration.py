@@ -2,17 +2,19 @@
 Poisson bootstrap on the heavy-tailed mean and the binary metric reject a true null about
 5% of the time and cover a planted lift about 95% of the time.
 
-Bands: with 200 experiments a 5% rate has a Monte Carlo SE of 1.5 pp, so [1%, 10%] is about
--2.6 to +3.2 SE; a 95% coverage has the same SE, so [89%, 99%] is -3.9 to +2.6 SE (at most
-22 and at least 2 misses of 200). The draws are seeded, so the outcome is deterministic; a
-method whose variance is off by a factor of two lands outside (false-positive rate ~17% when
-the variance is halved).
+Bands: with 200 experiments the number of rejections (or of misses) of a well-calibrated
+method is Binomial(200, 0.05); the bands are its 0.05% and 99.95% quantiles, 2 and 21, so a
+calibrated method falls outside with probability about 0.1% per check: false-positive rates
+in [1%, 10.5%], coverages in [89.5%, 99%] (Monte Carlo SE 1.5 pp). The draws are seeded,
+so the outcome is deterministic. A method whose variance is halved rejects about 17% of the
+time (33 of 200) and fails.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from jobs.experiments.stats import delta_estimate
 from tests.benchmarks.bench_experiment_calibration import (
@@ -30,16 +32,22 @@ from tests.benchmarks.bench_experiment_calibration import (
 )
 
 SEED = 20261202
-FPR_BAND = (0.01, 0.10)
-COVERAGE_BAND = (0.89, 0.99)
+EXPERIMENTS = 200
+#: The band for the number of rejections (A/A) or misses (A/B) out of EXPERIMENTS.
+LOW, HIGH = (int(k) for k in stats.binom.ppf([0.0005, 0.9995], EXPERIMENTS, 0.05))
+
+
+def in_band(share: float) -> bool:
+    """A share of the experiments, as a count, lies in [LOW, HIGH]."""
+    return LOW <= round(share * EXPERIMENTS) <= HIGH
 
 
 def scenario(name: str, code: int, effect: float) -> Scenario:
-    """200 experiments of 1,000 units per arm, 100 replicates: delta and bootstrap only."""
+    """Experiments of 1,000 units per arm, 100 replicates: delta and bootstrap only."""
     return Scenario(
         name,
         code,
-        experiments=200,
+        experiments=EXPERIMENTS,
         units=1000,
         effect=effect,
         replicates=100,
@@ -49,20 +57,29 @@ def scenario(name: str, code: int, effect: float) -> Scenario:
     )
 
 
+def test_band_is_the_binomial_quantiles() -> None:
+    assert (LOW, HIGH) == (2, 21)
+    assert (
+        stats.binom.cdf(LOW - 1, EXPERIMENTS, 0.05) + stats.binom.sf(HIGH, EXPERIMENTS, 0.05)
+        < 0.002
+    )
+    assert stats.binom.cdf(HIGH, EXPERIMENTS, 0.166) < 0.02  # a halved variance is caught
+
+
 def test_false_positive_rates_under_a_true_null() -> None:
     rates = false_positive_rates(run_scenario(scenario("A/A", 1, 0.0)))
     assert len(rates) == 4
     for key, (by_p, by_ci, _) in rates.items():
-        assert FPR_BAND[0] <= by_p <= FPR_BAND[1], (key, by_p)
-        assert FPR_BAND[0] <= by_ci <= FPR_BAND[1], (key, by_ci)
+        assert in_band(by_p), (key, by_p)
+        assert in_band(by_ci), (key, by_ci)
 
 
 def test_intervals_cover_the_planted_lift() -> None:
     cover = coverages(run_scenario(scenario("A/B", 2, EFFECT)))
     assert len(cover) == 4
     for key, (absolute, _, relative) in cover.items():
-        assert COVERAGE_BAND[0] <= absolute <= COVERAGE_BAND[1], (key, absolute)
-        assert COVERAGE_BAND[0] <= relative <= COVERAGE_BAND[1], (key, relative)
+        assert in_band(1 - absolute), (key, absolute)
+        assert in_band(1 - relative), (key, relative)
 
 
 def head(units: Units, n: int) -> Units:

@@ -119,12 +119,26 @@ def test_bootstrap_comparison_percentiles_and_p_value() -> None:
     treatment = RNG.normal(1.3, 0.1, 1000)
     out = bootstrap_comparison(control, treatment, 0.05, 1.0, 1.3)
     lifts = treatment - control
-    assert out.lift_lower == pytest.approx(np.percentile(lifts, 2.5))
-    assert out.lift_upper == pytest.approx(np.percentile(lifts, 97.5))
+    assert out.lift_lower == pytest.approx(np.sort(lifts)[24])  # inverse CDF: 25th of 1000
+    assert out.lift_upper == pytest.approx(np.sort(lifts)[974])
     assert out.p_value == pytest.approx(2 * min(np.mean(lifts < 0), np.mean(lifts > 0)))
     assert out.relative_lift == pytest.approx(0.3)
     ratios = replicate_ratios(np.array([1.0, 2.0]), np.array([2.0, 0.0]))
     assert ratios[0] == 0.5 and np.isnan(ratios[1])
+
+
+@pytest.mark.parametrize("replicates", [500, 1000, 333])
+def test_bootstrap_interval_excludes_zero_exactly_when_significant(replicates: int) -> None:
+    rng = np.random.default_rng(replicates)
+    for shift in np.linspace(0.0, 0.3, 61):
+        lifts = rng.normal(shift, 0.1, replicates)
+        out = bootstrap_comparison(np.zeros(replicates), lifts, 0.05, 0.0, shift)
+        excludes = out.lift_lower > 0 or out.lift_upper < 0
+        assert excludes == (out.p_value < 0.05), (shift, out)
+    # The boundary case: 13 of 500 lifts below 0 (p = 0.052), the 13th just below it.
+    edge = np.array([-1.0] * 12 + [-0.001] + [1.0] * (replicates - 13))
+    out = bootstrap_comparison(np.zeros(replicates), edge, 0.05, 0.0, 0.5)
+    assert (out.lift_lower > 0) == (out.p_value < 0.05)
 
 
 def test_sample_ratio_mismatch_matches_scipy_and_flags_a_planted_one() -> None:

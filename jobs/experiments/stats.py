@@ -195,13 +195,19 @@ def bootstrap_comparison(
         control=control_value,
         treatment=treatment_value,
         lift=treatment_value - control_value,
-        lift_lower=float(np.percentile(lift_b, lo)),
-        lift_upper=float(np.percentile(lift_b, hi)),
+        lift_lower=_percentile(lift_b, lo),
+        lift_upper=_percentile(lift_b, hi),
         relative_lift=rel,
-        relative_lower=float(np.percentile(finite, lo)) if len(finite) else float("nan"),
-        relative_upper=float(np.percentile(finite, hi)) if len(finite) else float("nan"),
+        relative_lower=_percentile(finite, lo) if len(finite) else float("nan"),
+        relative_upper=_percentile(finite, hi) if len(finite) else float("nan"),
         p_value=p,
     )
+
+
+def _percentile(values: Array, q: float) -> float:
+    """The replicate at the q-th percentile, by the inverse CDF (no interpolation), so that
+    an interval excludes 0 exactly when the bootstrap p-value is below alpha."""
+    return float(np.percentile(values, q, method="inverted_cdf"))
 
 
 def replicate_ratios(y_sums: Array, x_sums: Array) -> Array:

@@ -12,7 +12,8 @@ scenarios: A/A (false-positive rate at alpha 0.05), A/B with a planted relative 
 draws against scipy's percentile bootstrap and Welch's t interval. Every draw comes from a
 generator seeded by (seed, scenario, experiment), so a run is reproducible. Progress goes to
 stderr; the Markdown tables and one PASS/FAIL line per target go to stdout (exit status 1 if
-any target fails). `--quick` runs every scenario at a small size. Results belong in
+any target fails). `--scenarios aa ab small` and `--methods delta cuped bootstrap` select
+parts; `--quick` runs every scenario at a small size. Results belong in
 docs/experiment-calibration.md together with the command.
 """
 
@@ -406,10 +407,10 @@ def z_score(value: float, nominal: float, experiments: int) -> str:
 
 def heading(results: Results) -> str:
     s = results.scenario
+    replicates = f", {s.replicates} bootstrap replicates" if "bootstrap" in s.methods else ""
     return (
         f"### {s.name}: {s.experiments} experiments, {s.units:,} units per arm, "
-        f"relative effect {s.effect:+.0%}, {s.replicates} bootstrap replicates "
-        f"({results.seconds:.0f} s)"
+        f"relative effect {s.effect:+.0%}{replicates} ({results.seconds:.0f} s)"
     )
 
 
@@ -431,13 +432,14 @@ def coverage_report(results: Results) -> tuple[str, list[str]]:
     rows, failures = [], []
     for (metric, method), (cover, se, relative) in coverages(results).items():
         width = mean_width(results.comparisons[metric, method])
-        delta_width = mean_width(results.comparisons[metric, "delta"])
+        delta = results.comparisons.get((metric, "delta"))
+        relative_width = f"{width / mean_width(delta):.3f}" if delta else "n/a"
         ok = within(cover, COVERAGE_TARGET)
         truth = results.scenario.true_lift(metric)
         rows.append(
             [metric, method, f"{truth:.5g}", pct(cover), pct(se),
              z_score(cover, 1 - ALPHA, results.scenario.experiments), pct(relative),
-             f"{width / delta_width:.3f}", "yes" if ok else "NO"]
+             relative_width, "yes" if ok else "NO"]
         )  # fmt: skip
         if not ok:
             failures.append(f"{metric}/{method} {pct(cover)}")
@@ -477,17 +479,33 @@ def verdict(name: str, failures: list[str]) -> str:
 
 # Command line
 
+Report = Callable[[Results], tuple[str, list[str]]]
+TARGETS: dict[str, tuple[Report, str]] = {
+    "aa": (
+        false_positive_report,
+        "A/A false-positive rate (p < 0.05 and CI excludes 0) in [3.5%, 6.5%]",
+    ),
+    "ab": (coverage_report, "A/B coverage of the true absolute lift in [93%, 97%]"),
+    "small": (
+        small_sample_report,
+        "Small samples: Poisson bootstrap coverage no worse than scipy's (diff >= -2 MC SE)",
+    ),
+}
 
-def scenarios(args: argparse.Namespace) -> tuple[Scenario, Scenario, Scenario]:
-    """A/A, A/B and small-sample A/B, from the command line's sizes."""
-    base = Scenario("A/A", 1, args.experiments, args.units, 0.0, args.replicates, args.seed)
-    small_methods = (*OUR_METHODS, *SCIPY_METHODS)
-    return (
-        base,
-        replace(base, name="A/B", code=2, effect=EFFECT),
-        replace(base, name="Small A/B", code=3, effect=EFFECT, units=args.small_units,
-                methods=small_methods),
-    )  # fmt: skip
+
+def scenarios(args: argparse.Namespace) -> dict[str, Scenario]:
+    """The requested scenarios (A/A, A/B, small-sample A/B), from the command line."""
+    methods = tuple(m for m in OUR_METHODS if m in args.methods)
+    base = Scenario(
+        "A/A", 1, args.experiments, args.units, 0.0, args.replicates, args.seed, methods=methods
+    )
+    every = {
+        "aa": base,
+        "ab": replace(base, name="A/B", code=2, effect=EFFECT),
+        "small": replace(base, name="Small A/B", code=3, effect=EFFECT, units=args.small_units,
+                         methods=(*methods, *SCIPY_METHODS)),
+    }  # fmt: skip
+    return {name: every[name] for name in TARGETS if name in args.scenarios}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -497,35 +515,33 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--small-units", type=int, default=500, help="per arm, small samples")
     parser.add_argument("--replicates", type=int, default=500, help="bootstrap replicates")
     parser.add_argument("--seed", type=int, default=20261201)
+    parser.add_argument("--scenarios", nargs="+", choices=list(TARGETS), default=list(TARGETS))
+    parser.add_argument("--methods", nargs="+", choices=OUR_METHODS, default=list(OUR_METHODS))
     parser.add_argument("--quick", action="store_true", help="100 experiments, small sizes")
     if "--quick" in (sys.argv[1:] if argv is None else argv):  # smaller defaults, flags win
         parser.set_defaults(experiments=100, units=1000, small_units=200, replicates=100)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if "small" in args.scenarios and "bootstrap" not in args.methods:
+        parser.error("the small-sample scenario compares the bootstrap: keep it in --methods")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    aa, ab, small = scenarios(args)
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
     started = time.perf_counter()
-    reports = [
-        false_positive_report(run_scenario(aa, progress)),
-        coverage_report(run_scenario(ab, progress)),
-        small_sample_report(run_scenario(small, progress)),
-    ]
-    names = [
-        "A/A false-positive rate (p < 0.05 and CI excludes 0) in [3.5%, 6.5%]",
-        "A/B coverage of the true absolute lift in [93%, 97%]",
-        "Small samples: Poisson bootstrap coverage no worse than scipy's (diff >= -2 MC SE)",
-    ]
-    print("\n\n".join(table for table, _ in reports))
+    reports = {
+        name: TARGETS[name][0](run_scenario(scenario, progress))
+        for name, scenario in scenarios(args).items()
+    }
+    print("\n\n".join(table for table, _ in reports.values()))
     print(f"\nTotal {time.perf_counter() - started:.0f} s\n")
-    for name, (_, failures) in zip(names, reports, strict=True):
-        print(verdict(name, failures))
-    return 1 if any(failures for _, failures in reports) else 0
+    for name, (_, failures) in reports.items():
+        print(verdict(TARGETS[name][1], failures))
+    return 1 if any(failures for _, failures in reports.values()) else 0
 
 
 if __name__ == "__main__":
