@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 from jobs.experiments.aggregates import (
     collect_moments,
     collect_replicates,
+    fixed_point_digits,
     moment_frame,
     replicate_frame,
 )
@@ -72,7 +73,7 @@ def test_replicate_sums_equal_a_single_machine_bootstrap_with_the_same_weights(
 ) -> None:
     rows = unit_rows(300)
     got = {
-        (r["variant"], r["replicate"]): (r["w_y"], r["w_x"], r["w"], r["digits"])
+        (r["variant"], r["replicate"]): (r["w_y"], r["w_x"], r["w"], r["digits_y"], r["digits_x"])
         for r in replicate_frame(units_frame(spark, rows), B, SEED).collect()
     }
     for variant in ("control", "treatment"):
@@ -84,10 +85,20 @@ def test_replicate_sums_equal_a_single_machine_bootstrap_with_the_same_weights(
         for b in range(B):
             expected_y = sum((int(wi) * yi for wi, yi in zip(w[:, b], y, strict=True)), Decimal(0))
             expected_x = sum((int(wi) * xi for wi, xi in zip(w[:, b], x, strict=True)), Decimal(0))
-            w_y, w_x, w_sum, digits = got[(variant, b)]
-            assert digits >= 4  # the values have 4 decimals: nothing rounded away
-            scale = Decimal(10) ** digits
-            assert (w_y, w_x, w_sum) == (expected_y * scale, expected_x * scale, w[:, b].sum())
+            w_y, w_x, w_sum, digits_y, digits_x = got[(variant, b)]
+            assert min(digits_y, digits_x) >= 4  # 4-decimal values: nothing rounded away
+            scale_y, scale_x = Decimal(10) ** digits_y, Decimal(10) ** digits_x
+            assert (w_y, w_x, w_sum) == (expected_y * scale_y, expected_x * scale_x, w[:, b].sum())
+
+
+def test_fixed_point_digits_are_chosen_per_metric(spark: SparkSession) -> None:
+    rows = [("tiny", "a", 1, 1.5e-6, 1.0), ("huge", "a", 2, 3.0e9, 2.0e9)] * 50
+    frame = spark.createDataFrame(
+        rows, "metric string, variant string, unit_key long, y double, x double"
+    )
+    digits = fixed_point_digits(frame)
+    assert digits["tiny"] == (10, 10)  # not rounded to the huge metric's precision
+    assert digits["huge"][0] == int(np.floor(np.log10((2**63 - 1) / (4 * 50 * 3.0e9))))  # 50 units
 
 
 def test_moments_equal_numpy(spark: SparkSession) -> None:

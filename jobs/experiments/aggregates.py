@@ -53,15 +53,9 @@ def moment_frame(units: DataFrame) -> DataFrame:
     return units.groupBy(*ARM).agg(*aggs)
 
 
-def fixed_point_digits(units: DataFrame) -> int:
-    """Decimal digits kept of each unit's y and x in the replicate sums: as many as fit (at
-    most 10) so that a replicate's sum of weight x value cannot overflow a long, even if
-    every unit had the largest |value| and the weights summed to 4 times the unit count."""
-    row = units.agg(
-        F.count(F.lit(1)).alias("n"),
-        F.greatest(F.max(F.abs("y")), F.max(F.abs("x"))).alias("m"),
-    ).collect()[0]
-    n, largest = int(row["n"]), float(row["m"] or 0.0)
+def _digits_for(n: int, largest: float) -> int:
+    """Decimals that keep n values up to `largest`, weighted by Poisson(1) weights (summing
+    to at most 4n), inside a long."""
     if n == 0 or largest == 0.0:
         return MAX_DIGITS
     digits = int(np.floor(np.log10(LONG_MAX / (4.0 * n * largest))))
@@ -73,38 +67,75 @@ def fixed_point_digits(units: DataFrame) -> int:
     return min(digits, MAX_DIGITS)
 
 
-def _fixed(column: str, digits: int) -> Column:
-    """The unit's value in units of 10^-digits, rounded once per unit (exact decimal maths)."""
-    scaled = F.col(column).cast("decimal(38,18)") * F.lit(10**digits).cast("decimal(38,0)")
-    return F.round(scaled).cast("long")
+def fixed_point_digits(units: DataFrame) -> dict[str, tuple[int, int]]:
+    """Per metric, the decimal digits kept of each unit's y and of its x in the replicate
+    sums: as many as fit (at most 10) so that no replicate sum can overflow a long."""
+    rows = (
+        units.groupBy("metric")
+        .agg(
+            F.count(F.lit(1)).alias("n"),
+            F.max(F.abs("y")).alias("my"),
+            F.max(F.abs("x")).alias("mx"),
+        )
+        .collect()
+    )
+    return {
+        str(r["metric"]): (
+            _digits_for(int(r["n"]), float(r["my"] or 0.0)),
+            _digits_for(int(r["n"]), float(r["mx"] or 0.0)),
+        )
+        for r in rows
+    }
+
+
+def _fixed(column: str, digits: dict[str, int]) -> tuple[Column, Column]:
+    """The unit's value in units of 10^-d (d: its metric's digits), rounded once per unit
+    with exact decimal maths; and d itself."""
+    value = F.col(column).cast("decimal(38,18)")
+    scaled: Column | None = None
+    chosen: Column | None = None
+    for metric, d in digits.items():
+        is_metric = F.col("metric") == F.lit(metric)
+        term = F.round(value * F.lit(10**d).cast("decimal(38,0)")).cast("long")
+        scaled = F.when(is_metric, term) if scaled is None else scaled.when(is_metric, term)
+        chosen = F.when(is_metric, d) if chosen is None else chosen.when(is_metric, d)
+    if scaled is None or chosen is None:
+        return F.lit(0).cast("long"), F.lit(0)
+    return scaled, chosen
 
 
 def replicate_frame(
-    units: DataFrame, replicates: int, seed: int, digits: int | None = None
+    units: DataFrame,
+    replicates: int,
+    seed: int,
+    digits: dict[str, tuple[int, int]] | None = None,
 ) -> DataFrame:
     """Per (metric, variant, replicate): the Poisson(1)-weighted sums of y and x, as longs
-    in units of 10^-digits (`w_y`, `w_x`, with `digits` beside them), and of the weights.
+    in units of 10^-digits (`w_y`, `w_x`, with `digits_y`, `digits_x` beside them), and of
+    the weights.
 
-    Each unit's values are rounded to `digits` decimals once; the sums over units are then
-    exact integer sums, hence identical for any partitioning (Spark fails on a long
+    Each unit's values are rounded to its metric's digits once; the sums over units are
+    then exact integer sums, hence identical for any partitioning (Spark fails on a long
     overflow, which `fixed_point_digits` rules out)."""
     if replicates < 1:
         raise ValueError(f"replicates must be at least 1, got {replicates}")
     digits = fixed_point_digits(units) if digits is None else digits
+    fy, dy = _fixed("y", {m: d[0] for m, d in digits.items()})
+    fx, dx = _fixed("x", {m: d[1] for m, d in digits.items()})
     numbered = units.select(
         *ARM,
         "unit_key",
-        _fixed("y", digits).alias("fy"),
-        _fixed("x", digits).alias("fx"),
+        fy.alias("fy"),
+        fx.alias("fx"),
         F.explode(F.sequence(F.lit(0), F.lit(replicates - 1))).alias("replicate"),
     )
     w = poisson_weight(seed, F.col("unit_key"), F.col("replicate")).cast("long")
-    return numbered.groupBy(*ARM, "replicate").agg(
+    sums = numbered.groupBy(*ARM, "replicate").agg(
         F.sum(w * F.col("fy")).alias("w_y"),
         F.sum(w * F.col("fx")).alias("w_x"),
         F.sum(w).alias("w"),
-        F.lit(digits).alias("digits"),
     )
+    return sums.select("*", dy.alias("digits_y"), dx.alias("digits_x"))
 
 
 def _number(value: Decimal | float | int | None) -> float:
@@ -133,7 +164,6 @@ def collect_replicates(
         if key not in out:
             out[key] = (np.zeros(replicates), np.zeros(replicates))
         y, x = out[key]
-        scale = 10.0 ** int(row["digits"])
-        y[row["replicate"]] = int(row["w_y"]) / scale
-        x[row["replicate"]] = int(row["w_x"]) / scale
+        y[row["replicate"]] = int(row["w_y"]) / 10.0 ** int(row["digits_y"])
+        x[row["replicate"]] = int(row["w_x"]) / 10.0 ** int(row["digits_x"])
     return out

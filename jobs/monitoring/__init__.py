@@ -1,0 +1,1 @@
+"""Monitoring: anomaly detection on metric series (per-series math in `detectors`)."""
