@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 from jobs.config import AppConfig
 from jobs.delta import DeltaSink
 from jobs.metrics.definitions import Catalog
+from udfs.anomaly_detectors import Grain
 
 log = logging.getLogger("safety-metrics")
 
@@ -141,7 +142,7 @@ def run_detect_command(args: argparse.Namespace, config: AppConfig) -> int:
     spark = build_session(config)
     sink = DeltaSink.for_session(spark, config.delta_backend)
     series = user_series(read_table(spark, sink, args.input), args.input)
-    grain = args.grain if args.grain != "auto" else guess_grain(series)
+    grain: Grain = args.grain if args.grain != "auto" else guess_grain(series)
     log.info("scoring the series of %s at %s grain", args.input, grain)
     scored = score_series(series, grain)
     write_output(sink, scored, args.output)
@@ -152,7 +153,7 @@ def run_detect_command(args: argparse.Namespace, config: AppConfig) -> int:
     return 0
 
 
-def guess_grain(series: DataFrame) -> str:
+def guess_grain(series: DataFrame) -> Grain:
     """hour if any two timestamps of a series are less than a day apart, else day."""
     gap = (
         series.select("series_id", F.unix_timestamp("ts").alias("t"))

@@ -29,6 +29,7 @@ from jobs.metrics.definitions import Catalog
 from jobs.metrics_job import METRIC_VALUES
 from jobs.monitoring.root_cause import ROOT_CAUSE_COLUMNS, explain, metric_kinds
 from jobs.monitoring.series import metric_series, score_series
+from udfs.anomaly_detectors import Grain
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ ANOMALY_ROOT_CAUSES = "monitoring/anomaly_root_causes"
 #: Days of metric history read before the first date: six weeks of seasonality plus the
 #: drift detector's reference window, with room for missing days.
 HISTORY_DAYS = 70
-GRAINS = ("day", "hour")
+GRAINS: tuple[Grain, ...] = ("day", "hour")
 ROOT_CAUSE_SCHEMA = (
     "date date, metric string, parent_slice_id string, rank int, slice_set string, "
     "slice_id string, explanatory_power double, surprise double, score double, value double, "

@@ -1,4 +1,4 @@
-"""The per-series anomaly detector (jobs/monitoring/detectors.py) on small hand-made series.
+"""The per-series anomaly detector (udfs/anomaly_detectors.py) on small hand-made series.
 
 Pure NumPy/pandas: no Spark session. Daily series start on a Monday and follow WEEK, a weekly
 profile with a weekend dip; noisy ones multiply it by 1 + noise x N(0, 1) from a fixed seed.
@@ -11,7 +11,7 @@ import pandas as pd  # type: ignore[import-untyped]
 import pytest
 from numpy.typing import NDArray
 
-from jobs.monitoring.detectors import (
+from udfs.anomaly_detectors import (
     OUTPUT_COLUMNS,
     OUTPUT_SCHEMA,
     SERIES_COLUMNS,

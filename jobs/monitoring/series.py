@@ -11,12 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd  # type: ignore[import-untyped]
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from jobs.metrics.definitions import Catalog, MetricDef
-from jobs.monitoring.detectors import OUTPUT_COLUMNS, OUTPUT_SCHEMA, DetectorConfig, detect_frame
+from udfs.anomaly_detectors import OUTPUT_SCHEMA, DetectorConfig, Grain, score_group
 
 #: Per-series settings carried on every input row (constant within a series).
 SETTING_COLUMNS = ("sensitivity", "min_volume", "direction", "counts", "rate_scale", "poisson")
@@ -108,35 +107,11 @@ def metric_series(
     )
 
 
-def _score_group(grain: str) -> Any:
-    def score(pdf: pd.DataFrame) -> pd.DataFrame:
-        first = pdf.iloc[0]
-        config = DetectorConfig(
-            sensitivity=float(first["sensitivity"]),
-            min_volume=float(first["min_volume"]),
-            direction=str(first["direction"]),  # type: ignore[arg-type]
-            counts=bool(first["counts"]),
-            rate_scale=float(first["rate_scale"]),
-        )
-        frame = pdf[["series_id", "ts", "value"]].copy()
-        if bool(first["poisson"]):
-            frame["volume"] = pdf["volume"]
-        out = detect_frame(frame, grain, config)  # type: ignore[arg-type]
-        if not bool(first["poisson"]):  # minimum volume still applies, on units
-            volume = pdf.sort_values("ts", kind="stable")["volume"].to_numpy()
-            low = (volume < config.min_volume) & (out["status"].to_numpy() == "ok")
-            out.loc[low, ["is_anomaly", "status"]] = [False, "low_volume"]
-            out.loc[low, ["direction", "severity"]] = None
-        return out
-
-    return score
-
-
-def score_series(series: DataFrame, grain: str = "day") -> DataFrame:
+def score_series(series: DataFrame, grain: Grain = "day") -> DataFrame:
     """Every point of every series scored against its own past (OUTPUT_SCHEMA), in one job:
     the rows are grouped by series and each group is scored by `detect_series`."""
     inputs = series.select(*[c.split()[0] for c in INPUT_SCHEMA.split(", ")])
-    return inputs.groupBy("series_id").applyInPandas(_score_group(grain), schema=OUTPUT_SCHEMA)
+    return inputs.groupBy("series_id").applyInPandas(score_group(grain), schema=OUTPUT_SCHEMA)
 
 
 def user_series(table: DataFrame, path: str) -> DataFrame:
@@ -170,11 +145,3 @@ def user_series(table: DataFrame, path: str) -> DataFrame:
 
 class SeriesTableError(RuntimeError):
     """A user's series table lacks a needed column."""
-
-
-def output_columns() -> tuple[str, ...]:
-    return OUTPUT_COLUMNS
-
-
-def empty_series(spark: SparkSession) -> DataFrame:
-    return spark.createDataFrame([], INPUT_SCHEMA)

@@ -24,9 +24,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobs.config import load_config
-from jobs.monitoring.detectors import DetectorConfig, detect_series
 from jobs.monitoring.series import score_series, user_series
 from jobs.session import build_session
+from udfs.anomaly_detectors import DetectorConfig, detect_series
 
 
 def write_series(path: str, series: int, days: int, seed: int) -> None:

@@ -1,4 +1,4 @@
-"""Benchmark: recall and false alarms of jobs/monitoring/detectors.py on simulated series.
+"""Benchmark: recall and false alarms of udfs/anomaly_detectors.py on simulated series.
 
     .venv/bin/python -m tests.benchmarks.bench_detectors [--series 2000] [--seed N] [--no-sweep]
 
@@ -40,7 +40,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import NDArray
 
-from jobs.monitoring.detectors import DetectorConfig, detect_series
+from udfs.anomaly_detectors import DetectorConfig, detect_series
 
 Array = NDArray[np.float64]
 Ints = NDArray[np.int64]

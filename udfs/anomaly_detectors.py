@@ -625,3 +625,33 @@ def frame_detector(
         return detect_frame(pdf, grain, config)
 
     return run
+
+
+def score_group(grain: Grain) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """The applyInPandas function for one series whose rows carry its settings (columns
+    sensitivity, min_volume, direction, counts, rate_scale, poisson; see
+    `jobs.monitoring.series`). With `poisson` the volume is the rate's denominator and
+    floors the scale; otherwise it only gates `min_volume`."""
+
+    def score(pdf: pd.DataFrame) -> pd.DataFrame:
+        first = pdf.iloc[0]
+        config = DetectorConfig(
+            sensitivity=float(first["sensitivity"]),
+            min_volume=float(first["min_volume"]),
+            direction=str(first["direction"]),  # type: ignore[arg-type]
+            counts=bool(first["counts"]),
+            rate_scale=float(first["rate_scale"]),
+        )
+        poisson = bool(first["poisson"])
+        frame = pdf[["series_id", "ts", "value"]].copy()
+        if poisson:
+            frame["volume"] = pdf["volume"]
+        out = detect_frame(frame, grain, config)
+        if not poisson:  # the minimum volume still applies (to units)
+            volume = pdf.sort_values("ts", kind="stable")["volume"].to_numpy(dtype=np.float64)
+            low = (volume < config.min_volume) & (out["status"].to_numpy() == "ok")
+            out.loc[low, ["is_anomaly", "status"]] = [False, "low_volume"]
+            out.loc[low, ["direction", "severity"]] = None
+        return out
+
+    return score
