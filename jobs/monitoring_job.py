@@ -54,14 +54,26 @@ class MonitoringSummary:
     anomalies: int
     root_causes: int
     seconds: float
+    statuses: tuple[tuple[str, int], ...] = ()
 
     def render(self) -> str:
         first, last = self.dates[0], self.dates[-1]
         span = str(first) if first == last else f"{first}..{last}"
-        return (
+        text = (
             f"metric_anomalies: {self.scored:,} cells scored on {span}, {self.anomalies:,} "
             f"anomalies, {self.root_causes:,} root-cause rows, {self.seconds:.1f} s"
         )
+        counts = dict(self.statuses)
+        if counts:
+            text += "\n  cells by status: " + ", ".join(
+                f"{k} {v:,}" for k, v in sorted(counts.items())
+            )
+        if counts.get("insufficient_history"):
+            text += (
+                "\n  (series need 14 days of history: backfill with "
+                "`safety-metrics run --start D0 --end D1`, then `safety-metrics monitor`)"
+            )
+        return text
 
 
 def scored_cells(
@@ -135,7 +147,8 @@ def run_monitoring(
         values = values.localCheckpoint()
     with stage(log, f"scoring every metric series on {start}..{end}"):
         cells = scored_cells(values, catalog, start, end, run_id).localCheckpoint()
-        scored = cells.count()
+        statuses = tuple((str(r[0]), int(r[1])) for r in cells.groupBy("status").count().collect())
+        scored = sum(n for _, n in statuses)
         anomalies = cells.where("is_anomaly").count()
     table = os.path.join(warehouse, METRIC_ANOMALIES)
     with stage(log, f"writing {scored:,} scored cells ({anomalies:,} anomalies) to {table}"):
@@ -152,7 +165,8 @@ def run_monitoring(
             partition_by=("date",),
             replace={"date": list(dates)},
         )
-    return MonitoringSummary(dates, scored, anomalies, count, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return MonitoringSummary(dates, scored, anomalies, count, seconds, statuses)
 
 
 def root_causes(spark: SparkSession, catalog: Catalog, cells: DataFrame, run_id: str) -> DataFrame:
