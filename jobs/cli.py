@@ -154,20 +154,7 @@ def _add_monitoring_commands(sub: argparse._SubParsersAction[argparse.ArgumentPa
         if name == "monitor":
             add_defs_argument(cmd)
         add(cmd)
-        cmd.set_defaults(handler=_monitoring_handler(handler))
-
-
-def _monitoring_handler(name: str):  # type: ignore[no-untyped-def]
-    def handler(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-        import jobs.monitoring_cli as commands
-
-        config = _config(args)
-        configure_logging(config.log_level)
-        log.info("configuration: %s", config.describe())
-        code: int = getattr(commands, name)(args, config)
-        return code
-
-    return handler
+        cmd.set_defaults(handler=_handler("jobs.monitoring_cli", handler))
 
 
 def _add_experiment_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -182,16 +169,7 @@ def _add_experiment_command(sub: argparse._SubParsersAction[argparse.ArgumentPar
     _add_common(cmd)
     add_defs_argument(cmd)
     add_experiment_arguments(cmd)
-    cmd.set_defaults(handler=_experiment_handler)
-
-
-def _experiment_handler(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from jobs.experiments_cli import run_experiment_command
-
-    config = _config(args)
-    configure_logging(config.log_level)
-    log.info("configuration: %s", config.describe())
-    return run_experiment_command(args, config)
+    cmd.set_defaults(handler=_handler("jobs.experiments_cli", "run_experiment_command"))
 
 
 def _add_metric_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -249,17 +227,24 @@ def _add_metric_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         )
 
 
-def _metrics_handler(name: str):  # type: ignore[no-untyped-def]
+def _handler(module: str, name: str):  # type: ignore[no-untyped-def]
+    """A sub-command handler that configures logging and calls `module.name(args, config)`
+    (the module is imported only when the command runs: `--help` stays fast)."""
+
     def handler(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-        import jobs.metrics_cli as commands
+        import importlib
 
         config = _config(args)
         configure_logging(config.log_level)
         log.info("configuration: %s", config.describe())
-        code: int = getattr(commands, name)(args, config)
+        code: int = getattr(importlib.import_module(module), name)(args, config)
         return code
 
     return handler
+
+
+def _metrics_handler(name: str):  # type: ignore[no-untyped-def]
+    return _handler("jobs.metrics_cli", name)
 
 
 def run_daily(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -164,13 +164,7 @@ def run_experiment(
         units = unit_frame(catalog, exp, read, assignments, end).select(
             *UNIT_COLUMNS, F.lit(run_id).alias("run_id")
         )
-        sink.write(
-            units,
-            units_table,
-            mode="replace",
-            partition_by=PARTITION_BY,
-            replace={"experiment_id": [exp.id]},
-        )
+        replace_experiment(sink, units, units_table, exp.id)
     stored = sink.read(units_table).where(F.col("experiment_id") == exp.id)
     with stage(log, f"{exp.id}: statistics"):
         events = quantile_events(catalog, exp, read, assignments, end)
@@ -188,6 +182,17 @@ def run_experiment(
     }
     write_results(spark, sink, warehouse, exp.id, analysis, run_id, extra)
     return ExperimentSummary(exp.id, analysis, unit_rows, time.perf_counter() - started)
+
+
+def replace_experiment(sink: DeltaSink, df: DataFrame, table: str, experiment_id: str) -> None:
+    """Replace one experiment's partition of `table` with `df`, atomically."""
+    sink.write(
+        df,
+        table,
+        mode="replace",
+        partition_by=PARTITION_BY,
+        replace={"experiment_id": [experiment_id]},
+    )
 
 
 def write_results(
@@ -214,13 +219,7 @@ def write_results(
     results = spark.createDataFrame(rows, RESULT_SCHEMA)
     table = os.path.join(warehouse, EXPERIMENT_RESULTS)
     with stage(log, f"{experiment_id}: writing {len(rows)} result rows to {table}"):
-        sink.write(
-            results,
-            table,
-            mode="replace",
-            partition_by=PARTITION_BY,
-            replace={"experiment_id": [experiment_id]},
-        )
+        replace_experiment(sink, results, table, experiment_id)
     reps = spark.createDataFrame(
         [
             (experiment_id, r["metric"], r["variant"], r["replicate"], r["value"], run_id)
@@ -230,13 +229,7 @@ def write_results(
     )
     table = os.path.join(warehouse, EXPERIMENT_REPLICATES)
     with stage(log, f"{experiment_id}: writing {len(analysis.replicates)} replicate rows"):
-        sink.write(
-            reps,
-            table,
-            mode="replace",
-            partition_by=PARTITION_BY,
-            replace={"experiment_id": [experiment_id]},
-        )
+        replace_experiment(sink, reps, table, experiment_id)
 
 
 # --- a user's own unit-level table ------------------------------------------------------------
