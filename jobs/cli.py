@@ -9,45 +9,12 @@ import sys
 import time
 from collections.abc import Sequence
 
+from jobs.arguments import iso_date, positive_float, positive_int, whole
 from jobs.config import AppConfig, load_config
 from jobs.located_yaml import InputError
 from jobs.logs import configure_logging
 
 log = logging.getLogger("safety-metrics")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
-    return value
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -81,24 +48,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(gen)
     gen.add_argument(
         "--scale",
-        type=_positive_float,
+        type=positive_float,
         default=1.0,
         help="data size: about 1,000,000 view events and 20,000 accounts per unit "
         "(default: 1.0; e.g. 50 for ~50M views)",
     )
-    gen.add_argument("--seed", type=_int, default=42, help="random seed (default: 42)")
+    gen.add_argument("--seed", type=whole, default=42, help="random seed (default: 42)")
     gen.add_argument(
         "--start-date",
-        type=_date,
+        type=iso_date,
         default=dt.date(2026, 9, 1),
         help="first day of data, YYYY-MM-DD (default: 2026-09-01)",
     )
     gen.add_argument(
-        "--days", type=_positive_int, default=56, help="number of days, at least 28 (default: 56)"
+        "--days", type=positive_int, default=56, help="number of days, at least 28 (default: 56)"
     )
     gen.add_argument(
         "--partitions",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="Spark partitions of the generating range (default: Spark's choice); the data "
         "is identical for any value",
@@ -208,13 +175,13 @@ def _add_metric_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         add_selection_arguments(cmd)
         cmd.add_argument(
             "--date",
-            type=_date,
+            type=iso_date,
             default=None,
             help="the date to compute, YYYY-MM-DD (default: the latest date every "
             "source has data for)",
         )
-        cmd.add_argument("--start", type=_date, default=None, help="first date of a backfill")
-        cmd.add_argument("--end", type=_date, default=None, help="last date of a backfill")
+        cmd.add_argument("--start", type=iso_date, default=None, help="first date of a backfill")
+        cmd.add_argument("--end", type=iso_date, default=None, help="last date of a backfill")
         cmd.add_argument("--run-id", default=None, help="run id to record (default: time + random)")
         if name == "daily":
             cmd.add_argument(

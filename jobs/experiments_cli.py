@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from jobs.arguments import iso_date
 from jobs.config import AppConfig
 from jobs.delta import DeltaSink
 from jobs.experiments.definitions import ExperimentDef
@@ -31,6 +32,7 @@ def add_experiment_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--date",
         default=None,
+        type=iso_date,
         metavar="YYYY-MM-DD",
         help="last day of the analysis (default: the experiment's end, else the latest date "
         "its sources have data for)",
@@ -46,10 +48,32 @@ def add_experiment_arguments(cmd: argparse.ArgumentParser) -> None:
     )
     own.add_argument("--control", default=None, help="the control variant's name (with --units)")
     own.add_argument("--experiment-id", default=None, help="id to record (default: file name)")
+    own.add_argument(
+        "--split",
+        type=split_shares,
+        default=None,
+        metavar="V=SHARE,...",
+        help="intended split for the sample-ratio test, e.g. control=0.9,treatment=0.1 "
+        "(default: even)",
+    )
     own.add_argument("--alpha", type=float, default=0.05)
     own.add_argument("--replicates", type=int, default=500)
     own.add_argument("--seed", type=int, default=0)
     own.add_argument("--correction", choices=("bh", "bonferroni", "none"), default="bh")
+
+
+def split_shares(text: str) -> dict[str, float]:
+    """`control=0.9,treatment=0.1` -> {control: 0.9, treatment: 0.1} (shares sum to 1)."""
+    shares: dict[str, float] = {}
+    try:
+        for item in text.split(","):
+            name, share = item.split("=")
+            shares[name.strip()] = float(share)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected V=SHARE,..., got {text!r}") from None
+    if abs(sum(shares.values()) - 1.0) > 1e-6 or min(shares.values()) <= 0:
+        raise argparse.ArgumentTypeError(f"shares must be positive and sum to 1, got {text!r}")
+    return shares
 
 
 def run_experiment_command(args: argparse.Namespace, config: AppConfig) -> int:
@@ -68,7 +92,7 @@ def run_experiment_command(args: argparse.Namespace, config: AppConfig) -> int:
         )
     spark = build_session(config)
     sink = DeltaSink.for_session(spark, config.delta_backend)
-    date = dt.date.fromisoformat(args.date) if args.date else None
+    date: dt.date | None = args.date
     return run_defined_experiments(spark, sink, config, args.defs, args.id, date, args.run_id)
 
 
@@ -100,6 +124,7 @@ def run_units_file(
         args.replicates,
         args.seed,
         args.correction,
+        args.split,
     )
     analysis = analyse(units, spec)
     settings = {

@@ -159,17 +159,18 @@ def run_experiment(
             log.warning(
                 "%s: %d units were logged in more than one variant; excluded", exp.id, excluded
             )
-    units_table = os.path.join(warehouse, EXPERIMENT_UNITS)
-    with stage(log, f"{exp.id}: writing unit-level aggregates to {units_table}"):
-        units = unit_frame(catalog, exp, read, assignments, end).select(
-            *UNIT_COLUMNS, F.lit(run_id).alias("run_id")
-        )
-        replace_experiment(sink, units, units_table, exp.id)
-    stored = sink.read(units_table).where(F.col("experiment_id") == exp.id)
-    with stage(log, f"{exp.id}: statistics"):
+    with stage(log, f"{exp.id}: unit-level aggregates"):
+        # Materialised on the executors once; every table is written only after the
+        # statistics succeed, so a failure leaves all three at their previous versions.
+        units = unit_frame(catalog, exp, read, assignments, end).localCheckpoint()
+        unit_rows = int(units.count())
+    with stage(log, f"{exp.id}: statistics over {unit_rows:,} unit rows"):
         events = quantile_events(catalog, exp, read, assignments, end)
-        analysis = analyse(stored, spec_for(catalog, exp), events)
-    unit_rows = int(stored.count())
+        analysis = analyse(units, spec_for(catalog, exp), events)
+    units_table = os.path.join(warehouse, EXPERIMENT_UNITS)
+    with stage(log, f"{exp.id}: writing {unit_rows:,} unit rows to {units_table}"):
+        stamped = units.select(*UNIT_COLUMNS, F.lit(run_id).alias("run_id"))
+        replace_experiment(sink, stamped, units_table, exp.id)
     extra = {
         "alpha": exp.alpha,
         "correction": exp.correction,
@@ -269,6 +270,7 @@ def units_from_file(table: DataFrame, path: str, experiment_id: str) -> DataFram
     def col(name: str, default: float) -> Any:
         return F.col(present[name]).cast("double") if name in present else F.lit(default)
 
+    _check_unique(table, present, path)
     has_cov = "covariate" in present
     return table.select(
         F.lit(experiment_id).alias("experiment_id"),
@@ -283,6 +285,27 @@ def units_from_file(table: DataFrame, path: str, experiment_id: str) -> DataFram
     )
 
 
+def _check_unique(table: DataFrame, present: dict[str, str], path: str) -> None:
+    """One row per (unit, metric) and one variant per unit, or a clear error with examples."""
+    unit, metric, variant = (F.col(present[c]) for c in ("unit", "metric", "variant"))
+    twice = table.groupBy(unit, metric).count().where("count > 1").limit(3).collect()
+    if twice:
+        shown = ", ".join(f"({r[0]}, {r[1]})" for r in twice)
+        raise UnitTableError(f"{path}: (unit, metric) must be unique; repeated: {shown}")
+    mixed = (
+        table.groupBy(unit)
+        .agg(F.count_distinct(variant).alias("n"))
+        .where("n > 1")
+        .limit(3)
+        .collect()
+    )
+    if mixed:
+        shown = ", ".join(str(r[0]) for r in mixed)
+        raise UnitTableError(f"{path}: units in more than one variant: {shown}")
+    if table.where(variant.isNull()).limit(1).count():
+        raise UnitTableError(f"{path}: column '{present['variant']}' has nulls")
+
+
 def file_spec(
     units: DataFrame,
     experiment_id: str,
@@ -292,6 +315,7 @@ def file_spec(
     replicates: int,
     seed: int,
     correction: Correction,
+    shares: dict[str, float] | None = None,
 ) -> AnalysisSpec:
     """An analysis spec for a user's table: its metrics, with the catalog's good direction
     where a metric of the same name exists."""
@@ -301,7 +325,7 @@ def file_spec(
         m = catalog.metrics.get(name) if catalog else None
         metrics.append(MetricSpec(name, m.good_direction if m else "none"))
     return AnalysisSpec(
-        experiment_id, control, tuple(metrics), None, alpha, replicates, seed, correction
+        experiment_id, control, tuple(metrics), shares, alpha, replicates, seed, correction
     )
 
 

@@ -13,6 +13,7 @@ import uuid
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs.arguments import iso_date
 from jobs.config import AppConfig
 from jobs.delta import DeltaSink
 from jobs.metrics.definitions import Catalog
@@ -25,11 +26,16 @@ def add_monitor_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--date",
         default=None,
+        type=iso_date,
         metavar="YYYY-MM-DD",
         help="date to score (default: the latest date in metric_values)",
     )
-    cmd.add_argument("--start", default=None, metavar="YYYY-MM-DD", help="first date of a range")
-    cmd.add_argument("--end", default=None, metavar="YYYY-MM-DD", help="last date of a range")
+    cmd.add_argument(
+        "--start", default=None, type=iso_date, metavar="YYYY-MM-DD", help="first date of a range"
+    )
+    cmd.add_argument(
+        "--end", default=None, type=iso_date, metavar="YYYY-MM-DD", help="last date of a range"
+    )
     cmd.add_argument("--run-id", default=None, help="run id to record (default: time + random)")
 
 
@@ -58,6 +64,7 @@ def add_alerts_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--date",
         default=None,
+        type=iso_date,
         metavar="YYYY-MM-DD",
         help="date to report (default: the latest scored date)",
     )
@@ -67,10 +74,6 @@ def add_alerts_arguments(cmd: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="also write the alerts as JSON lines (for a pager or chat integration)",
     )
-
-
-def _day(text: str | None) -> dt.date | None:
-    return dt.date.fromisoformat(text) if text else None
 
 
 def latest_metric_date(sink: DeltaSink, warehouse: str, table: str) -> dt.date:
@@ -92,11 +95,15 @@ def run_monitor_command(args: argparse.Namespace, config: AppConfig) -> int:
     catalog = load_catalog(args.defs or default_defs_dir())
     spark = build_session(config)
     sink = DeltaSink.for_session(spark, config.delta_backend)
-    start = _day(args.start) or _day(args.date)
-    end = _day(args.end) or start
+    if args.date and (args.start or args.end):
+        raise SystemExit("safety-metrics: give --date, or --start and --end, not both")
+    start = args.start or args.date or args.end
+    end = args.end or start
     if start is None or end is None:
         start = end = latest_metric_date(sink, config.warehouse, METRIC_VALUES)
         log.info("no --date given: scoring %s, the latest date in metric_values", start)
+    if end < start:
+        raise SystemExit(f"safety-metrics: --end {end} is before --start {start}")
     return monitor(spark, sink, config, catalog, start, end, args.run_id)
 
 
@@ -125,7 +132,7 @@ def run_alerts_command(args: argparse.Namespace, config: AppConfig) -> int:
 
     spark = build_session(config)
     sink = DeltaSink.for_session(spark, config.delta_backend)
-    day = _day(args.date) or latest_metric_date(sink, config.warehouse, METRIC_ANOMALIES)
+    day = args.date or latest_metric_date(sink, config.warehouse, METRIC_ANOMALIES)
     found = alerts(sink, config.warehouse, day)
     print(render_alerts(found, day))
     if args.json:

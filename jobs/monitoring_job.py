@@ -150,20 +150,19 @@ def run_monitoring(
         statuses = tuple((str(r[0]), int(r[1])) for r in cells.groupBy("status").count().collect())
         scored = sum(n for _, n in statuses)
         anomalies = cells.where("is_anomaly").count()
+    with stage(log, "root causes"):
+        causes = root_causes(spark, catalog, cells, run_id).localCheckpoint()
+        count = causes.count()
+    # Both tables are written only after everything is computed.
     table = os.path.join(warehouse, METRIC_ANOMALIES)
     with stage(log, f"writing {scored:,} scored cells ({anomalies:,} anomalies) to {table}"):
         sink.write(
             cells, table, mode="replace", partition_by=("date",), replace={"date": list(dates)}
         )
-    with stage(log, "root causes"):
-        causes = root_causes(spark, catalog, cells, run_id)
-        count = causes.count()
+    table = os.path.join(warehouse, ANOMALY_ROOT_CAUSES)
+    with stage(log, f"writing {count:,} root-cause rows to {table}"):
         sink.write(
-            causes,
-            os.path.join(warehouse, ANOMALY_ROOT_CAUSES),
-            mode="replace",
-            partition_by=("date",),
-            replace={"date": list(dates)},
+            causes, table, mode="replace", partition_by=("date",), replace={"date": list(dates)}
         )
     seconds = time.perf_counter() - started
     return MonitoringSummary(dates, scored, anomalies, count, seconds, statuses)

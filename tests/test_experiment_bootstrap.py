@@ -98,7 +98,8 @@ def test_fixed_point_digits_are_chosen_per_metric(spark: SparkSession) -> None:
     )
     digits = fixed_point_digits(frame)
     assert digits["tiny"] == (10, 10)  # not rounded to the huge metric's precision
-    assert digits["huge"][0] == int(np.floor(np.log10((2**63 - 1) / (4 * 50 * 3.0e9))))  # 50 units
+    weights = 50 + 10 * np.sqrt(50) + 18  # the bound on 50 units' Poisson weights
+    assert digits["huge"][0] == int(np.floor(np.log10((2**63 - 1) / (weights * 3.0e9))))
 
 
 def test_moments_equal_numpy(spark: SparkSession) -> None:

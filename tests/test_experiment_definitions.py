@@ -28,6 +28,18 @@ def catalog() -> Catalog:
     return load_catalog(DEFS)
 
 
+def with_distinct_ratio(catalog: Catalog) -> Catalog:
+    """The catalog plus a ratio of distinct counts (valid in the catalog, not in experiments)."""
+    from dataclasses import replace
+
+    from jobs.metrics.definitions import Part
+
+    base = catalog.metrics["violative_view_rate"]
+    part = Part("views", "distinct_count", "viewer_id", None)
+    metric = replace(base, name="distinct_share", numerator=part, denominator=part)
+    return replace(catalog, metrics={**catalog.metrics, "distinct_share": metric})
+
+
 def problems(catalog: Catalog, text: str) -> list[str]:
     doc = parse_located(textwrap.dedent(text), "exp.yaml")
     with pytest.raises(InputError) as exc:
@@ -70,7 +82,7 @@ def test_a_minimal_experiment_gets_defaults(catalog: Catalog) -> None:
 
 def test_every_mistake_is_located_and_reported_at_once(catalog: Catalog) -> None:
     found = problems(
-        catalog,
+        with_distinct_ratio(catalog),
         SOURCES
         + """\
 experiments:
@@ -79,7 +91,7 @@ experiments:
     variants: {control: 0.5, treatment: 0.6}
     control: contrl
     start: 2026-13-01
-    metrics: [violative_view_rat, active_viewers]
+    metrics: [violative_view_rat, active_viewers, distinct_share]
     alpah: 0.05
     correction: bh2
     replicates: 10
@@ -99,6 +111,7 @@ experiments:
             "did you mean 'violative_view_rate'?",
         ),
         ("exp.yaml:10:", "'active_viewers' is a distinct_count metric", ""),
+        ("exp.yaml:10:", "'distinct_share' has a distinct-count part", ""),
         ("exp.yaml:11:", "unknown key 'alpah'", "did you mean 'alpha'?"),
         ("exp.yaml:12:", "correction must be one of bh, bonferroni, none", ""),
         ("exp.yaml:13:", "replicates must be an integer >= 50", ""),

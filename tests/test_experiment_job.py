@@ -440,6 +440,25 @@ def test_units_command_on_a_csv(
         assert delta[column] == pytest.approx(expected[column], rel=1e-12)
 
 
+def test_units_command_refuses_repeated_units_and_uses_the_split(
+    spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = ["unit,variant,metric,numerator"] + [f"{u},control,m,{u % 3}" for u in range(900)]
+    rows += [f"{u},treatment,m,{u % 4}" for u in range(900, 1000)]
+    csv = tmp_path / "split.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    warehouse = str(tmp_path / "wh")
+    args = ["experiment", "--env", "test", "--warehouse", warehouse, "--units", str(csv),
+            "--control", "control", "--replicates", "50"]  # fmt: skip
+    assert main([*args, "--split", "control=0.9,treatment=0.1"]) == 0
+    assert "SAMPLE RATIO MISMATCH" not in capsys.readouterr().out
+    assert main(args) == 0  # an even split is assumed without --split
+    assert "SAMPLE RATIO MISMATCH" in capsys.readouterr().out
+    csv.write_text("\n".join([*rows, "5,control,m,1"]) + "\n")
+    assert main(args) != 0
+    assert "(unit, metric) must be unique; repeated: (5, m)" in capsys.readouterr().err
+
+
 def test_units_command_names_a_missing_column(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

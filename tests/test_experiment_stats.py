@@ -141,6 +141,17 @@ def test_bootstrap_interval_excludes_zero_exactly_when_significant(replicates: i
     assert (out.lift_lower > 0) == (out.p_value < 0.05)
 
 
+def test_bootstrap_comparison_drops_replicates_without_a_denominator() -> None:
+    control = np.array([1.0, np.nan, 1.0, 1.0, 1.0])
+    treatment = np.array([1.5, 2.0, 0.8, 1.3, 1.1])
+    out = bootstrap_comparison(control, treatment, 0.5, 1.0, 1.2)
+    usable = treatment[[0, 2, 3, 4]] - 1.0
+    assert out.p_value == pytest.approx(2 * min(np.mean(usable < 0), np.mean(usable > 0)))
+    assert out.lift_lower == pytest.approx(np.percentile(usable, 25, method="inverted_cdf"))
+    empty = bootstrap_comparison(np.array([np.nan]), np.array([1.0]), 0.05, 1.0, 1.0)
+    assert np.isnan(empty.p_value) and np.isnan(empty.lift_lower)
+
+
 def test_sample_ratio_mismatch_matches_scipy_and_flags_a_planted_one() -> None:
     fine = sample_ratio_test([50_210, 49_790], [0.5, 0.5])
     assert fine.p_value == pytest.approx(stats.chisquare([50_210, 49_790]).pvalue)

@@ -261,3 +261,33 @@ def test_monitoring_settings_are_validated() -> None:
     assert any(
         "unknown key 'sensitivty'" in m and "did you mean 'sensitivity'?" in m for m in messages
     )
+
+
+def test_a_count_metric_gates_on_units_not_on_its_own_volume() -> None:
+    """A count's Poisson floor uses a volume of 1; `min_volume` must apply to its units."""
+    import pandas as pd  # type: ignore[import-untyped]
+
+    from udfs.anomaly_detectors import score_group
+
+    rng = np.random.default_rng(5)
+    values = rng.poisson(5000, 60).astype(float)
+    values[-1] = 9000.0
+    frame = pd.DataFrame(
+        {
+            "series_id": "n",
+            "ts": pd.date_range("2026-01-01", periods=60, freq="D"),
+            "value": values,
+            "volume": [20_000.0] * 59 + [500.0],
+            "sensitivity": 4.0,
+            "min_volume": 1000.0,
+            "direction": "both",
+            "counts": True,
+            "rate_scale": 1.0,
+            "poisson": False,
+        }
+    )
+    out = score_group("day")(frame)
+    assert (out["status"].iloc[20:59] == "ok").all()
+    assert out["status"].iloc[-1] == "low_volume" and not out["is_anomaly"].iloc[-1]
+    frame.loc[59, "volume"] = 20_000.0
+    assert bool(score_group("day")(frame)["is_anomaly"].iloc[-1])

@@ -120,3 +120,21 @@ def test_rate_scale_and_non_additive_metrics() -> None:
     quantile = explain(pd.DataFrame(scored), {"m": MetricKind("other")})
     assert list(quantile["slice_id"]) == ["country=BR", "country=US"]  # by their own scores
     assert quantile["explanatory_power"].isna().all()
+
+
+def test_a_child_without_denominator_is_skipped_and_an_outage_is_explained() -> None:
+    rows = [
+        cell("all", 0.005, 0.004, num=500, den=100_000, anomaly=True, score=5),
+        cell("country=BR", 0.01, 0.004, num=100, den=float("nan")),  # no denominator
+        cell("country=US", 0.0044, 0.004, num=400, den=90_000),
+    ]
+    got = explain(pd.DataFrame(rows), {"m": MetricKind("ratio")})
+    assert list(got["slice_id"]) == ["country=US"]
+    outage = [
+        cell("all", 0.0, 1000.0, anomaly=True, score=-9),
+        cell("country=BR", 0.0, 100.0),
+        cell("country=US", 0.0, 900.0),
+    ]
+    got = explain(pd.DataFrame(outage), {"m": MetricKind("additive")})
+    assert list(got["slice_id"]) == ["country=US", "country=BR"]  # the larger loss first
+    assert list(got["explanatory_power"]) == pytest.approx([0.9, 0.1])

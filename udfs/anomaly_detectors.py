@@ -635,21 +635,24 @@ def score_group(grain: Grain) -> Callable[[pd.DataFrame], pd.DataFrame]:
 
     def score(pdf: pd.DataFrame) -> pd.DataFrame:
         first = pdf.iloc[0]
+        poisson = bool(first["poisson"])
+        min_volume = float(first["min_volume"])
         config = DetectorConfig(
             sensitivity=float(first["sensitivity"]),
-            min_volume=float(first["min_volume"]),
+            # Without a rate's denominator the detector must not gate on volume: a count's
+            # Poisson floor uses a volume of 1. The units gate below applies instead.
+            min_volume=min_volume if poisson else 0.0,
             direction=str(first["direction"]),  # type: ignore[arg-type]
             counts=bool(first["counts"]),
             rate_scale=float(first["rate_scale"]),
         )
-        poisson = bool(first["poisson"])
         frame = pdf[["series_id", "ts", "value"]].copy()
         if poisson:
             frame["volume"] = pdf["volume"]
         out = detect_frame(frame, grain, config)
         if not poisson:  # the minimum volume still applies (to units)
             volume = pdf.sort_values("ts", kind="stable")["volume"].to_numpy(dtype=np.float64)
-            low = (volume < config.min_volume) & (out["status"].to_numpy() == "ok")
+            low = ~(volume >= min_volume) & (out["status"].to_numpy() == "ok")
             out.loc[low, ["is_anomaly", "status"]] = [False, "low_volume"]
             out.loc[low, ["direction", "severity"]] = None
         return out

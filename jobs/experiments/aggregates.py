@@ -27,7 +27,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from jobs.experiments.stats import Moments
-from udfs.poisson_bootstrap import poisson_weight
+from udfs.poisson_bootstrap import POISSON1_CDF, poisson_weight
 
 #: Per-unit values are rounded to 10 decimals and must stay below 1e12 in magnitude.
 EXACT = "decimal(22,10)"
@@ -54,11 +54,13 @@ def moment_frame(units: DataFrame) -> DataFrame:
 
 
 def _digits_for(n: int, largest: float) -> int:
-    """Decimals that keep n values up to `largest`, weighted by Poisson(1) weights (summing
-    to at most 4n), inside a long."""
+    """Decimals that keep n values up to `largest`, times Poisson(1) weights, inside a long."""
     if n == 0 or largest == 0.0:
         return MAX_DIGITS
-    digits = int(np.floor(np.log10(LONG_MAX / (4.0 * n * largest))))
+    # The weights' sum is Poisson(n): beyond n + 10 sqrt(n) + 18 with probability < 1e-20,
+    # and never above 18 n (the largest weight the inverse CDF gives).
+    weights = min(float(len(POISSON1_CDF)) * n, n + 10.0 * np.sqrt(n) + len(POISSON1_CDF))
+    digits = int(np.floor(np.log10(LONG_MAX / (weights * largest))))
     if digits < 0:
         raise ValueError(
             f"per-unit values up to {largest:g} over {n:,} units are too large for exact "

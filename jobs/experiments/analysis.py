@@ -160,7 +160,11 @@ def _ratio_comparisons(
     control = moments.get((metric.name, spec.control))
     if control is None:
         return out
-    rep = {v: replicate_ratios(*sums[(metric.name, v)]) for v in (spec.control, *treatments)}
+    rep = {
+        v: replicate_ratios(*sums[(metric.name, v)])
+        for v in (spec.control, *treatments)
+        if (metric.name, v) in sums
+    }
     for variant, values in rep.items():
         analysis.replicates += [
             {
@@ -180,8 +184,8 @@ def _ratio_comparisons(
     pooled = pooled_covariate_ratio(arms)
     for t in treatments:
         treated = moments.get((metric.name, t))
-        if treated is None:
-            continue
+        if treated is None or t not in rep:
+            continue  # the metric has no units in this arm
         n = {"control": control.n, "treatment": treated.n}
         delta = normal_comparison(delta_estimate(control), delta_estimate(treated), spec.alpha)
         out.append((metric, t, "delta", _scaled(delta, metric.per), n))

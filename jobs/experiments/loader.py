@@ -315,6 +315,14 @@ def _metrics(
                 f"metric '{name}' is a {metric.type} metric; experiments analyse "
                 f"{', '.join(EXPERIMENT_METRIC_TYPES)} metrics",
             )
+        elif not all(part.additive for part in metric.parts()):
+            out.add(
+                doc,
+                (*path, i),
+                "E050",
+                f"metric '{name}' has a distinct-count part; per-unit distinct counts do not "
+                "add up across units, so experiments cannot analyse it",
+            )
         elif name in names:
             out.add(doc, (*path, i), "E013", f"metric '{name}' is listed twice")
         else:

@@ -182,11 +182,26 @@ def bootstrap_comparison(
     """Percentile intervals from replicate estimates of each arm (same replicate count):
     the lift and relative lift per replicate, and a two-sided p-value from the share of
     replicates on either side of zero."""
+    usable = np.isfinite(treatment) & np.isfinite(control)  # a replicate with x = 0 has none
+    treatment, control = treatment[usable], control[usable]
     lift_b = treatment - control
     with np.errstate(divide="ignore", invalid="ignore"):
         rel_b = treatment / control - 1
     lo, hi = 100 * alpha / 2, 100 * (1 - alpha / 2)
     b = len(lift_b)
+    if b == 0:
+        nan = float("nan")
+        return Comparison(
+            control_value,
+            treatment_value,
+            treatment_value - control_value,
+            nan,
+            nan,
+            nan,
+            nan,
+            nan,
+            nan,
+        )
     below = (np.sum(lift_b < 0) + 0.5 * np.sum(lift_b == 0)) / b
     p = float(min(1.0, 2 * min(below, 1 - below)))
     finite = rel_b[np.isfinite(rel_b)]

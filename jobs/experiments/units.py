@@ -64,6 +64,16 @@ def assignment_frame(assignments: DataFrame, exp: ExperimentDef, end: dt.date) -
     """One row per unit assigned by `end`: unit_id (text), variant, assigned_at (its first
     exposure). Units logged in more than one variant are dropped (see `conflicting_units`)."""
     src = exp.assignments
+    needed = (src.experiment_column, src.unit_column, src.variant_column, src.time_column)
+    missing = [c for c in needed if c not in assignments.columns]
+    if missing:
+        from jobs.located_yaml import did_you_mean
+
+        hint = did_you_mean(missing[0], assignments.columns)
+        raise AssignmentError(
+            f"assignment source '{src.name}' ({src.location}): column '{missing[0]}' is missing "
+            f"(columns: {', '.join(assignments.columns)})" + (f"; {hint}" if hint else "")
+        )
     rows = assignments.where(F.col(src.experiment_column) == F.lit(exp.id)).where(
         F.to_date(F.col(src.time_column)) <= F.lit(end)
     )
@@ -72,7 +82,12 @@ def assignment_frame(assignments: DataFrame, exp: ExperimentDef, end: dt.date) -
         F.min_by(F.col(src.variant_column).cast("string"), F.col(src.time_column)).alias("variant"),
         F.count_distinct(F.col(src.variant_column)).alias("variants_seen"),
     )
-    return per_unit
+    # A unit exposed before the analysis window has no clean pre-period or exposure window.
+    return per_unit.where(F.col("assigned_at") >= F.lit(exp.start).cast("timestamp"))
+
+
+class AssignmentError(RuntimeError):
+    """The assignment log lacks a column the experiment's definition names."""
 
 
 def conflicting_units(per_unit: DataFrame) -> int:

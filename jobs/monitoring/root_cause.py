@@ -118,13 +118,17 @@ def _rank(parent: Any, children: pd.DataFrame, kind: MetricKind) -> list[dict[st
             "expected": float(child["expected"]),
         }
         mine = _actual_and_expected(child, kind)
-        if base is not None and mine is not None:
+        if base is not None:
+            if mine is None:
+                continue  # no denominator: nothing to decompose
             (a_p, f_p), (a_c, f_c) = base, mine
             change = a_p - f_p
-            if change == 0 or a_p <= 0 or f_p <= 0:
+            if change == 0 or f_p <= 0:
                 continue
             entry["explanatory_power"] = (a_c - f_c) / change
-            entry["surprise"] = _js(max(f_c, 0.0) / f_p, max(a_c, 0.0) / a_p)
+            # A parent at 0 (an outage): every child's actual share is 0.
+            actual_share = max(a_c, 0.0) / a_p if a_p > 0 else 0.0
+            entry["surprise"] = _js(max(f_c, 0.0) / f_p, actual_share)
             if entry["explanatory_power"] < MIN_EXPLANATORY_POWER:
                 continue
         out.append(entry)
