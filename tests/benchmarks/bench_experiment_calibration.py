@@ -510,7 +510,7 @@ def scenarios(args: argparse.Namespace) -> dict[str, Scenario]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--experiments", type=int, default=400, help="per scenario")
+    parser.add_argument("--experiments", type=int, default=1200, help="per scenario (>= 400)")
     parser.add_argument("--units", type=int, default=5000, help="per arm, A/A and A/B")
     parser.add_argument("--small-units", type=int, default=500, help="per arm, small samples")
     parser.add_argument("--replicates", type=int, default=500, help="bootstrap replicates")
