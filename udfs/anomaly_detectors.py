@@ -628,33 +628,49 @@ def frame_detector(
 
 
 def score_group(grain: Grain) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    """The applyInPandas function for one series whose rows carry its settings (columns
-    sensitivity, min_volume, direction, counts, rate_scale, poisson; see
-    `jobs.monitoring.series`). With `poisson` the volume is the rate's denominator and
-    floors the scale; otherwise it only gates `min_volume`."""
+    """The applyInPandas function for a group of series (a hash bucket of series ids: one
+    Arrow batch serves many series) whose rows carry their settings (columns sensitivity,
+    min_volume, direction, counts, rate_scale, poisson; see `jobs.monitoring.series`). With
+    `poisson` the volume is the rate's denominator and floors the scale; otherwise it only
+    gates `min_volume`."""
 
     def score(pdf: pd.DataFrame) -> pd.DataFrame:
-        first = pdf.iloc[0]
-        poisson = bool(first["poisson"])
-        min_volume = float(first["min_volume"])
-        config = DetectorConfig(
-            sensitivity=float(first["sensitivity"]),
-            # Without a rate's denominator the detector must not gate on volume: a count's
-            # Poisson floor uses a volume of 1. The units gate below applies instead.
-            min_volume=min_volume if poisson else 0.0,
-            direction=str(first["direction"]),  # type: ignore[arg-type]
-            counts=bool(first["counts"]),
-            rate_scale=float(first["rate_scale"]),
-        )
-        frame = pdf[["series_id", "ts", "value"]].copy()
-        if poisson:
-            frame["volume"] = pdf["volume"]
-        out = detect_frame(frame, grain, config)
-        if not poisson:  # the minimum volume still applies (to units)
-            volume = pdf.sort_values("ts", kind="stable")["volume"].to_numpy(dtype=np.float64)
-            low = ~(volume >= min_volume) & (out["status"].to_numpy() == "ok")
-            out.loc[low, ["is_anomaly", "status"]] = [False, "low_volume"]
-            out.loc[low, ["direction", "severity"]] = None
-        return out
+        if pdf.empty:
+            return empty_frame(OUTPUT_COLUMNS)
+        parts = [
+            _score_one(str(series_id), rows, grain)
+            for series_id, rows in pdf.groupby("series_id", sort=False)
+        ]
+        return pd.concat(parts, ignore_index=True)[list(OUTPUT_COLUMNS)]
 
     return score
+
+
+def _score_one(series_id: str, pdf: pd.DataFrame, grain: Grain) -> pd.DataFrame:
+    first = pdf.iloc[0]
+    poisson = bool(first["poisson"])
+    min_volume = float(first["min_volume"])
+    config = DetectorConfig(
+        sensitivity=float(first["sensitivity"]),
+        # Without a rate's denominator the detector must not gate on volume: a count's
+        # Poisson floor uses a volume of 1. The units gate below applies instead.
+        min_volume=min_volume if poisson else 0.0,
+        direction=str(first["direction"]),  # type: ignore[arg-type]
+        counts=bool(first["counts"]),
+        rate_scale=float(first["rate_scale"]),
+    )
+    volume = pdf["volume"].to_numpy(dtype=np.float64)
+    out = detect_series(
+        pdf["ts"],
+        pdf["value"].to_numpy(dtype=np.float64),
+        volume if poisson else None,
+        grain=grain,
+        config=config,
+    )
+    if not poisson:  # the minimum volume still applies (to units)
+        ordered = volume[np.argsort(pdf["ts"].to_numpy(), kind="stable")]
+        low = ~(ordered >= min_volume) & (out["status"].to_numpy() == "ok")
+        out.loc[low, ["is_anomaly", "status"]] = [False, "low_volume"]
+        out.loc[low, ["direction", "severity"]] = None
+    out.insert(0, "series_id", series_id)
+    return out
