@@ -15,9 +15,12 @@ under country=BR and under surface=shorts_feed). Following Adtributor (Bhagwan e
   much relative to what it usually holds, so a small slice that suddenly carries the whole
   excess outranks the large slice that merely contains it.
 
-Children explaining less than MIN_EXPLANATORY_POWER of the change (or pulling against it)
-are dropped; the rest are ranked by surprise, then explanatory power. Quantile and distinct
-metrics are not additive: their children are ranked by their own anomaly score instead.
+Shares are taken within each slice set (the siblings that partition the parent), so that
+separately forecast children still have expected shares summing to 1. Children explaining
+less than MIN_EXPLANATORY_POWER of the change, or whose share moved against it (a bystander
+that grew less than the rest), are dropped; the rest are ranked by surprise, then
+explanatory power. Quantile and distinct metrics are not additive: their children whose own
+score moved the same way are ranked by that score; an unscored child is never named.
 Inputs are the day's scored cells (a few thousand rows), so this runs on the driver.
 """
 
@@ -106,36 +109,52 @@ def explain(points: pd.DataFrame, kinds: dict[str, MetricKind], top: int = TOP) 
 
 def _rank(parent: Any, children: pd.DataFrame, kind: MetricKind) -> list[dict[str, Any]]:
     base = _actual_and_expected(parent, kind)
-    out = []
+    sign = 1.0 if (parent["score"] or 0.0) >= 0 else -1.0
+    entries: list[dict[str, Any]] = []
     for _, child in children.iterrows():
-        entry = {
-            "slice_set": child["slice_set"],
-            "slice_id": child["slice_id"],
-            "explanatory_power": None,
-            "surprise": None,
-            "score": float(child["score"]) if pd.notna(child["score"]) else None,
-            "value": float(child["value"]),
-            "expected": float(child["expected"]),
-        }
-        mine = _actual_and_expected(child, kind)
-        if base is not None:
-            if mine is None:
-                continue  # no denominator: nothing to decompose
-            (a_p, f_p), (a_c, f_c) = base, mine
-            change = a_p - f_p
-            if change == 0 or f_p <= 0:
-                continue
-            entry["explanatory_power"] = (a_c - f_c) / change
-            # A parent at 0 (an outage): every child's actual share is 0.
-            actual_share = max(a_c, 0.0) / a_p if a_p > 0 else 0.0
-            entry["surprise"] = _js(max(f_c, 0.0) / f_p, actual_share)
-            if entry["explanatory_power"] < MIN_EXPLANATORY_POWER:
-                continue
-        out.append(entry)
-    if base is None:  # not additive: the children's own anomaly scores
-        sign = 1.0 if (parent["score"] or 0.0) >= 0 else -1.0
-        return sorted(out, key=lambda e: -(sign * (e["score"] or 0.0)))
-    return sorted(out, key=lambda e: (-e["surprise"], -e["explanatory_power"]))
+        entries.append(
+            {
+                "slice_set": child["slice_set"],
+                "slice_id": child["slice_id"],
+                "explanatory_power": None,
+                "surprise": None,
+                "score": float(child["score"]) if pd.notna(child["score"]) else None,
+                "value": float(child["value"]),
+                "expected": float(child["expected"]),
+                "_totals": _actual_and_expected(child, kind),
+            }
+        )
+    if base is None:  # not additive: children whose own score moved the same way, by score
+        scored = [e for e in entries if e["score"] is not None and sign * e["score"] > 0]
+        return [_public(e) for e in sorted(scored, key=lambda e: -sign * e["score"])]
+    a_p, f_p = base
+    change = a_p - f_p
+    if change == 0 or f_p <= 0:
+        return []
+    usable = [e for e in entries if e["_totals"] is not None]  # no denominator: skipped
+    # Shares within each slice set (siblings partition the parent): expected and actual.
+    totals: dict[str, tuple[float, float]] = {}
+    for e in usable:
+        a, f = e["_totals"]
+        s_a, s_f = totals.get(e["slice_set"], (0.0, 0.0))
+        totals[e["slice_set"]] = (s_a + max(a, 0.0), s_f + max(f, 0.0))
+    out = []
+    for e in usable:
+        a_c, f_c = e["_totals"]
+        s_a, s_f = totals[e["slice_set"]]
+        p = max(f_c, 0.0) / s_f if s_f > 0 else 0.0
+        q = max(a_c, 0.0) / s_a if s_a > 0 else 0.0  # a parent at 0 (an outage): shares 0
+        e["explanatory_power"] = (a_c - f_c) / change
+        e["surprise"] = _js(p, q)
+        # A cause explains part of the change, and its share moved the same way.
+        if e["explanatory_power"] >= MIN_EXPLANATORY_POWER and (q - p) * sign >= -1e-12:
+            out.append(e)
+    ranked = sorted(out, key=lambda e: (-e["surprise"], -e["explanatory_power"]))
+    return [_public(e) for e in ranked]
+
+
+def _public(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entry.items() if not k.startswith("_")}
 
 
 def metric_kinds(catalog: Any) -> dict[str, MetricKind]:
