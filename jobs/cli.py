@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from jobs.arguments import iso_date, positive_float, positive_int, whole
 from jobs.config import AppConfig, load_config
-from jobs.located_yaml import InputError
+from jobs.failures import JobInterrupted, outcome_of, raise_on_sigterm
 from jobs.logs import configure_logging
 
 log = logging.getLogger("safety-metrics")
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do nothing when a complete dataset with the same parameters is already there",
     )
-    gen.set_defaults(handler=run_generate)
+    gen.set_defaults(handler=_handler("jobs.generate_cli", "run_generate_command", "generate"))
     _add_metric_commands(sub)
     _add_experiment_command(sub)
     _add_monitoring_commands(sub)
@@ -121,7 +122,8 @@ def _add_monitoring_commands(sub: argparse._SubParsersAction[argparse.ArgumentPa
         if name == "monitor":
             add_defs_argument(cmd)
         add(cmd)
-        cmd.set_defaults(handler=_handler("jobs.monitoring_cli", handler))
+        job = "monitoring" if name == "monitor" else None
+        cmd.set_defaults(handler=_handler("jobs.monitoring_cli", handler, job))
 
 
 def _add_experiment_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -136,11 +138,13 @@ def _add_experiment_command(sub: argparse._SubParsersAction[argparse.ArgumentPar
     _add_common(cmd)
     add_defs_argument(cmd)
     add_experiment_arguments(cmd)
-    cmd.set_defaults(handler=_handler("jobs.experiments_cli", "run_experiment_command"))
+    cmd.set_defaults(
+        handler=_handler("jobs.experiments_cli", "run_experiment_command", "experiments")
+    )
 
 
 def _add_metric_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from jobs.metrics_cli import add_defs_argument, add_selection_arguments
+    from jobs.metrics_cli import add_defs_argument, add_run_arguments, add_selection_arguments
 
     val = sub.add_parser(
         "validate",
@@ -161,97 +165,78 @@ def _add_metric_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     add_selection_arguments(plan)
     plan.set_defaults(handler=_metrics_handler("run_plan"))
 
-    for name, text in (
-        ("run", "compute metrics for a date or a date range and write metric_values"),
-        (
-            "daily",
-            "the main job: generate the default data if absent, then compute every "
-            "metric for the latest complete date",
-        ),
+    run = sub.add_parser(
+        "run",
+        help="compute metrics for a date, a date range or the stale dates (--restate) and "
+        "write metric_values",
+        description="Compute the catalog (or --metrics) for a date (default: the "
+        "configuration's default_date), a range, or exactly the stored dates whose "
+        "definitions changed (--restate), and replace those dates in metric_values.",
+    )
+    backfill = sub.add_parser(
+        "backfill",
+        help="compute metrics over --start..--end, a chunk of days at a time, each chunk "
+        "one atomic commit",
+        description="Backfill metric_values over a range, --chunk-days at a time (each chunk "
+        "is computed and committed on its own, with progress); re-running is safe.",
+    )
+    daily = sub.add_parser(
+        "daily",
+        help="the main job: generate the default data if absent, compute every metric for "
+        "the default date, then score it for anomalies",
+        description="The main job on a laptop: generate the default dataset if absent, "
+        "compute every metric for the date (default: the configuration's default_date), "
+        "then score that date for anomalies.",
+    )
+    for cmd, handler, job in (
+        (run, "run_metrics_command", "metrics"),
+        (backfill, "run_backfill_command", "backfill"),
+        (daily, "run_daily_command", "daily"),
     ):
-        cmd = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         _add_common(cmd)
         add_defs_argument(cmd)
         add_selection_arguments(cmd)
-        cmd.add_argument(
-            "--date",
-            type=iso_date,
-            default=None,
-            help="the date to compute, YYYY-MM-DD (default: the latest date every "
-            "source has data for)",
-        )
-        cmd.add_argument("--start", type=iso_date, default=None, help="first date of a backfill")
-        cmd.add_argument("--end", type=iso_date, default=None, help="last date of a backfill")
-        cmd.add_argument("--run-id", default=None, help="run id to record (default: time + random)")
-        if name == "daily":
-            cmd.add_argument(
-                "--with-experiments",
-                action="store_true",
-                help="then analyse every active experiment (see `safety-metrics experiment`)",
-            )
-        cmd.set_defaults(
-            handler=run_daily if name == "daily" else _metrics_handler("run_metrics_command")
-        )
+        add_run_arguments(cmd, backfill=cmd is backfill)
+        module = "jobs.daily_cli" if cmd is daily else "jobs.metrics_cli"
+        cmd.set_defaults(handler=_handler(module, handler, job))
+    daily.add_argument(
+        "--with-experiments",
+        action="store_true",
+        help="then analyse every active experiment (see `safety-metrics experiment`)",
+    )
 
 
-def _handler(module: str, name: str):  # type: ignore[no-untyped-def]
-    """A sub-command handler that configures logging and calls `module.name(args, config)`
-    (the module is imported only when the command runs: `--help` stays fast)."""
+Handler = Callable[[argparse.Namespace], int]
 
-    def handler(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+
+def _handler(module: str, name: str, job: str | None = None) -> Handler:
+    """A sub-command handler: resolve the configuration, set up logging, print the
+    configuration, then call `module.name(args, config)` (imported only when the command
+    runs, so `--help` stays fast), recorded in `runs/job_runs` as `job` when given."""
+
+    def handler(args: argparse.Namespace) -> int:
         import importlib
 
         config = _config(args)
-        configure_logging(config.log_level)
-        log.info("configuration: %s", config.describe())
-        code: int = getattr(importlib.import_module(module), name)(args, config)
-        return code
+        configure_logging(config.log_level, config.log_format)
+        log.info("configuration: %s", json.dumps(config.describe()))
+        command = getattr(importlib.import_module(module), name)
+        if job is None:
+            code: int = command(args, config)
+            return code
+        from jobs.run_log import recorded_run
+
+        recorded = "restate" if getattr(args, "restate", False) else job
+        with recorded_run(config, recorded, args.argv, getattr(args, "run_id", None)) as run:
+            args.run_id = run.run_id
+            run.exit_code = command(args, config)
+            return run.exit_code
 
     return handler
 
 
-def _metrics_handler(name: str):  # type: ignore[no-untyped-def]
+def _metrics_handler(name: str) -> Handler:
     return _handler("jobs.metrics_cli", name)
-
-
-def run_daily(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """Generate the default dataset when it is absent, then run the metrics job."""
-    from jobs.delta import DeltaSink
-    from jobs.generate import GeneratorParams
-    from jobs.generate_job import generate, raw_dir
-    from jobs.metrics_cli import run_metrics_command
-    from jobs.session import build_session
-
-    config = _config(args)
-    configure_logging(config.log_level)
-    log.info("configuration: %s", config.describe())
-    spark = build_session(config)
-    sink = DeltaSink.for_session(spark, config.delta_backend)
-    summary = generate(
-        spark, sink, GeneratorParams(), raw_dir(config.warehouse), only_if_missing=True
-    )
-    if not summary.skipped:
-        print(
-            f"Generated the default dataset in {summary.seconds:.1f}s "
-            f"under {raw_dir(config.warehouse)}"
-        )
-    code = run_metrics_command(args, config)
-    if code == 0:
-        from jobs.metrics.loader import load_catalog
-        from jobs.metrics_cli import default_defs_dir
-        from jobs.metrics_job import METRIC_VALUES
-        from jobs.monitoring_cli import latest_metric_date, monitor
-
-        day = args.date or latest_metric_date(sink, config.warehouse, METRIC_VALUES)
-        print()
-        catalog = load_catalog(args.defs or default_defs_dir())
-        code = monitor(spark, sink, config, catalog, day, day, args.run_id)
-    if code == 0 and args.with_experiments:
-        from jobs.experiments_cli import run_defined_experiments
-
-        print()
-        code = run_defined_experiments(spark, sink, config, args.defs, None, args.date, args.run_id)
-    return code
 
 
 def _config(args: argparse.Namespace) -> AppConfig:
@@ -263,55 +248,35 @@ def _config(args: argparse.Namespace) -> AppConfig:
     return config
 
 
-def run_generate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from jobs.generate import GeneratorParams
-
-    try:
-        params = GeneratorParams(
-            seed=args.seed,
-            scale=args.scale,
-            start_date=args.start_date,
-            days=args.days,
-            partitions=args.partitions,
-        )
-    except ValueError as exc:
-        parser.error(str(exc))
-    config = _config(args)
-    configure_logging(config.log_level)
-    log.info("configuration: %s", config.describe())
-
-    from jobs.delta import DeltaSink
-    from jobs.generate_job import generate, raw_dir
-    from jobs.session import build_session
-
-    spark = build_session(config)
-    sink = DeltaSink.for_session(spark, config.delta_backend)
-    output = args.output or raw_dir(config.warehouse)
-    summary = generate(spark, sink, params, output, only_if_missing=args.if_missing)
-    if summary.skipped:
-        print(f"Dataset already present at {output} (same parameters); nothing written.")
-        return 0
-    print(f"\nWrote {len(summary.rows)} Delta tables to {output} in {summary.seconds:.1f}s:")
-    for name, rows in summary.rows.items():
-        print(f"  raw.{name:<24} {rows:>14,} rows" if rows >= 0 else f"  raw.{name}")
-    print(f"  ground truth: {output}/_ground_truth.json")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, handle_signals: bool | None = None) -> int:
+    """Run one sub-command; return its exit status (see `jobs.failures`): 0 only when
+    every step succeeded. SIGTERM is handled when called as a program (no `argv`)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if handle_signals if handle_signals is not None else argv is None:
+        raise_on_sigterm()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)  # a usage error exits with status 2 here
+    args.argv = args_list
     started = time.perf_counter()
     try:
-        code: int = args.handler(args, parser)
-    except InputError as exc:
-        print(f"safety-metrics: {exc}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, RuntimeError) as exc:
-        print(f"safety-metrics: error: {exc}", file=sys.stderr)
-        return 1
-    log.info("%s finished in %.1fs", args.command, time.perf_counter() - started)
+        code: int = args.handler(args)
+    except Exception as exc:
+        return _failed(args.command, exc)
+    except (KeyboardInterrupt, JobInterrupted) as exc:
+        return _failed(args.command, exc)
+    log.info(
+        "%s finished in %.1fs (exit status %d)", args.command, time.perf_counter() - started, code
+    )
     return code
+
+
+def _failed(command: str, exc: BaseException) -> int:
+    outcome = outcome_of(exc)
+    if outcome.traceback:
+        log.error("%s failed", command, exc_info=exc)
+    print(f"safety-metrics: {outcome.message}", file=sys.stderr)
+    print(f"safety-metrics: {command} failed (exit status {outcome.exit_code})", file=sys.stderr)
+    return outcome.exit_code
 
 
 if __name__ == "__main__":

@@ -14,10 +14,13 @@ from typing import Any, Literal, cast
 from jobs.located_yaml import (
     InputError,
     LocatedDocument,
+    Location,
     Problem,
     load_located,
     unknown_key_problems,
 )
+from jobs.logs import LOG_FORMATS, LogFormat
+from jobs.run_dates import DATE_KEYWORDS, DateKeyword
 
 DeltaBackendChoice = Literal["auto", "native", "delta-rs"]
 DELTA_BACKEND_CHOICES: tuple[DeltaBackendChoice, ...] = ("auto", "native", "delta-rs")
@@ -26,14 +29,26 @@ ENV_OVERRIDES = {
     "SAFETY_METRICS_WAREHOUSE": "warehouse",
     "SAFETY_METRICS_MASTER": "spark.master",
     "SAFETY_METRICS_REMOTE": "spark.remote",
+    "SAFETY_METRICS_DELTA_BACKEND": "delta_backend",
+    "SAFETY_METRICS_LOG_LEVEL": "log_level",
+    "SAFETY_METRICS_LOG_FORMAT": "log_format",
+    "SAFETY_METRICS_DEFAULT_DATE": "default_date",
 }
+
+
+class EnvironmentVariable(Location):
+    """Where a bad value came from when it came from the environment, not a file."""
+
+    def __str__(self) -> str:
+        return f"environment variable {self.file}"
 
 
 @dataclass(frozen=True)
 class SparkSettings:
     """What the session factory needs to build or connect to a SparkSession."""
 
-    master: str = "local[2]"
+    #: None: leave the master to spark-submit's `--master` (or Spark's own default).
+    master: str | None = "local[2]"
     app_name: str = "safety-metrics"
     shuffle_partitions: int = 8
     ui_enabled: bool = True
@@ -52,6 +67,12 @@ class AppConfig:
     warehouse: str = "./warehouse"
     delta_backend: DeltaBackendChoice = "auto"
     log_level: str = "INFO"
+    log_format: LogFormat = "text"
+    #: The date a job computes when no `--date` is given: `yesterday` (UTC), what a
+    #: scheduler wants, or `latest`, the last date every source has (a fixed dataset).
+    default_date: DateKeyword = "yesterday"
+    #: The `SAFETY_METRICS_*` environment variables that overrode the file.
+    overridden_by: tuple[str, ...] = ()
 
     def describe(self) -> dict[str, Any]:
         """The resolved settings as plain data, for the log line every job prints at start."""
@@ -60,6 +81,9 @@ class AppConfig:
             "source": self.source,
             "warehouse": self.warehouse,
             "delta_backend": self.delta_backend,
+            "log": f"{self.log_level} {self.log_format}",
+            "default_date": self.default_date,
+            "overridden_by": list(self.overridden_by),
             "spark": {
                 "master": self.spark.master,
                 "remote": self.spark.remote,
@@ -72,7 +96,7 @@ class AppConfig:
 
 
 _SPARK_KEYS = {f for f in SparkSettings.__dataclass_fields__}
-_TOP_KEYS = {"spark", "warehouse", "delta_backend", "log_level"}
+_TOP_KEYS = {"spark", "warehouse", "delta_backend", "log_level", "log_format", "default_date"}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -130,7 +154,7 @@ def parse_config(doc: LocatedDocument, name: str) -> AppConfig:
     problems += unknown_key_problems(doc, ("spark",), spark_raw, _SPARK_KEYS)
 
     typed: dict[str, type | tuple[type, ...]] = {
-        "master": str,
+        "master": (str, type(None)),
         "app_name": str,
         "shuffle_partitions": int,
         "ui_enabled": bool,
@@ -145,7 +169,7 @@ def parse_config(doc: LocatedDocument, name: str) -> AppConfig:
         problems.append(
             Problem(doc.where(("spark", "shuffle_partitions")), "E004", "must be at least 1")
         )
-    for key in ("warehouse", "log_level", "delta_backend"):
+    for key in ("warehouse", "log_level", "delta_backend", "log_format", "default_date"):
         if key in data:
             problems += _check_type(doc, (key,), data[key], str)
     backend = data.get("delta_backend", "auto")
@@ -168,6 +192,26 @@ def parse_config(doc: LocatedDocument, name: str) -> AppConfig:
                 f"use one of: {', '.join(_LOG_LEVELS)}",
             )
         )
+    log_format = data.get("log_format", "text")
+    if isinstance(log_format, str) and log_format not in LOG_FORMATS:
+        problems.append(
+            Problem(
+                doc.where(("log_format",)),
+                "E005",
+                f"unknown log_format '{log_format}'",
+                f"use one of: {', '.join(LOG_FORMATS)}",
+            )
+        )
+    default_date = data.get("default_date", "yesterday")
+    if isinstance(default_date, str) and default_date not in DATE_KEYWORDS:
+        problems.append(
+            Problem(
+                doc.where(("default_date",)),
+                "E005",
+                f"unknown default_date '{default_date}'",
+                f"use one of: {', '.join(DATE_KEYWORDS)}",
+            )
+        )
     if problems:
         raise InputError(problems)
 
@@ -180,20 +224,51 @@ def parse_config(doc: LocatedDocument, name: str) -> AppConfig:
         warehouse=str(data.get("warehouse", "./warehouse")),
         delta_backend=cast(DeltaBackendChoice, backend),
         log_level=str(level).upper(),
+        log_format=cast(LogFormat, log_format),
+        default_date=cast(DateKeyword, default_date),
     )
 
 
 def apply_env_overrides(config: AppConfig, environ: dict[str, str]) -> AppConfig:
-    """Apply `SAFETY_METRICS_WAREHOUSE`, `_MASTER` and `_REMOTE` when set."""
+    """Apply the `SAFETY_METRICS_*` variables of `ENV_OVERRIDES` that are set (a scheduler
+    sets paths and the master without editing files); bad values raise `InputError`."""
     spark = config.spark
-    warehouse = config.warehouse
-    if environ.get("SAFETY_METRICS_WAREHOUSE"):
-        warehouse = environ["SAFETY_METRICS_WAREHOUSE"]
+    warehouse = environ.get("SAFETY_METRICS_WAREHOUSE") or config.warehouse
     if environ.get("SAFETY_METRICS_MASTER"):
         spark = replace(spark, master=environ["SAFETY_METRICS_MASTER"])
     if environ.get("SAFETY_METRICS_REMOTE"):
         spark = replace(spark, remote=environ["SAFETY_METRICS_REMOTE"])
-    return replace(config, spark=spark, warehouse=warehouse)
+    backend = environ.get("SAFETY_METRICS_DELTA_BACKEND") or config.delta_backend
+    level = (environ.get("SAFETY_METRICS_LOG_LEVEL") or config.log_level).upper()
+    log_format = environ.get("SAFETY_METRICS_LOG_FORMAT") or config.log_format
+    default_date = environ.get("SAFETY_METRICS_DEFAULT_DATE") or config.default_date
+    problems = [
+        Problem(
+            EnvironmentVariable(name, 0, 0),
+            "E005",
+            f"unknown value {value!r}",
+            f"use one of: {', '.join(allowed)}",
+        )
+        for name, value, allowed in (
+            ("SAFETY_METRICS_DELTA_BACKEND", backend, DELTA_BACKEND_CHOICES),
+            ("SAFETY_METRICS_LOG_LEVEL", level, _LOG_LEVELS),
+            ("SAFETY_METRICS_LOG_FORMAT", log_format, LOG_FORMATS),
+            ("SAFETY_METRICS_DEFAULT_DATE", default_date, DATE_KEYWORDS),
+        )
+        if value not in allowed
+    ]
+    if problems:
+        raise InputError(problems)
+    return replace(
+        config,
+        spark=spark,
+        warehouse=warehouse,
+        delta_backend=cast(DeltaBackendChoice, backend),
+        log_level=level,
+        log_format=cast(LogFormat, log_format),
+        default_date=cast(DateKeyword, default_date),
+        overridden_by=tuple(name for name in ENV_OVERRIDES if environ.get(name)),
+    )
 
 
 def load_config(

@@ -10,13 +10,15 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from jobs.arguments import iso_date
 from jobs.config import AppConfig
 from jobs.delta import DeltaSink
 from jobs.experiments.definitions import ExperimentDef
 from jobs.experiments.units import metric_parts
 from jobs.experiments_job import ExperimentSummary
+from jobs.failures import UsageError
 from jobs.metrics.definitions import Catalog
+from jobs.run_dates import DateSpec, run_date, yesterday_utc
+from jobs.run_log import new_run_id, note
 
 log = logging.getLogger("safety-metrics")
 
@@ -32,10 +34,10 @@ def add_experiment_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--date",
         default=None,
-        type=iso_date,
-        metavar="YYYY-MM-DD",
-        help="last day of the analysis (default: the experiment's end, else the latest date "
-        "its sources have data for)",
+        type=run_date,
+        metavar="DATE",
+        help="last day of the analysis: YYYY-MM-DD, 'yesterday' (UTC) or 'latest' (default: "
+        "the configuration's default_date; never past the experiment's end)",
     )
     cmd.add_argument("--run-id", default=None, help="run id to record (default: time + random)")
     own = cmd.add_argument_group("a unit-level table you already have (instead of the definitions)")
@@ -84,7 +86,7 @@ def run_experiment_command(args: argparse.Namespace, config: AppConfig) -> int:
 
     if args.units:
         if not args.control:
-            raise SystemExit("safety-metrics: --units needs --control NAME")
+            raise UsageError("--units needs --control NAME")
         catalog = load_catalog(args.defs or default_defs_dir())
         spark = build_session(config)
         return run_units_file(
@@ -92,8 +94,7 @@ def run_experiment_command(args: argparse.Namespace, config: AppConfig) -> int:
         )
     spark = build_session(config)
     sink = DeltaSink.for_session(spark, config.delta_backend)
-    date: dt.date | None = args.date
-    return run_defined_experiments(spark, sink, config, args.defs, args.id, date, args.run_id)
+    return run_defined_experiments(spark, sink, config, args.defs, args.id, args.date, args.run_id)
 
 
 def run_units_file(
@@ -107,7 +108,6 @@ def run_units_file(
     from jobs.experiments.analysis import analyse
     from jobs.experiments_job import (
         file_spec,
-        new_run_id,
         read_table,
         units_from_file,
         write_results,
@@ -148,11 +148,11 @@ def run_defined_experiments(
     config: AppConfig,
     defs: Path | None,
     ids: list[str] | None,
-    date: dt.date | None,
+    date: DateSpec | None,
     run_id: str | None,
 ) -> int:
     """The experiments `ids` (default: every active one) of the definitions in `defs`, each
-    analysed up to `date` (default: its end, else the latest date its sources have)."""
+    analysed up to `date` (default: the configuration's default_date), never past its end."""
     from jobs.experiments.loader import load_experiments
     from jobs.experiments_job import active_experiments
     from jobs.metrics.loader import load_catalog
@@ -164,7 +164,7 @@ def run_defined_experiments(
     try:
         chosen = active_experiments(experiments, ids)
     except KeyError as exc:
-        raise SystemExit(f"safety-metrics: {exc.args[0]}") from None
+        raise UsageError(str(exc.args[0])) from None
     if not chosen:
         print("no active experiments defined")
         return 0
@@ -172,7 +172,18 @@ def run_defined_experiments(
     for exp in chosen:
         summary = run_one(spark, sink, config, catalog, exp, date, run_id)
         print(summary.render())
+    note(definitions_version=_versions(catalog, chosen))
     return 0
+
+
+def _versions(catalog: Catalog, chosen: list[ExperimentDef]) -> str:
+    """One hash of the analysed experiments' definition versions."""
+    import hashlib
+
+    from jobs.experiments_job import definition_version
+
+    text = ",".join(f"{e.id}={definition_version(catalog, e)}" for e in chosen)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def run_one(
@@ -181,25 +192,29 @@ def run_one(
     config: AppConfig,
     catalog: Catalog,
     exp: ExperimentDef,
-    date: dt.date | None,
+    date: DateSpec | None,
     run_id: str | None,
 ) -> ExperimentSummary:
-    """One defined experiment, up to `date` (or its end, or the latest data)."""
+    """One defined experiment, up to `date` (default: the configuration's default_date;
+    `latest`: the experiment's end, else the latest date its sources have), never past
+    the experiment's end."""
     from jobs.experiments_job import read_assignments, run_experiment
     from jobs.metrics.sources import table_reader
-    from jobs.metrics_cli import latest_date_of
+    from jobs.metrics_cli import day_to_compute
 
     read = table_reader(spark, sink, config.warehouse)
-    if date:
-        end = date
-    elif exp.end:
+    names = {p.source for m in exp.metrics for p in metric_parts(catalog.metrics[m]).parts()}
+    sources = [catalog.sources[n] for n in sorted(names)]
+    wanted = date or config.default_date
+    if wanted == "latest" and exp.end:
         end = exp.end
     else:
-        names = {p.source for m in exp.metrics for p in metric_parts(catalog.metrics[m]).parts()}
-        end = latest_date_of(read, [catalog.sources[n] for n in sorted(names)])
-        log.info(
-            "%s: no --date given: analysing up to %s, the latest date of its sources", exp.id, end
-        )
+        day = yesterday_utc() if wanted == "yesterday" else wanted
+        if isinstance(day, dt.date) and exp.end and day > exp.end:
+            day = exp.end  # never past the experiment's end
+        end = day_to_compute(day, config, read, sources)
+    log.info("%s: analysing up to %s", exp.id, end)
+    note(dates=[end])
     assignments = read_assignments(spark, sink, config.warehouse, exp.assignments)
     return run_experiment(
         spark, sink, catalog, exp, read, assignments, config.warehouse, end, run_id=run_id

@@ -15,7 +15,6 @@ import datetime as dt
 import logging
 import os
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +36,7 @@ from jobs.experiments.units import (
 from jobs.logs import stage
 from jobs.metrics.definitions import Catalog
 from jobs.metrics.sources import TableReader
+from jobs.run_log import new_run_id
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +123,6 @@ def definition_version(catalog: Catalog, exp: ExperimentDef) -> str:
 
     text = exp.version() + "".join(catalog.metric_version(m) for m in exp.metrics)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def new_run_id() -> str:
-    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
 def run_experiment(

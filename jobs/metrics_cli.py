@@ -5,18 +5,30 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
+from jobs.arguments import iso_date, positive_int
 from jobs.config import AppConfig, data_dir
 from jobs.delta import DeltaSink
+from jobs.failures import UsageError
+from jobs.logs import stage
 from jobs.metrics.definitions import Catalog, SourceDef
 from jobs.metrics.loader import load_catalog
-from jobs.metrics.planner import compile_plan, render_plan
-from jobs.metrics.sources import TableReader, table_reader
+from jobs.metrics.planner import Plan, compile_plan, render_plan
+from jobs.metrics.sources import TableReader, latest_source_date, table_reader
+from jobs.run_dates import DateSpec, check_landed, resolve_date, run_date
+from jobs.run_log import note
+
+if TYPE_CHECKING:
+    from jobs.metrics.restatement import Restatement, StaleCell
+    from jobs.metrics_job import RunSummary
 
 log = logging.getLogger("safety-metrics")
 
@@ -77,57 +89,290 @@ def run_validate(args: argparse.Namespace, config: AppConfig) -> int:
 
 def run_plan(args: argparse.Namespace, config: AppConfig) -> int:
     catalog = load_catalog(args.defs or default_defs_dir())
-    try:
-        plan = compile_plan(catalog, selection(args))
-    except KeyError as exc:
-        raise SystemExit(f"safety-metrics: {exc.args[0]}") from None
+    plan = selected_plan(catalog, selection(args))
     print(render_plan(catalog, plan), end="")
     return 0
 
 
-def latest_date(read: TableReader, catalog: Catalog) -> dt.date:
+def latest_date(read: TableReader, catalog: Catalog, warehouse: str) -> dt.date:
     """The last date that every source of the catalog has data for."""
-    return latest_date_of(read, catalog.sources.values())
+    return latest_date_of(read, catalog.sources.values(), warehouse)
 
 
-def latest_date_of(read: TableReader, sources: Iterable[SourceDef]) -> dt.date:
-    """The last date that every one of `sources` has data for."""
-    ends: list[dt.date] = []
-    for source in sources:
-        column = source.date_column or source.time_column
-        value = read(source).agg(F.max(F.to_date(F.col(column)))).collect()[0][0]
-        if value is not None:
-            ends.append(value)
+def latest_dates(
+    read: TableReader, sources: Iterable[SourceDef], warehouse: str
+) -> dict[str, dt.date | None]:
+    """Each source's last date with data (None: no rows at all)."""
+    return {s.name: latest_source_date(s, read, warehouse) for s in sources}
+
+
+def latest_date_of(read: TableReader, sources: Iterable[SourceDef], warehouse: str) -> dt.date:
+    """The last date that every one of `sources` that has data has data for."""
+    ends = [d for d in latest_dates(read, sources, warehouse).values() if d is not None]
     if not ends:
         raise RuntimeError("no source has any data; run `safety-metrics generate` first")
     return min(ends)
 
 
-def run_metrics_command(args: argparse.Namespace, config: AppConfig) -> int:
-    from jobs.metrics_job import run_metrics
-    from jobs.session import build_session
+def day_to_compute(
+    spec: DateSpec | None,
+    config: AppConfig,
+    read: TableReader,
+    sources: Iterable[SourceDef],
+) -> dt.date:
+    """The date a job computes: `--date`, else the configuration's `default_date`
+    (`yesterday` in UTC, or `latest`: the last date every source has). A date past some
+    source's data raises `DataNotReadyError` (exit status 75: retry later)."""
+    chosen = list(sources)
+    wanted = spec or config.default_date
+    if wanted == "latest":
+        day = latest_date_of(read, chosen, config.warehouse)
+        log.info("date: %s, the latest date every source has data for", day)
+        return day
+    day = resolve_date(wanted, lambda: latest_date_of(read, chosen, config.warehouse))
+    if spec is None:
+        log.info("no --date given: computing %s (default_date: %s, UTC)", day, wanted)
+    check_landed(day, latest_dates(read, chosen, config.warehouse))
+    return day
 
-    if args.date and (args.start or args.end):
-        raise SystemExit("safety-metrics: give --date, or --start and --end, not both")
-    catalog = load_catalog(args.defs or default_defs_dir())
-    try:
-        plan = compile_plan(catalog, selection(args))
-    except KeyError as exc:
-        raise SystemExit(f"safety-metrics: {exc.args[0]}") from None
-    spark = build_session(config)
-    sink = DeltaSink.for_session(spark, config.delta_backend)
-    catalog = load_checked_catalog(spark, sink, config, args.defs)
-    if args.date:
-        start = end = args.date
-    elif args.start or args.end:
-        start, end = args.start or args.end, args.end or args.start
-    else:
-        start = end = latest_date(table_reader(spark, sink, config.warehouse), catalog)
-        log.info("no --date given: using %s, the latest date every source has data for", start)
-    print(render_plan(catalog, plan), end="")
-    summary = run_metrics(
-        spark, sink, catalog, plan, config.warehouse, start, end, run_id=args.run_id
+
+def add_run_arguments(cmd: argparse.ArgumentParser, *, backfill: bool) -> None:
+    """The date options of `run` (a date, a range or a restatement) and `backfill`."""
+    if not backfill:
+        cmd.add_argument(
+            "--date",
+            type=run_date,
+            default=None,
+            help="the date to compute: YYYY-MM-DD, 'yesterday' (UTC) or 'latest' (the "
+            "latest date every source has data for); default: the configuration's "
+            "default_date (yesterday in conf/cluster.yaml, latest in conf/local.yaml)",
+        )
+    cmd.add_argument(
+        "--start", type=iso_date, required=backfill, default=None, help="first date of a range"
     )
-    print()
-    print(summary.render())
+    cmd.add_argument(
+        "--end", type=iso_date, required=backfill, default=None, help="last date of a range"
+    )
+    cmd.add_argument(
+        "--chunk-days",
+        type=positive_int,
+        default=7 if backfill else None,
+        help="compute and commit a range this many days at a time, with progress "
+        + ("(default: 7)" if backfill else "(default: the whole range in one commit)"),
+    )
+    cmd.add_argument("--run-id", default=None, help="run id to record (default: time + random)")
+    if not backfill:
+        cmd.add_argument(
+            "--restate",
+            action="store_true",
+            help="recompute exactly the stored dates whose definition version differs from "
+            "the current definitions (within --start/--end when given), and log each in "
+            "runs/restatements",
+        )
+        cmd.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="with --restate: list what would be recomputed, compute nothing",
+        )
+
+
+def date_chunks(start: dt.date, end: dt.date, days: int | None) -> list[tuple[dt.date, dt.date]]:
+    """[start, end] cut into consecutive ranges of at most `days` days (None: one range)."""
+    if end < start:
+        raise UsageError(f"--end {end} is before --start {start}")
+    if days is None:
+        return [(start, end)]
+    chunks = []
+    first = start
+    while first <= end:
+        last = min(end, first + dt.timedelta(days=days - 1))
+        chunks.append((first, last))
+        first = last + dt.timedelta(days=1)
+    return chunks
+
+
+@dataclass(frozen=True)
+class MetricsJob:
+    """What every metrics command needs: the checked catalog, the plan and the session."""
+
+    spark: SparkSession
+    sink: DeltaSink
+    catalog: Catalog
+    plan: Plan
+    config: AppConfig
+
+    @classmethod
+    def start(cls, args: argparse.Namespace, config: AppConfig) -> MetricsJob:
+        from jobs.session import build_session
+
+        catalog = load_catalog(args.defs or default_defs_dir())  # structure first, no Spark
+        plan = selected_plan(catalog, selection(args))
+        spark = build_session(config)
+        sink = DeltaSink.for_session(spark, config.delta_backend)
+        catalog = load_checked_catalog(spark, sink, config, args.defs)
+        return cls(spark, sink, catalog, plan, config)
+
+    def read(self) -> TableReader:
+        return table_reader(self.spark, self.sink, self.config.warehouse)
+
+    def publish(
+        self, start: dt.date, end: dt.date, run_id: str | None, plan: Plan | None = None
+    ) -> RunSummary:
+        """Compute `plan` (default: the selection's) over [start, end] and replace it."""
+        from jobs.metrics_job import date_range, run_metrics
+
+        plan = plan or self.plan
+        note(
+            dates=date_range(start, end),
+            definitions_version=self.catalog.definitions_version(plan.metrics),
+        )
+        return run_metrics(
+            self.spark,
+            self.sink,
+            self.catalog,
+            plan,
+            self.config.warehouse,
+            start,
+            end,
+            run_id=run_id,
+        )
+
+    def publish_chunks(
+        self,
+        start: dt.date,
+        end: dt.date,
+        chunk_days: int | None,
+        run_id: str | None,
+        plan: Plan | None = None,
+    ) -> list[RunSummary]:
+        """`publish` one chunk of days at a time (each its own atomic commit), with progress
+        and an estimate of the time left."""
+        chunks = date_chunks(start, end, chunk_days)
+        summaries: list[RunSummary] = []
+        began = time.perf_counter()
+        for i, (first, last) in enumerate(chunks, start=1):
+            with stage(log, f"[chunk {i}/{len(chunks)}] {first}..{last}"):
+                summary = self.publish(first, last, run_id, plan)
+            summaries.append(summary)
+            if len(chunks) > 1:
+                left = (time.perf_counter() - began) / i * (len(chunks) - i)
+                print(
+                    f"chunk {i}/{len(chunks)} {first}..{last}: {summary.rows:,} rows, "
+                    f"table version {summary.version}, {summary.seconds:.0f} s"
+                    + (f"; about {left:.0f} s left" if i < len(chunks) else ""),
+                    flush=True,
+                )
+        return summaries
+
+
+def selected_plan(catalog: Catalog, names: list[str] | None) -> Plan:
+    try:
+        return compile_plan(catalog, names)
+    except KeyError as exc:
+        raise UsageError(str(exc.args[0])) from None
+
+
+def run_metrics_command(args: argparse.Namespace, config: AppConfig) -> int:
+    """`run`: a date (default: the configuration's default_date), a range, or `--restate`."""
+    if args.restate:
+        return run_restate(args, config)
+    if args.dry_run:
+        raise UsageError("--dry-run only goes with --restate")
+    if args.date and (args.start or args.end):
+        raise UsageError("give --date, or --start and --end, not both")
+    metrics_run(args, config)
     return 0
+
+
+def metrics_run(args: argparse.Namespace, config: AppConfig) -> RunSummary:
+    """Compute and publish the dates `args` name; return the last chunk's summary."""
+    job = MetricsJob.start(args, config)
+    sources = [job.catalog.sources[p.source] for p in job.plan.passes]
+    if args.start or args.end:
+        start, end = args.start or args.end, args.end or args.start
+        check_landed(end, latest_dates(job.read(), sources, config.warehouse))
+    else:
+        start = end = day_to_compute(args.date, config, job.read(), sources)
+    print(render_plan(job.catalog, job.plan), end="")
+    summaries = job.publish_chunks(start, end, args.chunk_days, args.run_id)
+    print()
+    print(summaries[-1].render() if len(summaries) == 1 else _totals(summaries))
+    return summaries[-1]
+
+
+def run_backfill_command(args: argparse.Namespace, config: AppConfig) -> int:
+    """`backfill --start --end`: the range chunk by chunk, each chunk one atomic commit."""
+    metrics_run(args, config)
+    return 0
+
+
+def _totals(summaries: list[RunSummary]) -> str:
+    rows = sum(s.rows for s in summaries)
+    seconds = sum(s.seconds for s in summaries)
+    first, last = summaries[0].dates[0], summaries[-1].dates[-1]
+    return (
+        f"metric_values: {rows:,} rows for {len(summaries[0].metrics)} metrics on "
+        f"{first}..{last} in {len(summaries)} commits, table version {summaries[-1].version}, "
+        f"run {summaries[-1].run_id}, {seconds:.1f} s\n  table: {summaries[-1].table}"
+    )
+
+
+def run_restate(args: argparse.Namespace, config: AppConfig) -> int:
+    """`run --restate`: recompute exactly the stale (date, metric) cells, log each."""
+    from jobs.metrics.restatement import (
+        restatements,
+        stale_cells,
+        stored_versions,
+        undefined_metrics,
+    )
+    from jobs.metrics_job import METRIC_VALUES
+    from jobs.run_log import record_restatements
+
+    if args.date:
+        raise UsageError("--restate looks for stale dates itself; bound it with --start/--end")
+    job = MetricsJob.start(args, config)
+    table = os.path.join(config.warehouse, METRIC_VALUES)
+    if not os.path.isdir(os.path.join(table, "_delta_log")) and "://" not in table:
+        print(f"{table}: no table yet, nothing to restate")
+        return 0
+    stored = stored_versions(job.sink.read(table), args.start, args.end)
+    for gone in undefined_metrics(stored, job.catalog):
+        log.warning("%s is stored but no longer defined: its rows are left as they are", gone)
+    cells = stale_cells(stored, job.catalog, job.plan.metrics)
+    runs = restatements(cells)
+    print(render_restatements(cells, runs))
+    if args.dry_run or not runs:
+        return 0
+    for i, todo in enumerate(runs, start=1):
+        log.info("restatement %d/%d: %s", i, len(runs), todo)
+        plan = selected_plan(job.catalog, list(todo.metrics))
+        for summary in job.publish_chunks(todo.start, todo.end, args.chunk_days, args.run_id, plan):
+            done = set(summary.dates)
+            restated = [c for c in cells if c.date in done and c.metric in todo.metrics]
+            record_restatements(config.warehouse, summary.run_id, restated)
+            print(f"restated {len(restated)} cells: {summary.render().splitlines()[0]}")
+    return 0
+
+
+def render_restatements(cells: list[StaleCell], runs: list[Restatement]) -> str:
+    """What `--restate` found: per run, the metrics and how their versions changed."""
+    if not cells:
+        return "every stored date is at the current definitions: nothing to restate"
+    lines = [
+        f"{len(cells)} stale (date, metric) cells on {len({c.date for c in cells})} dates, "
+        f"in {len(runs)} recomputation(s):"
+    ]
+    for todo in runs:
+        span = str(todo.start) if todo.start == todo.end else f"{todo.start}..{todo.end}"
+        lines.append(f"  {span}:")
+        for metric in todo.metrics:
+            stored = sorted(
+                {
+                    c.stored or "missing"
+                    for c in cells
+                    if c.metric == metric and c.date in todo.dates()
+                }
+            )
+            current = next(c.current for c in cells if c.metric == metric)
+            lines.append(f"    {metric}: {', '.join(stored)} -> {current}")
+    return "\n".join(lines)

@@ -13,7 +13,6 @@ import datetime as dt
 import logging
 import os
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -38,6 +37,7 @@ from jobs.metrics.passes import pass_frame
 from jobs.metrics.planner import PassPlan, Plan
 from jobs.metrics.sources import estimated_rows, prepare, table_reader
 from jobs.metrics.suppression import suppress
+from jobs.run_log import new_run_id
 
 log = logging.getLogger(__name__)
 METRIC_VALUES = "metrics/metric_values"
@@ -233,7 +233,7 @@ def run_metrics(
 ) -> RunSummary:
     """Compute `plan` for every date in [start, end] and replace those dates' rows."""
     started = time.perf_counter()
-    run_id = run_id or f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    run_id = run_id or new_run_id()
     dates = date_range(start, end)
     log.info("run %s: %d metrics, %s..%s", run_id, len(plan.metrics), start, end)
     results = compute_passes(spark, sink, catalog, plan, warehouse, start, end)

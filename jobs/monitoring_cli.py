@@ -8,7 +8,6 @@ import logging
 import os
 import shutil
 import tempfile
-import uuid
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -16,7 +15,10 @@ from pyspark.sql import functions as F
 from jobs.arguments import iso_date
 from jobs.config import AppConfig
 from jobs.delta import DeltaSink
+from jobs.failures import UsageError
 from jobs.metrics.definitions import Catalog
+from jobs.run_dates import DataNotReadyError, resolve_date, run_date
+from jobs.run_log import new_run_id, note
 from udfs.anomaly_detectors import Grain
 
 log = logging.getLogger("safety-metrics")
@@ -26,9 +28,10 @@ def add_monitor_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--date",
         default=None,
-        type=iso_date,
-        metavar="YYYY-MM-DD",
-        help="date to score (default: the latest date in metric_values)",
+        type=run_date,
+        metavar="DATE",
+        help="date to score: YYYY-MM-DD, 'yesterday' (UTC) or 'latest' (the latest date in "
+        "metric_values); default: the configuration's default_date",
     )
     cmd.add_argument(
         "--start", default=None, type=iso_date, metavar="YYYY-MM-DD", help="first date of a range"
@@ -96,14 +99,20 @@ def run_monitor_command(args: argparse.Namespace, config: AppConfig) -> int:
     spark = build_session(config)
     sink = DeltaSink.for_session(spark, config.delta_backend)
     if args.date and (args.start or args.end):
-        raise SystemExit("safety-metrics: give --date, or --start and --end, not both")
-    start = args.start or args.date or args.end
-    end = args.end or start
-    if start is None or end is None:
-        start = end = latest_metric_date(sink, config.warehouse, METRIC_VALUES)
-        log.info("no --date given: scoring %s, the latest date in metric_values", start)
+        raise UsageError("give --date, or --start and --end, not both")
+    if args.start or args.end:
+        start, end = args.start or args.end, args.end or args.start
+    else:
+        latest = latest_metric_date(sink, config.warehouse, METRIC_VALUES)
+        start = end = resolve_date(args.date or config.default_date, lambda: latest)
+        if start > latest:
+            raise DataNotReadyError(
+                f"metric_values has no rows for {start} yet (latest {latest}); run the "
+                "metrics job for it first"
+            )
+        log.info("scoring %s (latest date in metric_values: %s)", start, latest)
     if end < start:
-        raise SystemExit(f"safety-metrics: --end {end} is before --start {start}")
+        raise UsageError(f"--end {end} is before --start {start}")
     return monitor(spark, sink, config, catalog, start, end, args.run_id)
 
 
@@ -119,7 +128,8 @@ def monitor(
     """Score [start, end], write both tables, print the alerts of `end`."""
     from jobs.monitoring_job import alerts, render_alerts, run_monitoring
 
-    run_id = run_id or f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    run_id = run_id or new_run_id()
+    note(dates=[start + dt.timedelta(days=i) for i in range((end - start).days + 1)])
     summary = run_monitoring(spark, sink, catalog, config.warehouse, start, end, run_id)
     print(summary.render())
     print(render_alerts(alerts(sink, config.warehouse, end), end))

@@ -98,8 +98,10 @@ def build_session(config: AppConfig) -> SparkSession:
         builder = builder.remote(url)
     else:
         check_java()
-        use_this_python()
-        builder = builder.master(spark.master)
+        if spark.master is not None and spark.master.startswith("local"):
+            use_this_python()  # a cluster's executors use its spark.pyspark.python
+        if spark.master is not None:  # None: spark-submit's --master decides
+            builder = builder.master(spark.master)
     builder = builder.appName(spark.app_name)
     for key, value in session_settings(config).items():
         builder = builder.config(key, value)

@@ -24,6 +24,7 @@ from deltalake.transaction import (
 )
 from pyspark.sql import DataFrame
 
+from jobs.delta.commit_gate import wait_at_commit_gate
 from jobs.delta.location import filesystem
 from jobs.delta.model import (
     ConcurrentWriteError,
@@ -110,6 +111,7 @@ class DeltaRsBackend:
         folder = staging_dir_name()
         try:
             files = self.stage(df, request, uri, folder)
+            wait_at_commit_gate(uri)
             self.commit(df, request, uri, pinned_files, files)
         except _AlreadyApplied:
             self.discard(uri, folder)

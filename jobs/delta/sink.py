@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from pyspark.sql import DataFrame, SparkSession
@@ -39,6 +39,8 @@ from jobs.delta.table_state import already_applied, load_table
 from jobs.logs import quiet_spark_errors
 
 log = logging.getLogger(__name__)
+#: Called with every write's result (the run log counts rows written per table).
+WRITE_LISTENERS: list[Callable[[WriteResult], None]] = []
 
 
 class Backend(Protocol):
@@ -91,6 +93,11 @@ def choose_backend(spark: SparkSession, choice: DeltaBackendChoice) -> Backend:
     return NativeBackend() if session_has_delta(spark) else DeltaRsBackend()
 
 
+def _tell(result: WriteResult) -> None:
+    for listener in list(WRITE_LISTENERS):
+        listener(result)
+
+
 class DeltaSink:
     """Writes and reads Delta tables through one backend."""
 
@@ -126,7 +133,9 @@ class DeltaSink:
                 raise DeltaWriteError(f"Delta table {path} already exists (mode 'create')")
             if already_applied(existing, txn):
                 log.info("%s: %s already committed; skipped", path, txn)
-                return WriteResult(path, mode, self.backend.name, existing.version(), True)
+                skipped = WriteResult(path, mode, self.backend.name, existing.version(), True)
+                _tell(skipped)
+                return skipped
             check_partitioning(
                 path, list(existing.metadata().partition_columns), request.partition_by
             )
@@ -140,6 +149,7 @@ class DeltaSink:
             result.backend,
             ", skipped" if result.skipped else "",
         )
+        _tell(result)
         return result
 
     def read(self, path: str, version: int | None = None) -> DataFrame:

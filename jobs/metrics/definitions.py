@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -37,6 +38,9 @@ CI_METHODS: tuple[CiMethod, ...] = ("auto", "wilson", "delta", "none")
 #: The label for "every value of this dimension" in slice ids; nulls in the data become NONE.
 ALL = "all"
 NONE_VALUE = "(none)"
+#: Part of every metric's version: bump it when the engine changes how numbers come out
+#: (not only what a definition says), so `run --restate` recomputes the stored dates.
+COMPUTATION_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -188,10 +192,17 @@ class Catalog:
     metrics: dict[str, MetricDef]
 
     def metric_version(self, name: str) -> str:
-        """A hash of everything in a metric's definition that affects its numbers."""
+        """A hash of everything in a metric's definition that affects its numbers, and of
+        the engine's `COMPUTATION_VERSION`."""
+        payload = {"computation": COMPUTATION_VERSION, **self._version_payload(name)}
         return hashlib.sha256(
-            json.dumps(self._version_payload(name), sort_keys=True, default=str).encode()
+            json.dumps(payload, sort_keys=True, default=str).encode()
         ).hexdigest()[:12]
+
+    def definitions_version(self, names: Iterable[str]) -> str:
+        """One hash of the versions of `names` (what a run log records for a run)."""
+        text = ",".join(f"{n}={self.metric_version(n)}" for n in sorted(set(names)))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def _version_payload(self, name: str) -> dict[str, Any]:
         metric = self.metrics[name]

@@ -7,6 +7,7 @@ string column per dimension (nulls become `(none)`, so a real null never reads a
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Callable
 
@@ -57,6 +58,32 @@ def estimated_rows(source: SourceDef, warehouse: str, first: str, last: str) -> 
         ]
     known = [r for r in records if r is not None]
     return sum(known) if len(known) == len(records) else None
+
+
+def latest_source_date(source: SourceDef, read: TableReader, warehouse: str) -> dt.date | None:
+    """The last date `source` has rows for, None when it has none: from the Delta log's
+    partition values when the source is partitioned by its date column (no data read),
+    else from one Spark aggregate."""
+    if source.format == "delta" and source.date_column:
+        try:
+            adds = DeltaTable(source_path(source, warehouse)).get_add_actions(flatten=True)
+        except Exception:  # unreadable by delta-rs here: ask Spark below
+            adds = None
+        partition = f"partition.{source.date_column}"
+        if adds is not None and partition in adds.schema.names:
+            days = [
+                dt.date.fromisoformat(str(day)[:10])
+                for day, rows in zip(
+                    adds.column(partition).to_pylist(),
+                    adds.column("num_records").to_pylist(),
+                    strict=True,
+                )
+                if day is not None and rows != 0
+            ]
+            return max(days, default=None)
+    column = source.date_column or source.time_column
+    value = read(source).agg(F.max(F.to_date(F.col(column)))).collect()[0][0]
+    return value  # type: ignore[no-any-return]
 
 
 def source_path(source: SourceDef, warehouse: str) -> str:
