@@ -83,7 +83,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_metric_commands(sub)
     _add_experiment_command(sub)
     _add_monitoring_commands(sub)
+    _add_package_command(sub)
     return parser
+
+
+def _add_package_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from jobs.metrics_cli import add_defs_argument
+
+    text = (
+        "build what spark-submit needs: the code as a zip for --py-files, one entry-point "
+        "script per job, the metric definitions and conf/, and the submit lines"
+    )
+    cmd = sub.add_parser("package", help=text, description=text[0].upper() + text[1:] + ".")
+    cmd.add_argument("--output", default="dist", help="folder to write (default: dist)")
+    add_defs_argument(cmd)
+
+    def handler(args: argparse.Namespace) -> int:
+        from jobs.package import run_package_command
+
+        return run_package_command(args)
+
+    cmd.set_defaults(handler=handler)
 
 
 def _add_monitoring_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
