@@ -110,6 +110,8 @@ class JobRun:
     exit_code: int = EXIT_OK
     #: The Delta backend that did the writes (the configured choice until one is made).
     backend: str | None = None
+    #: The master the session really has (spark-submit's --master when the conf has none).
+    master: str | None = None
 
     def note_write(self, result: WriteResult) -> None:
         """Add a sink write's rows to its table's total (tables named within the warehouse)."""
@@ -140,7 +142,7 @@ class JobRun:
             "stages": [{"name": n, "seconds": s, "ok": ok} for n, s, ok in self.stages],
             "command": self.command,
             "env": self.config.name,
-            "master": self.config.spark.remote or self.config.spark.master,
+            "master": self.master or self.config.spark.remote or self.config.spark.master,
             "delta_backend": self.backend or self.config.delta_backend,
             "host": socket.gethostname(),
             "user": getpass.getuser(),
@@ -161,11 +163,19 @@ def current_run() -> JobRun | None:
     return _active[-1] if _active else None
 
 
-def note(*, dates: list[dt.date] | None = None, definitions_version: str | None = None) -> None:
-    """Record the run's dates and definitions version (a no-op outside a recorded run)."""
+def note(
+    *,
+    dates: list[dt.date] | None = None,
+    definitions_version: str | None = None,
+    master: str | None = None,
+) -> None:
+    """Record the run's dates, definitions version or master (a no-op outside a recorded
+    run)."""
     run = current_run()
     if run is None:
         return
+    if master:
+        run.master = master
     if dates:
         run.dates.extend(dates)
     if definitions_version:

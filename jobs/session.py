@@ -16,6 +16,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from jobs.config import AppConfig
+from jobs.run_log import note
 
 log = logging.getLogger(__name__)
 
@@ -106,4 +107,13 @@ def build_session(config: AppConfig) -> SparkSession:
     for key, value in session_settings(config).items():
         builder = builder.config(key, value)
     session: SparkSession = builder.getOrCreate()
+    note(master=spark.remote or _session_master(session))
     return session
+
+
+def _session_master(session: SparkSession) -> str | None:
+    """The master a classic session runs on (set by spark-submit when the conf has none)."""
+    try:
+        return session.conf.get("spark.master")
+    except Exception:  # an engine that does not expose it
+        return None

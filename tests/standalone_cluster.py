@@ -1,7 +1,7 @@
 """A real Spark standalone cluster on the loopback interface, from the pip `pyspark`.
 
     with StandaloneCluster(workers=2, cores=1, work_dir=tmp) as cluster:
-        cluster.submit(package, "daily_metrics", ["--warehouse", wh, "--date", "2026-09-28"])
+        done = cluster.submit(package, "daily_metrics", ["--warehouse", wh]).wait()
 
 One master and `workers` worker JVMs (`spark-class org.apache.spark.deploy.master.Master`
 and `...deploy.worker.Worker spark://127.0.0.1:PORT`), each in its own process group, all
@@ -23,6 +23,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 90.0
@@ -183,32 +184,47 @@ class StandaloneCluster:
         args: list[str],
         *,
         log_name: str | None = None,
-        executor_memory: str = "768m",
+        cores: int | None = None,
         env: dict[str, str] | None = None,
-        timeout_s: float = 900,
-    ) -> Submitted:
-        """spark-submit `package`'s entry point to this cluster (client mode) and wait."""
+    ) -> Running:
+        """spark-submit `package`'s entry point to this cluster (client mode), in the
+        background; `cores` caps the application's executor cores (default: all the
+        cluster has, as Spark's standalone scheduler gives them)."""
         log = self.work_dir / f"{log_name or entry_point}.log"
+        limit = ["--conf", f"spark.cores.max={cores}"] if cores else []
         command = [
             str(BIN / "spark-submit"),
             "--master", self.url,
             "--driver-memory", "1g",
-            "--executor-memory", executor_memory,
+            "--executor-memory", "768m",
+            *limit,
             "--conf", f"spark.pyspark.python={sys.executable}",
-            "--conf", "spark.ui.showConsoleProgress=false",
             "--py-files", str(package / "safety_metrics.zip"),
             str(package / "entrypoints" / f"{entry_point}.py"),
             *args,
         ]  # fmt: skip
-        started = time.perf_counter()
-        with open(log, "wb") as out:
-            done = subprocess.run(
-                command,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=loopback_env(env),
-                cwd=self.work_dir,
-                timeout=timeout_s,
-                check=False,
-            )
-        return Submitted(done.returncode, time.perf_counter() - started, log)
+        out = open(log, "wb")  # noqa: SIM115 - closed by Running.wait
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=loopback_env(env), cwd=self.work_dir
+        )
+        return Running(process, out, log, time.perf_counter())
+
+
+@dataclass
+class Running:
+    """A spark-submit in progress."""
+
+    process: subprocess.Popen[bytes]
+    out: IO[bytes]
+    log: Path
+    started: float
+
+    def wait(self, timeout_s: float = 900) -> Submitted:
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        finally:
+            self.out.close()
+        return Submitted(self.process.returncode, time.perf_counter() - self.started, self.log)
