@@ -168,11 +168,12 @@ def test_restatements_merge_consecutive_dates_with_the_same_metrics() -> None:
         return StaleCell(D(2026, 9, day), metric, "old", "new")
 
     cells = [cell(1, "a"), cell(2, "a"), cell(3, "a"), cell(3, "b"), cell(4, "a"), cell(4, "b")]
-    cells += [cell(6, "a")]  # a gap: its own run
+    cells += [cell(6, "a"), cell(8, "a")]  # gaps: runs of their own
     assert restatements(cells) == [
         Restatement(("a",), D(2026, 9, 1), D(2026, 9, 2)),
         Restatement(("a", "b"), D(2026, 9, 3), D(2026, 9, 4)),
         Restatement(("a",), D(2026, 9, 6), D(2026, 9, 6)),
+        Restatement(("a",), D(2026, 9, 8), D(2026, 9, 8)),
     ]
     assert restatements([]) == []
 
