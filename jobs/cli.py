@@ -79,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do nothing when a complete dataset with the same parameters is already there",
     )
-    gen.set_defaults(handler=_handler("jobs.generate_cli", "run_generate_command", "generate"))
+    gen.set_defaults(
+        handler=_handler("jobs.generate_cli", "run_generate_command", "generate"),
+        validate=_generator_params,
+    )
     _add_metric_commands(sub)
     _add_experiment_command(sub)
     _add_monitoring_commands(sub)
@@ -229,6 +232,19 @@ def _add_metric_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
 Handler = Callable[[argparse.Namespace], int]
 
 
+def _generator_params(args: argparse.Namespace) -> None:
+    """Check the generator's flags together (a usage error before any work) as `args.params`."""
+    from jobs.generate import GeneratorParams
+
+    args.params = GeneratorParams(
+        seed=args.seed,
+        scale=args.scale,
+        start_date=args.start_date,
+        days=args.days,
+        partitions=args.partitions,
+    )
+
+
 def _handler(module: str, name: str, job: str | None = None) -> Handler:
     """A sub-command handler: resolve the configuration, set up logging, print the
     configuration, then call `module.name(args, config)` (imported only when the command
@@ -275,7 +291,16 @@ def main(argv: Sequence[str] | None = None, *, handle_signals: bool | None = Non
     if handle_signals if handle_signals is not None else argv is None:
         raise_on_sigterm()
     parser = build_parser()
-    args = parser.parse_args(args_list)  # a usage error exits with status 2 here
+    try:
+        args = parser.parse_args(args_list)
+        validate = getattr(args, "validate", None)
+        if validate is not None:
+            try:
+                validate(args)
+            except ValueError as exc:
+                parser.error(f"{args.command}: {exc}")
+    except SystemExit as exc:  # usage errors (status 2) and --help (0), already printed
+        return int(exc.code or 0)
     args.argv = args_list
     started = time.perf_counter()
     try:

@@ -5,25 +5,14 @@ from __future__ import annotations
 import argparse
 
 from jobs.config import AppConfig
-from jobs.failures import UsageError
 
 
 def run_generate_command(args: argparse.Namespace, config: AppConfig) -> int:
     from jobs.delta import DeltaSink
-    from jobs.generate import GeneratorParams
     from jobs.generate_job import generate, raw_dir
     from jobs.session import build_session
 
-    try:
-        params = GeneratorParams(
-            seed=args.seed,
-            scale=args.scale,
-            start_date=args.start_date,
-            days=args.days,
-            partitions=args.partitions,
-        )
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    params = args.params  # checked with the other arguments (`jobs.cli._generator_params`)
     spark = build_session(config)
     sink = DeltaSink.for_session(spark, config.delta_backend)
     output = args.output or raw_dir(config.warehouse)

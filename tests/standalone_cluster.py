@@ -185,6 +185,7 @@ class StandaloneCluster:
         *,
         log_name: str | None = None,
         cores: int | None = None,
+        executor_memory: str = "768m",
         env: dict[str, str] | None = None,
     ) -> Running:
         """spark-submit `package`'s entry point to this cluster (client mode), in the
@@ -196,7 +197,7 @@ class StandaloneCluster:
             str(BIN / "spark-submit"),
             "--master", self.url,
             "--driver-memory", "1g",
-            "--executor-memory", "768m",
+            "--executor-memory", executor_memory,
             *limit,
             "--conf", f"spark.pyspark.python={sys.executable}",
             "--py-files", str(package / "safety_metrics.zip"),

@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]
 import pytest
 from deltalake import DeltaTable
 

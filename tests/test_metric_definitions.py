@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from jobs.cli import main
@@ -325,7 +326,12 @@ def test_run_with_bad_definitions_writes_nothing(
     )
     assert code == 2
     assert "E020 unknown dimension 'contry'; did you mean 'country'?" in capsys.readouterr().err
-    assert not warehouse.exists()
+    # No table but the run log, which records the failed run (issue 6: failed runs too).
+    assert sorted(p.name for p in warehouse.iterdir()) == ["runs"]
+    assert sorted(p.name for p in (warehouse / "runs").iterdir()) == ["job_runs"]
+    (run,) = DeltaTable(str(warehouse / "runs" / "job_runs")).to_pyarrow_table().to_pylist()
+    assert (run["status"], run["exit_code"], run["rows_written"]) == ("failed", 2, [])
+    assert "E020 unknown dimension 'contry'" in run["error"]
 
 
 def test_the_unit_may_be_a_derived_column_and_a_wrong_one_is_located(
