@@ -128,6 +128,60 @@ def test_level_shift_is_alerted_on_its_first_days_then_becomes_the_baseline() ->
     np.testing.assert_allclose(later["expected"], 1.5 * WEEK[later.index % 7], rtol=0.06)
 
 
+@pytest.mark.parametrize("seed", [3, 4])
+def test_a_step_below_the_point_threshold_is_caught_by_the_level_shift_detector(
+    seed: int,
+) -> None:
+    values = seasonal(98, noise=0.03, seed=seed)
+    values[56:] *= 1.06  # 2 noise units: its days score 2 to 4, never the point threshold
+    assert alerts(run(values, drift=False, shift=False)) == []
+    out = run(values)
+    found = alerts(out)
+    assert found and 57 <= found[0] <= 59  # by its fourth day
+    assert set(found) <= set(range(57, 61))
+    first = out.iloc[found[0]]
+    assert (first["detector"], first["direction"]) == ("level_shift", "up")
+    assert first["score"] >= 4
+    assert alerts(run(values, direction="down")) == []
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_small_drop_is_caught_as_a_level_shift_down(seed: int) -> None:
+    values = seasonal(98, noise=0.03, seed=seed)
+    values[56:] *= 0.94
+    assert alerts(run(values, drift=False, shift=False)) == []
+    out = run(values)
+    assert 57 <= alerts(out)[0] <= 59
+    first = out.iloc[alerts(out)[0]]
+    assert (first["detector"], first["direction"]) == ("level_shift", "down")
+    assert first["score"] <= -4
+    assert alerts(run(values, direction="up")) == []
+
+
+def test_a_level_shift_reported_by_the_point_detector_is_not_reported_again() -> None:
+    values = seasonal(98, noise=0.03, seed=4)
+    values[56:] *= 1.07  # day 57 crosses the point threshold, days 58-60 score 2.2-2.4
+    out = run(values, drift=False)
+    assert alerts(out) == [57]
+    assert alerts(run(values, drift=False, shift=False)) == [57]
+
+
+def test_one_spike_then_ordinary_days_is_no_level_shift() -> None:
+    values = seasonal(84, noise=0.03, seed=1)
+    values[70] *= 1.6
+    values[71] *= 1.04  # a little above the next day: the run needs every day out
+    out = run(values)
+    assert alerts(out) == [70]
+    assert (out["detector"].iloc[14:] != "level_shift").all()
+
+
+def test_no_level_shift_before_four_weeks_of_history() -> None:
+    values = seasonal(42, noise=0.03, seed=3)
+    values[20:] *= 1.09
+    out = run(values)
+    assert not (out["detector"].iloc[:28] == "level_shift").any()
+
+
 def drifting(seed: int) -> Array:
     """8% noise; from day 56 a linear ramp to +60% over 21 days, then flat."""
     ramp = np.ones(98)
@@ -138,15 +192,21 @@ def drifting(seed: int) -> Array:
 
 @pytest.mark.parametrize("seed", [2, 3, 4])
 def test_gradual_drift_is_caught_by_the_drift_detector_before_it_ends(seed: int) -> None:
-    out = run(drifting(seed))
+    # The drift detector alone (without the level-shift detector, which may see a ramp's
+    # noisier stretch first).
+    out = run(drifting(seed), shift=False)
     found = alerts(out)
     assert found and found[0] >= 56  # nothing before the ramp
     assert found[0] < 77  # caught while the ramp goes on
     first = out.iloc[found[0]]
     assert (first["detector"], first["direction"]) == ("drift", "up")
     assert first["score"] >= 4
+    # With every detector, the ramp is caught as early or earlier, as a sustained change.
+    out = run(drifting(seed))
+    assert 56 <= alerts(out)[0] <= found[0]
+    assert out.iloc[alerts(out)[0]]["detector"] in ("drift", "level_shift")
     # The point detector alone follows the ramp and misses it.
-    assert alerts(run(drifting(seed), drift=False)) == []
+    assert alerts(run(drifting(seed), drift=False, shift=False)) == []
 
 
 def test_past_spike_neither_masks_a_later_one_nor_raises_alerts_the_week_after() -> None:

@@ -299,7 +299,7 @@ def print_false_alarms(outcome: Outcome) -> None:
     weeks = sum(outcome.clean_weeks.values())
     episodes = sum(outcome.episodes.get(m, 0) for m in METRICS)
     print(f"| all | {weeks:.0f} | {episodes} | {false_alarm_rate(outcome):.3f} |")
-    by = {d: outcome.episodes.get(d, 0) for d in ("seasonal_median", "drift")}
+    by = {d: outcome.episodes.get(d, 0) for d in ("seasonal_median", "level_shift", "drift")}
     print(f"\nEpisodes by the detector that began them: {by}")
 
 
