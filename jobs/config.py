@@ -173,45 +173,24 @@ def parse_config(doc: LocatedDocument, name: str) -> AppConfig:
         if key in data:
             problems += _check_type(doc, (key,), data[key], str)
     backend = data.get("delta_backend", "auto")
-    if isinstance(backend, str) and backend not in DELTA_BACKEND_CHOICES:
-        problems.append(
-            Problem(
-                doc.where(("delta_backend",)),
-                "E005",
-                f"unknown delta_backend '{backend}'",
-                f"use one of: {', '.join(DELTA_BACKEND_CHOICES)}",
-            )
-        )
     level = data.get("log_level", "INFO")
-    if isinstance(level, str) and level.upper() not in _LOG_LEVELS:
-        problems.append(
-            Problem(
-                doc.where(("log_level",)),
-                "E005",
-                f"unknown log_level '{level}'",
-                f"use one of: {', '.join(_LOG_LEVELS)}",
-            )
-        )
     log_format = data.get("log_format", "text")
-    if isinstance(log_format, str) and log_format not in LOG_FORMATS:
-        problems.append(
-            Problem(
-                doc.where(("log_format",)),
-                "E005",
-                f"unknown log_format '{log_format}'",
-                f"use one of: {', '.join(LOG_FORMATS)}",
-            )
-        )
     default_date = data.get("default_date", "yesterday")
-    if isinstance(default_date, str) and default_date not in DATE_KEYWORDS:
-        problems.append(
-            Problem(
-                doc.where(("default_date",)),
-                "E005",
-                f"unknown default_date '{default_date}'",
-                f"use one of: {', '.join(DATE_KEYWORDS)}",
+    for key, value, allowed in (
+        ("delta_backend", backend, DELTA_BACKEND_CHOICES),
+        ("log_level", level.upper() if isinstance(level, str) else level, _LOG_LEVELS),
+        ("log_format", log_format, LOG_FORMATS),
+        ("default_date", default_date, DATE_KEYWORDS),
+    ):
+        if isinstance(value, str) and value not in allowed:
+            problems.append(
+                Problem(
+                    doc.where((key,)),
+                    "E005",
+                    f"unknown {key} '{data[key]}'",
+                    f"use one of: {', '.join(allowed)}",
+                )
             )
-        )
     if problems:
         raise InputError(problems)
 

@@ -83,11 +83,6 @@ def quiet_spark_errors() -> Iterator[None]:
         quiet.setLevel(level)
 
 
-def _ended(what: str, seconds: float, ok: bool) -> None:
-    for listener in list(STAGE_LISTENERS):
-        listener(what, seconds, ok)
-
-
 @contextmanager
 def stage(log: logging.Logger, what: str) -> Iterator[None]:
     """Log the start and the end of a stage with its duration (also when it fails)."""
@@ -96,20 +91,18 @@ def stage(log: logging.Logger, what: str) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        seconds = time.perf_counter() - started
-        log.error(
-            "%s failed after %.1fs",
-            what,
-            seconds,
-            extra={"stage": what, "seconds": round(seconds, 3), "event": "stage_failed"},
-        )
-        _ended(what, seconds, False)
+        _ended(log, what, time.perf_counter() - started, ok=False)
         raise
-    seconds = time.perf_counter() - started
-    log.info(
-        "%s done in %.1fs",
-        what,
-        seconds,
-        extra={"stage": what, "seconds": round(seconds, 3), "event": "stage_done"},
-    )
-    _ended(what, seconds, True)
+    _ended(log, what, time.perf_counter() - started, ok=True)
+
+
+def _ended(log: logging.Logger, what: str, seconds: float, *, ok: bool) -> None:
+    """Log a stage's end with its duration, and tell the listeners."""
+    event = "stage_done" if ok else "stage_failed"
+    extra = {"stage": what, "seconds": round(seconds, 3), "event": event}
+    if ok:
+        log.info("%s done in %.1fs", what, seconds, extra=extra)
+    else:
+        log.error("%s failed after %.1fs", what, seconds, extra=extra)
+    for listener in list(STAGE_LISTENERS):
+        listener(what, seconds, ok)

@@ -47,3 +47,16 @@ def generated_warehouse(spark: SparkSession, tmp_path_factory: pytest.TempPathFa
     sink = DeltaSink.for_session(spark, "delta-rs")
     generate(spark, sink, GeneratorParams(scale=0.01, days=28), raw_dir(warehouse))
     return warehouse
+
+
+def linked_warehouse(generated_warehouse: str, root: Path) -> str:
+    """A new, empty warehouse at `root` that reads the generated raw tables (a symlink)."""
+    root.mkdir()
+    os.symlink(os.path.join(generated_warehouse, "raw"), root / "raw")
+    return str(root)
+
+
+@pytest.fixture
+def fresh_warehouse(generated_warehouse: str, tmp_path: Path) -> str:
+    """An empty warehouse for one test over the generated raw tables."""
+    return linked_warehouse(generated_warehouse, tmp_path / "wh")

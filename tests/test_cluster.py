@@ -21,7 +21,7 @@ from jobs.experiments_job import EXPERIMENT_REPLICATES, EXPERIMENT_RESULTS, EXPE
 from jobs.metrics_job import METRIC_VALUES
 from jobs.package import build_package
 from jobs.run_log import JOB_RUNS
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, linked_warehouse
 from tests.standalone_cluster import StandaloneCluster
 
 pytestmark = pytest.mark.slow
@@ -58,18 +58,12 @@ def defs(tmp_path: Path) -> Path:
     return folder
 
 
-def warehouse_over(generated_warehouse: str, root: Path) -> str:
-    root.mkdir()
-    os.symlink(os.path.join(generated_warehouse, "raw"), root / "raw")
-    return str(root)
-
-
 def test_spark_submitted_jobs_write_what_local_mode_writes(
     generated_warehouse: str, defs: Path, tmp_path: Path
 ) -> None:
     package = build_package(tmp_path / "dist", defs).folder
-    on_cluster = warehouse_over(generated_warehouse, tmp_path / "cluster-warehouse")
-    local = warehouse_over(generated_warehouse, tmp_path / "local-warehouse")
+    on_cluster = linked_warehouse(generated_warehouse, tmp_path / "cluster-warehouse")
+    local = linked_warehouse(generated_warehouse, tmp_path / "local-warehouse")
     jobs = (
         ("daily_metrics", "run", ["--metrics", ",".join(ONE_OF_EACH)]),
         ("experiments", "experiment", ["--id", "exp_ranking_safety_v2"]),

@@ -26,12 +26,8 @@ METRICS = "views,violative_view_rate"
 
 
 @pytest.fixture
-def warehouse(generated_warehouse: str, tmp_path: Path) -> str:
-    """An empty warehouse that reads the generated raw tables."""
-    root = tmp_path / "wh"
-    root.mkdir()
-    os.symlink(os.path.join(generated_warehouse, "raw"), root / "raw")
-    return str(root)
+def warehouse(fresh_warehouse: str) -> str:
+    return fresh_warehouse
 
 
 def cli(warehouse: str, *args: str) -> int:

@@ -33,11 +33,8 @@ KEY = ["date", "metric", "window", "slice_id", "period_start"]
 
 
 @pytest.fixture
-def warehouse(generated_warehouse: str, tmp_path: Path) -> str:
-    root = tmp_path / "wh"
-    root.mkdir()
-    os.symlink(os.path.join(generated_warehouse, "raw"), root / "raw")
-    return str(root)
+def warehouse(fresh_warehouse: str) -> str:
+    return fresh_warehouse
 
 
 def start_job(warehouse: str, day: dt.date, gate: Path, run_id: str) -> subprocess.Popen[bytes]:
