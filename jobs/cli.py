@@ -219,7 +219,7 @@ def _add_metric_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         _add_common(cmd)
         add_defs_argument(cmd)
         add_selection_arguments(cmd)
-        add_run_arguments(cmd, backfill=cmd is backfill)
+        add_run_arguments(cmd, cmd.prog.split()[-1])
         module = "jobs.daily_cli" if cmd is daily else "jobs.metrics_cli"
         cmd.set_defaults(handler=_handler(module, handler, job))
     daily.add_argument(

@@ -94,11 +94,6 @@ def run_plan(args: argparse.Namespace, config: AppConfig) -> int:
     return 0
 
 
-def latest_date(read: TableReader, catalog: Catalog, warehouse: str) -> dt.date:
-    """The last date that every source of the catalog has data for."""
-    return latest_date_of(read, catalog.sources.values(), warehouse)
-
-
 def latest_dates(
     read: TableReader, sources: Iterable[SourceDef], warehouse: str
 ) -> dict[str, dt.date | None]:
@@ -136,8 +131,10 @@ def day_to_compute(
     return day
 
 
-def add_run_arguments(cmd: argparse.ArgumentParser, *, backfill: bool) -> None:
-    """The date options of `run` (a date, a range or a restatement) and `backfill`."""
+def add_run_arguments(cmd: argparse.ArgumentParser, command: str) -> None:
+    """The date options of `run` (a date, a range or a restatement), `backfill` (a range)
+    and `daily` (a date or a range)."""
+    backfill = command == "backfill"
     if not backfill:
         cmd.add_argument(
             "--date",
@@ -161,7 +158,7 @@ def add_run_arguments(cmd: argparse.ArgumentParser, *, backfill: bool) -> None:
         + ("(default: 7)" if backfill else "(default: the whole range in one commit)"),
     )
     cmd.add_argument("--run-id", default=None, help="run id to record (default: time + random)")
-    if not backfill:
+    if command == "run":
         cmd.add_argument(
             "--restate",
             action="store_true",
