@@ -305,9 +305,7 @@ def main(argv: Sequence[str] | None = None, *, handle_signals: bool | None = Non
     started = time.perf_counter()
     try:
         code: int = args.handler(args)
-    except Exception as exc:
-        return _failed(args.command, exc)
-    except (KeyboardInterrupt, JobInterrupted) as exc:
+    except (Exception, KeyboardInterrupt, JobInterrupted) as exc:
         return _failed(args.command, exc)
     log.info(
         "%s finished in %.1fs (exit status %d)", args.command, time.perf_counter() - started, code

@@ -23,7 +23,7 @@ from jobs.metrics.definitions import Catalog, SourceDef
 from jobs.metrics.loader import load_catalog
 from jobs.metrics.planner import Plan, compile_plan, render_plan
 from jobs.metrics.sources import TableReader, latest_source_date, table_reader
-from jobs.run_dates import DateSpec, check_landed, resolve_date, run_date
+from jobs.run_dates import DateSpec, check_landed, run_date, yesterday_utc
 from jobs.run_log import note
 
 if TYPE_CHECKING:
@@ -124,7 +124,8 @@ def day_to_compute(
         day = latest_date_of(read, chosen, config.warehouse)
         log.info("date: %s, the latest date every source has data for", day)
         return day
-    day = resolve_date(wanted, lambda: latest_date_of(read, chosen, config.warehouse))
+    day = yesterday_utc() if wanted == "yesterday" else wanted
+    assert isinstance(day, dt.date)
     if spec is None:
         log.info("no --date given: computing %s (default_date: %s, UTC)", day, wanted)
     check_landed(day, latest_dates(read, chosen, config.warehouse))
