@@ -12,6 +12,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from jobs.delta import DeltaSink, WriteResult
-from jobs.generate import GeneratorParams, build_tables, ground_truth, partition_columns
+from jobs.generate import TABLE_BUILDERS, GeneratorParams, build_tables, ground_truth, partition_columns
 from jobs.logs import stage
 
 log = logging.getLogger(__name__)
@@ -67,9 +68,17 @@ def generate(
     output: str,
     *,
     only_if_missing: bool = False,
+    tables: Collection[str] | None = None,
 ) -> GenerateSummary:
-    """Build every table and write it under `output`; return what was written."""
+    """Build every table (or only `tables`, for a benchmark that reads a few) and write it
+    under `output`; return what was written."""
     truth = ground_truth(params)
+    if tables is not None:
+        unknown = sorted(set(tables) - set(TABLE_BUILDERS))
+        if unknown:
+            raise ValueError(f"unknown tables {unknown}; the generator writes {list(TABLE_BUILDERS)}")
+        if only_if_missing:
+            raise ValueError("only_if_missing checks the whole dataset: give no table subset")
     if only_if_missing:
         found = existing_truth(output)
         if found is not None and found.get("params") == truth.get("params"):
@@ -78,9 +87,13 @@ def generate(
     started = time.perf_counter()
     partitions = partition_columns()
     rows: dict[str, int] = {}
-    tables = build_tables(spark, params)
-    for i, (name, df) in enumerate(tables.items(), start=1):
-        with stage(log, f"[{i}/{len(tables)}] writing raw.{name}"):
+    built = {
+        name: df
+        for name, df in build_tables(spark, params).items()
+        if tables is None or name in tables
+    }
+    for i, (name, df) in enumerate(built.items(), start=1):
+        with stage(log, f"[{i}/{len(built)}] writing raw.{name}"):
             result: WriteResult = sink.write(
                 df, os.path.join(output, name), mode="overwrite", partition_by=partitions[name]
             )

@@ -316,7 +316,32 @@ def seasonal_index(
     # week cannot set the index alone (the index then takes the ratio nearer to 1).
     prior = np.broadcast_to(np.where(usable == 2, 1.0, np.nan)[:, None, None], (t.size, period, 1))
     index, _ = nanmedian(np.concatenate([ratios, prior], axis=2))
-    return Season(np.where(np.isnan(index), 1.0, index), usable, offset)
+    index = np.where(np.isnan(index), 1.0, index)
+    return Season(shrunk_index(index, ratios), usable, offset)
+
+
+def shrunk_index(index: Array, ratios: Array) -> Array:
+    """The seasonal index (n, period) shrunk towards 1 by how much of its spread is noise.
+
+    Each phase's index is a median of a few noisy ratios (n, period, weeks). Its noise
+    variance is pi/2 x s^2 / (ratios of the phase), s the robust (MAD) spread of all ratios
+    around their phase's index; the spread of the index over the phases, less that noise,
+    is the real seasonal signal. A phase's index keeps the share signal / (signal + noise)
+    of its distance from 1 (empirical Bayes): a series without a weekly pattern gets an
+    index near 1 instead of a week of noise in every expected value, while a strong pattern
+    is kept whole."""
+    residuals = (ratios - index[..., None]).reshape(index.shape[0], -1)
+    mad, _ = nanmedian(np.abs(residuals))
+    counts = np.count_nonzero(~np.isnan(ratios), axis=2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        noise = np.pi / 2 * (MAD_TO_SD * mad[:, None]) ** 2 / counts
+    noise = np.where(counts > 0, noise, 0.0)
+    spread = np.var(index, axis=1, ddof=1) if index.shape[1] > 1 else np.zeros(index.shape[0])
+    signal = np.maximum(spread - noise.mean(axis=1), 0.0)[:, None]
+    total = signal + noise
+    with np.errstate(divide="ignore", invalid="ignore"):
+        keep = np.where(total > 0, signal / total, 1.0)
+    return np.asarray(1.0 + keep * (index - 1.0))
 
 
 def deseasonalised(values: Array, slots: Ints, positions: Ints, t: Ints, season: Season) -> Array:

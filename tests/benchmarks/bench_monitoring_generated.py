@@ -1,7 +1,7 @@
 """Benchmark: monitoring against the incidents planted in the generated dataset, over seeds.
 
     .venv/bin/python -m tests.benchmarks.bench_monitoring_generated \
-        [--seeds 10] [--scale 0.5] [--first-seed 1] [--keep DIR]
+        [--seeds 10] [--scale 0.5] [--first-seed 1] [--keep DIR [--monitor-only]]
 
 For each seed: generate 56 days (`jobs.generate`, the incident magnitudes drawn from a
 generator seeded by the seed), compute a few metrics for every day (one `run_metrics`),
@@ -20,6 +20,10 @@ score days 28..55 (one `run_monitoring`), read `metric_anomalies` (daily grain) 
   incident's and its slice is the planted one, an ancestor or a descendant, from the start
   to the end (+7 days for a spike, the end of data for a level shift or drift). Series-days
   count only when their status is "ok" (others can never alert).
+
+With `--keep DIR` each seed's warehouse stays in DIR/seed-N; `--monitor-only` then reuses
+those warehouses (their generated data and metric_values) and runs only the monitoring and
+the evaluation again, so that a detector change is judged in seconds per seed.
 
 Progress goes to stderr; Markdown tables, the missed incidents, the false alarm episodes
 and one PASS/FAIL line per target go to stdout (exit status 1 if a target fails).
@@ -54,7 +58,7 @@ from jobs.generate_job import GROUND_TRUTH_FILE, generate, raw_dir
 from jobs.logs import configure_logging
 from jobs.metrics.definitions import Catalog
 from jobs.metrics.loader import load_catalog
-from jobs.metrics.planner import compile_plan
+from jobs.metrics.planner import Plan, compile_plan
 from jobs.metrics_job import run_metrics
 from jobs.monitoring.root_cause import parse_slice
 from jobs.monitoring_job import ANOMALY_ROOT_CAUSES, METRIC_ANOMALIES, run_monitoring
@@ -489,32 +493,49 @@ def read_tables(spark: SparkSession, sink: DeltaSink, warehouse: str) -> Tables:
     return Tables(cells, causes)
 
 
+def raw_tables(catalog: Catalog, plan: Plan) -> list[str]:
+    """The generated tables the plan reads (its passes' sources and their joins): the
+    benchmark writes only these."""
+    names = {p.source for p in plan.passes}
+    names |= {j.source for n in list(names) for j in catalog.sources[n].joins}
+    return sorted(os.path.basename(catalog.sources[n].location) for n in names)
+
+
 def run_seed(
-    spark: SparkSession, sink: DeltaSink, catalog: Catalog, seed: int, scale: float, root: str
+    spark: SparkSession,
+    sink: DeltaSink,
+    catalog: Catalog,
+    seed: int,
+    scale: float,
+    root: str,
+    monitor_only: bool = False,
 ) -> SeedResult:
-    """Generate, compute, monitor and evaluate one seed in the warehouse `root`."""
+    """Generate, compute, monitor and evaluate one seed in the warehouse `root` (with
+    `monitor_only`, reuse the data and metric_values already there)."""
     params = params_for(seed, scale)
     plan = compile_plan(catalog, list(METRICS))
     seconds: dict[str, float] = {}
-    t0 = time.perf_counter()
-    generate(spark, sink, params, raw_dir(root))
-    seconds["generate"] = time.perf_counter() - t0
+    first = params.start_date
+    if not monitor_only:
+        t0 = time.perf_counter()
+        generate(spark, sink, params, raw_dir(root), tables=raw_tables(catalog, plan))
+        seconds["generate"] = time.perf_counter() - t0
     truth: dict[str, Any] = json.loads(
         (Path(raw_dir(root)) / GROUND_TRUTH_FILE).read_text(encoding="utf-8")
     )
-    first = params.start_date
-    t0 = time.perf_counter()
-    run_metrics(
-        spark,
-        sink,
-        catalog,
-        plan,
-        root,
-        first,
-        first + dt.timedelta(days=DAYS - 1),
-        run_id=f"bench-seed{seed}",
-    )
-    seconds["metrics"] = time.perf_counter() - t0
+    if not monitor_only:
+        t0 = time.perf_counter()
+        run_metrics(
+            spark,
+            sink,
+            catalog,
+            plan,
+            root,
+            first,
+            first + dt.timedelta(days=DAYS - 1),
+            run_id=f"bench-seed{seed}",
+        )
+        seconds["metrics"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     run_monitoring(
         spark,
@@ -727,7 +748,14 @@ def main(argv: Iterable[str] | None = None) -> int:
         default=None,
         help="keep each seed's warehouse in DIR/seed-N (replaced if present)",
     )
+    parser.add_argument(
+        "--monitor-only",
+        action="store_true",
+        help="with --keep: reuse DIR/seed-N from an earlier --keep run, monitor and evaluate",
+    )
     args = parser.parse_args(None if argv is None else list(argv))
+    if args.monitor_only and args.keep is None:
+        parser.error("--monitor-only needs --keep DIR (the warehouses of an earlier run)")
     configure_logging("WARNING")
     config = load_config("local")
     extra = {**config.spark.extra, "spark.ui.showConsoleProgress": "false"}
@@ -740,12 +768,15 @@ def main(argv: Iterable[str] | None = None) -> int:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         if args.keep is not None:
             root = str((args.keep / f"seed-{seed}").resolve())
-            shutil.rmtree(root, ignore_errors=True)
-            os.makedirs(root)
+            if args.monitor_only and not os.path.isdir(os.path.join(root, "metrics")):
+                parser.error(f"--monitor-only: {root} holds no metrics from an earlier run")
+            if not args.monitor_only:
+                shutil.rmtree(root, ignore_errors=True)
+                os.makedirs(root)
         else:
             root = tempfile.mkdtemp(prefix=f"bench-monitoring-seed{seed}-")
         try:
-            result = run_seed(spark, sink, catalog, seed, args.scale, root)
+            result = run_seed(spark, sink, catalog, seed, args.scale, root, args.monitor_only)
         finally:
             if args.keep is None:
                 shutil.rmtree(root, ignore_errors=True)
