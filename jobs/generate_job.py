@@ -20,7 +20,13 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from jobs.delta import DeltaSink, WriteResult
-from jobs.generate import TABLE_BUILDERS, GeneratorParams, build_tables, ground_truth, partition_columns
+from jobs.generate import (
+    TABLE_BUILDERS,
+    GeneratorParams,
+    build_tables,
+    ground_truth,
+    partition_columns,
+)
 from jobs.logs import stage
 
 log = logging.getLogger(__name__)
@@ -76,7 +82,9 @@ def generate(
     if tables is not None:
         unknown = sorted(set(tables) - set(TABLE_BUILDERS))
         if unknown:
-            raise ValueError(f"unknown tables {unknown}; the generator writes {list(TABLE_BUILDERS)}")
+            raise ValueError(
+                f"unknown tables {unknown}; the generator writes {list(TABLE_BUILDERS)}"
+            )
         if only_if_missing:
             raise ValueError("only_if_missing checks the whole dataset: give no table subset")
     if only_if_missing:
