@@ -309,6 +309,22 @@ def test_a_series_without_weekly_pattern_is_expected_flat() -> None:
     assert np.sqrt(np.mean(np.square(errors))) < 0.56
 
 
+def test_expected_values_and_lower_bands_of_a_non_negative_series_stay_at_or_above_0() -> None:
+    """A sparse rate (about 1 event a day, three times as many at weekends): the model can
+    extrapolate below 0 (seed 7 did, to -7e-5), which no rate can be."""
+    rng = np.random.default_rng(7)
+    volume = np.full(70, 2000.0)
+    weekend = np.where(np.arange(70) % 7 >= 5, 3.0, 1.0)
+    values = rng.poisson(volume * 0.0006 * weekend) / volume
+    out = ok_rows(detect_series(stamps(70), values, volume))
+    assert len(out) > 40
+    assert (out["expected"] >= 0).all() and (out["lower"] >= 0).all()
+    assert (out["expected"] == 0).any()  # where the model went below 0
+    # A series that has been negative keeps its bands: below 0 is possible there.
+    shifted = ok_rows(run(seasonal(70, noise=0.05, seed=1) - 200.0))
+    assert (shifted["lower"] < 0).all()
+
+
 def test_poisson_floor_for_counts_and_rates() -> None:
     counts = np.zeros(60)
     counts[50], counts[55] = 3.0, 10.0  # 3 events where none are usual: noise; 10: not

@@ -16,7 +16,11 @@ point y_t at slot t is judged with a multiplicative model y + c = (level + c) x 
 2. Level + c: the median of (y_s + c) / index over the last `level_window` observed points
    before t (7 days; 24 hours). It follows a level shift after half a window, so a shift is
    alerted on its first 3 to 4 days and then becomes the new normal.
-3. expected = (level + c) x index(phase of t) - c.
+   The index is then shrunk towards 1 by the share of its spread over the phases that its
+   own noise explains (empirical Bayes, `shrunk_index`): a series without a weekly pattern
+   is not given a week of noise in every expected value.
+3. expected = (level + c) x index(phase of t) - c, and never below 0 (nor the lower band)
+   for a series that has not been negative so far.
 4. Scale: the spread of the detector's own one-step errors y_s - expected_s over the last
    `scale_window` points before t (42 days; 14 days of hours): a root mean square of the
    errors winsorised at 2.5 robust (MAD) standard deviations, so past anomalies do not
@@ -588,6 +592,14 @@ def slot_means(value: Array, row_slot: Ints, n: int) -> Array:
         return np.where(count > 0, total / count, np.nan)
 
 
+def non_negative(bound: Array, value: Array) -> Array:
+    """`bound` raised to 0 on rows (sorted by time) where the series has never been
+    negative so far: the multiplicative model can extrapolate a sparse series' expected
+    value or lower band below 0, which a count, rate or duration can never be."""
+    lowest = np.fmin.accumulate(np.where(np.isnan(value), np.inf, value))
+    return np.where(lowest >= 0, np.maximum(bound, 0.0), bound)
+
+
 def labels(mask: Bools, text: NDArray[np.str_]) -> NDArray[np.object_]:
     """`text` where `mask`, None elsewhere."""
     out = np.full(mask.shape, None, dtype=object)
@@ -631,12 +643,13 @@ def detect_series(
         events = slot_means(unit, row_slot, slots.size)
     slot_values = slot_means(value, row_slot, slots.size)
     base = baseline(slots, slot_values, events, p, config).rows(row_slot)
+    expected = non_negative(base.expected, value)
 
-    sigma = floored_scale(base.scale, base.expected, vol, config)
+    sigma = floored_scale(base.scale, expected, vol, config)
     status = status_of(value, vol, base.history, sigma, p, config.min_volume)
     ok = status == "ok"
     with np.errstate(invalid="ignore", divide="ignore"):
-        score = np.where(np.isfinite(sigma), (value - base.expected) / sigma, np.nan)
+        score = np.where(np.isfinite(sigma), (value - expected) / sigma, np.nan)
         point = ok & (np.abs(score) >= config.sensitivity) & allowed(score, config.direction)
     # The scale must rest on enough past errors: a run of 2-3 points is judged more finely
     # than one point, and a scale read off two or three weeks is often too small.
@@ -667,9 +680,9 @@ def detect_series(
         {
             "ts": stamps,
             "value": value,
-            "expected": base.expected,
-            "lower": base.expected - config.sensitivity * sigma,
-            "upper": base.expected + config.sensitivity * sigma,
+            "expected": expected,
+            "lower": non_negative(expected - config.sensitivity * sigma, value),
+            "upper": expected + config.sensitivity * sigma,
             "score": decided,
             "is_anomaly": anomaly,
             "direction": labels(anomaly, np.where(decided > 0, "up", "down")),
