@@ -3,8 +3,9 @@
     metric_values (the dates plus HISTORY_DAYS before them)
     -> one applyInPandas job per grain: every (metric, slice) series scored against its past
     -> metric_anomalies: every scored cell of the dates (is_anomaly marks alerts)
-    -> anomaly_root_causes: for each anomalous cell, its child slices ranked (driver side:
-       one date's cells are a few thousand rows)
+    -> anomaly_root_causes: for each anomalous cell (a day's, or an hour's at the hourly
+       grain), its child slices ranked (driver side: one date's cells of a grain are a few
+       thousand rows)
 
 Both tables are partitioned by date, and a run replaces its dates atomically.
 """
@@ -42,7 +43,7 @@ GRAINS: tuple[Grain, ...] = ("day", "hour")
 ROOT_CAUSE_SCHEMA = (
     "date date, metric string, parent_slice_id string, rank int, slice_set string, "
     "slice_id string, explanatory_power double, surprise double, score double, value double, "
-    "expected double, run_id string"
+    "expected double, run_id string, grain string, period_start timestamp"
 )
 SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
 
@@ -161,6 +162,7 @@ def run_monitoring(
         )
     table = os.path.join(warehouse, ANOMALY_ROOT_CAUSES)
     with stage(log, f"writing {count:,} root-cause rows to {table}"):
+        sink.add_missing_columns(table, causes)  # tables written before the hourly grain
         sink.write(
             causes, table, mode="replace", partition_by=("date",), replace={"date": list(dates)}
         )
@@ -169,24 +171,23 @@ def run_monitoring(
 
 
 def root_causes(spark: SparkSession, catalog: Catalog, cells: DataFrame, run_id: str) -> DataFrame:
-    """Ranked child slices of each anomalous daily cell (dates with anomalies only)."""
+    """Ranked child slices of each anomalous cell: per date at the daily grain, per hour at
+    the hourly grain (only dates and grains with anomalies are read to the driver)."""
     kinds = metric_kinds(catalog)
-    days = [
-        r[0]
-        for r in cells.where("is_anomaly AND grain = 'day'").select("date").distinct().collect()
-    ]
-    frames: list[pd.DataFrame] = []
-    for day in sorted(days):
-        pdf = cells.where((F.col("date") == F.lit(day)) & (F.col("grain") == "day")).toPandas()
-        explained = explain(pdf, kinds)
-        explained.insert(0, "date", day)
-        frames.append(explained)
-    columns = ["date", *ROOT_CAUSE_COLUMNS]
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
-    records = [
-        (*[None if pd.isna(v) else v for v in row], run_id)
-        for row in rows[columns].itertuples(index=False, name=None)
-    ]
+    flagged = cells.where("is_anomaly").select("date", "grain").distinct().collect()
+    records: list[tuple[Any, ...]] = []
+    for day, grain in sorted((r[0], r[1]) for r in flagged):
+        pdf: pd.DataFrame = cells.where(
+            (F.col("date") == F.lit(day)) & (F.col("grain") == grain)
+        ).toPandas()
+        for period, points in pdf.groupby("period_start", sort=True):
+            if not points["is_anomaly"].astype(bool).any():
+                continue
+            explained = explain(points, kinds)
+            start = pd.Timestamp(period).to_pydatetime()
+            for row in explained[list(ROOT_CAUSE_COLUMNS)].itertuples(index=False, name=None):
+                values = [None if pd.isna(v) else v for v in row]
+                records.append((day, *values, run_id, grain, start))
     return spark.createDataFrame(records, ROOT_CAUSE_SCHEMA)
 
 
@@ -201,14 +202,15 @@ def alerts(sink: DeltaSink, warehouse: str, day: dt.date) -> list[dict[str, Any]
     )
     found = [r.asDict() for r in cells.collect()]
     causes_path = os.path.join(warehouse, ANOMALY_ROOT_CAUSES)
-    causes: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    causes: dict[tuple[str, str, str, Any], list[dict[str, Any]]] = {}
     if os.path.isdir(os.path.join(causes_path, "_delta_log")):
         for r in sink.read(causes_path).where(F.col("date") == F.lit(day)).collect():
-            causes.setdefault((r["metric"], r["parent_slice_id"]), []).append(r.asDict())
+            cause = r.asDict()
+            causes.setdefault(_cause_key(cause, cause["parent_slice_id"]), []).append(cause)
     out = []
     for cell in found:
         drivers = sorted(
-            causes.get((cell["metric"], cell["slice_id"]), []), key=lambda c: c["rank"]
+            causes.get(_cause_key(cell, cell["slice_id"]), []), key=lambda c: c["rank"]
         )
         out.append(
             {
@@ -243,6 +245,13 @@ def alerts(sink: DeltaSink, warehouse: str, day: dt.date) -> list[dict[str, Any]
             -abs(a["score"] or 0.0),
         ),
     )
+
+
+def _cause_key(row: dict[str, Any], slice_id: str) -> tuple[str, str, str, Any]:
+    """(metric, slice, grain, hour) that joins a cell to its root causes; rows written
+    before root causes had a grain are daily."""
+    grain = row.get("grain") or "day"
+    return (row["metric"], slice_id, grain, row.get("period_start") if grain == "hour" else None)
 
 
 def render_alerts(found: list[dict[str, Any]], day: dt.date) -> str:

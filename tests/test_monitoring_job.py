@@ -291,3 +291,77 @@ def test_a_count_metric_gates_on_units_not_on_its_own_volume() -> None:
     assert out["status"].iloc[-1] == "low_volume" and not out["is_anomaly"].iloc[-1]
     frame.loc[59, "volume"] = 20_000.0
     assert bool(score_group("day")(frame)["is_anomaly"].iloc[-1])
+
+
+OLD_ROOT_CAUSE_SCHEMA = (  # anomaly_root_causes before the hourly grain had root causes
+    "date date, metric string, parent_slice_id string, rank int, slice_set string, "
+    "slice_id string, explanatory_power double, surprise double, score double, value double, "
+    "expected double, run_id string"
+)
+
+
+def hourly_value_rows(days: int, last: dt.date) -> list[dict[str, Any]]:
+    """`days` days of hourly vvr cells (all, country=BR, country=US) ending on `last`; at
+    10:00 on `last`, BR (2,000 views an hour) runs at 10x the rate."""
+    rng = np.random.default_rng(5)
+    rows: list[tuple[str, str, dt.datetime, float, float]] = []
+    first = last - dt.timedelta(days=days - 1)
+    for h in range(days * 24):
+        start = dt.datetime.combine(first, dt.time()) + dt.timedelta(hours=h)
+        spike = start == dt.datetime.combine(last, dt.time(10))
+        totals = [0.0, 0.0]
+        for country, views in (("BR", 2_000), ("US", 5_000)):
+            n = float(rng.poisson(views))
+            bad = float(rng.binomial(int(n), RATE * (10.0 if spike and country == "BR" else 1.0)))
+            totals = [totals[0] + bad, totals[1] + n]
+            rows.append(("country", f"country={country}", start, bad, n))
+        rows.append(("overall", "all", start, totals[0], totals[1]))
+    return [
+        {
+            "date": start.date(),
+            "period_start": start,
+            "grain": "hour",
+            "window": "1h",
+            "metric": "vvr",
+            "slice_set": slice_set,
+            "slice_id": slice_id,
+            "value": num / den,
+            "numerator": num,
+            "denominator": den,
+            "units": int(den),
+            "suppressed": False,
+        }
+        for slice_set, slice_id, start, num, den in rows
+    ]
+
+
+def test_hourly_anomalies_get_root_causes_and_an_older_table_gains_the_columns(
+    spark: SparkSession, catalog: Catalog, tmp_path: Path
+) -> None:
+    root = str(tmp_path)
+    sink = DeltaSink.for_session(spark, "delta-rs")
+    frame = spark.createDataFrame(hourly_value_rows(16, LAST), SCHEMA)
+    sink.write(frame, f"{root}/{METRIC_VALUES}", mode="overwrite", partition_by=("date",))
+    # A root-cause table as an earlier version wrote it: one daily row, a day before.
+    old = [(LAST - dt.timedelta(days=1), "vvr", "all", 1, "country", "country=US",
+            0.9, 0.1, 5.0, 0.01, 0.004, "run-0")]  # fmt: skip
+    causes_path = f"{root}/{ANOMALY_ROOT_CAUSES}"
+    sink.write(spark.createDataFrame(old, OLD_ROOT_CAUSE_SCHEMA), causes_path,
+               mode="overwrite", partition_by=("date",))  # fmt: skip
+
+    run_monitoring(spark, sink, catalog, root, LAST, LAST, "run-1")
+
+    rows = {(r["date"], r["run_id"]): r for r in sink.read(causes_path).collect()}
+    kept = rows[(LAST - dt.timedelta(days=1), "run-0")]
+    assert kept["slice_id"] == "country=US" and kept["grain"] is None  # kept, as daily
+    hourly = [r for r in sink.read(causes_path).collect() if r["run_id"] == "run-1"]
+    assert hourly and {r["grain"] for r in hourly} == {"hour"}
+    ten = dt.datetime.combine(LAST, dt.time(10))
+    top = [r for r in hourly if r["parent_slice_id"] == "all" and r["rank"] == 1]
+    assert [(r["period_start"], r["slice_id"]) for r in top] == [(ten, "country=BR")]
+    assert top[0]["explanatory_power"] > 0.9
+    found = alerts(sink, root, LAST)
+    spike = [a for a in found if a["slice_id"] == "all" and a["grain"] == "hour"]
+    assert [a["period_start"] for a in spike] == [str(ten)]
+    assert spike[0]["root_causes"][0]["slice_id"] == "country=BR"
+    assert "driven by country=BR" in render_alerts(found, LAST)

@@ -152,6 +152,22 @@ class DeltaSink:
         _tell(result)
         return result
 
+    def add_missing_columns(self, path: str, df: DataFrame) -> list[str]:
+        """Add to the existing table at `path` the columns of `df` that it lacks (nullable,
+        at the end, in one metadata-only commit; older rows read them as null), so that a
+        job whose output gained columns keeps writing to the table it wrote before. The
+        names added; none when the table does not exist. The write that follows still
+        checks every other column."""
+        table = load_table(table_uri(path))
+        if table is None:
+            return []
+        have = {f.name for f in table.schema().fields}
+        new = [f for f in delta_schema(df.schema).fields if f.name not in have]
+        if new:
+            table.alter.add_columns(new)
+            log.info("%s: added columns %s", path, ", ".join(f.name for f in new))
+        return [f.name for f in new]
+
     def read(self, path: str, version: int | None = None) -> DataFrame:
         """The table's rows (at `version` when given) as a DataFrame."""
         uri = table_uri(path)

@@ -486,7 +486,10 @@ def read_tables(spark: SparkSession, sink: DeltaSink, warehouse: str) -> Tables:
     causes_path = os.path.join(warehouse, ANOMALY_ROOT_CAUSES)
     columns = ["date", "metric", "parent_slice_id", "rank", "slice_id"]
     causes = (
-        sink.read(causes_path).select(*columns).toPandas()
+        sink.read(causes_path)
+        .where(F.coalesce(F.col("grain"), F.lit("day")) == "day")
+        .select(*columns)
+        .toPandas()
         if os.path.isdir(os.path.join(causes_path, "_delta_log"))
         else pd.DataFrame(columns=columns)
     )
