@@ -87,23 +87,30 @@ def metric_value_rows() -> list[dict[str, Any]]:
                     acc[0] += num
                     acc[1] += n
         for (metric, slice_set, slice_id), (num, den) in sums.items():
-            rows.append(
-                {
-                    "date": day,
-                    "period_start": dt.datetime.combine(day, dt.time()),
-                    "grain": "day",
-                    "window": "1d",
-                    "metric": metric,
-                    "slice_set": slice_set,
-                    "slice_id": slice_id,
-                    "value": num / den,
-                    "numerator": num,
-                    "denominator": den,
-                    "units": int(den),
-                    "suppressed": False,
-                }
-            )
+            start = dt.datetime.combine(day, dt.time())
+            rows.append(value_row(start, "day", metric, slice_set, slice_id, num, den))
     return rows
+
+
+def value_row(
+    start: dt.datetime, grain: str, metric: str, slice_set: str, slice_id: str, num: float,
+    den: float,
+) -> dict[str, Any]:  # fmt: skip
+    """One metric_values row of the 1d (day) or 1h (hour) window."""
+    return {
+        "date": start.date(),
+        "period_start": start,
+        "grain": grain,
+        "window": "1d" if grain == "day" else "1h",
+        "metric": metric,
+        "slice_set": slice_set,
+        "slice_id": slice_id,
+        "value": num / den,
+        "numerator": num,
+        "denominator": den,
+        "units": int(den),
+        "suppressed": False,
+    }
 
 
 SCHEMA = (
@@ -317,20 +324,7 @@ def hourly_value_rows(days: int, last: dt.date) -> list[dict[str, Any]]:
             rows.append(("country", f"country={country}", start, bad, n))
         rows.append(("overall", "all", start, totals[0], totals[1]))
     return [
-        {
-            "date": start.date(),
-            "period_start": start,
-            "grain": "hour",
-            "window": "1h",
-            "metric": "vvr",
-            "slice_set": slice_set,
-            "slice_id": slice_id,
-            "value": num / den,
-            "numerator": num,
-            "denominator": den,
-            "units": int(den),
-            "suppressed": False,
-        }
+        value_row(start, "hour", "vvr", slice_set, slice_id, num, den)
         for slice_set, slice_id, start, num, den in rows
     ]
 
