@@ -18,9 +18,12 @@ under country=BR and under surface=shorts_feed). Following Adtributor (Bhagwan e
 Shares are taken within each slice set (the siblings that partition the parent), so that
 separately forecast children still have expected shares summing to 1. Children explaining
 less than MIN_EXPLANATORY_POWER of the change, or whose share moved against it (a bystander
-that grew less than the rest), are dropped; the rest are ranked by surprise, then
-explanatory power. Quantile and distinct metrics are not additive: their children whose own
-score moved the same way are ranked by that score; an unscored child is never named.
+that grew less than the rest), are dropped; the rest are ranked by surprise x explanatory
+power: surprise alone let a sparse bystander (2 events where its median is 0) outrank the
+child carrying 72% of the change, and the product still ranks the small slice that carries
+the excess above the large slice that contains it. Quantile and distinct metrics are not
+additive: their children whose own score moved the same way are ranked by that score; an
+unscored child is never named.
 Inputs are the day's scored cells (a few thousand rows), so this runs on the driver.
 """
 
@@ -149,7 +152,7 @@ def _rank(parent: Any, children: pd.DataFrame, kind: MetricKind) -> list[dict[st
         # A cause explains part of the change, and its share moved the same way.
         if e["explanatory_power"] >= MIN_EXPLANATORY_POWER and (q - p) * sign >= -1e-12:
             out.append(e)
-    ranked = sorted(out, key=lambda e: (-e["surprise"], -e["explanatory_power"]))
+    ranked = sorted(out, key=lambda e: (-e["surprise"] * e["explanatory_power"], -e["surprise"]))
     return [_public(e) for e in ranked]
 
 
