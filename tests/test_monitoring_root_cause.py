@@ -164,28 +164,32 @@ def test_an_unscored_child_of_a_quantile_is_never_named() -> None:
 
 
 def test_a_sparse_bystander_does_not_outrank_the_child_that_carries_the_excess() -> None:
-    """The default data's country=BR on 2026-10-07 (the spike's second day): search has
-    2 violative views where its 7-day median is 0, so its share jumps from 0, nearly as
-    surprising as shorts_feed's 15 against 3.8 expected; but search explains 13% of the
-    change and shorts_feed 72%. Ranked by surprise alone, search came first."""
-    rows = [
-        ("country=BR", 21, 1616, 0.00338, True),
-        ("country=BR|surface=shorts_feed", 15, 439, 0.008658, False),
-        ("country=BR|surface=search", 2, 205, 0.0, False),
-        ("country=BR|surface=home_feed", 2, 483, 0.004, False),
-        ("country=BR|surface=watch_next", 1, 300, 0.003, False),
-        ("country=BR|surface=subscriptions", 1, 115, 0.008, False),
-        ("country=BR|surface=external", 0, 74, 0.0, False),
+    """The default data's country=BR on 2026-10-07 (the spike's second day), as scored:
+    search has 2 violative views where its median is 0, so its share jumps from 0
+    (surprise 0.033); shorts_feed has 15 against 3.8 expected, but its baseline already
+    held the first spike day, so its share hardly moved (surprise 0.0004). Ranked by
+    surprise, search (13% of the change, own score +1.9) came before shorts_feed (72%,
+    own score +4.2)."""
+    rows = [  # slice, events, views, expected rate, own score
+        ("country=BR", 21, 1616, 0.003382, 4.79),
+        ("country=BR|surface=shorts_feed", 15, 439, 0.008658, 4.19),
+        ("country=BR|surface=search", 2, 205, 0.0, 1.93),
+        ("country=BR|surface=home_feed", 2, 483, 0.001894, 0.88),
+        ("country=BR|surface=watch_next", 1, 300, 0.003296, 0.01),
+        ("country=BR|surface=subscriptions", 1, 115, 0.0, 1.0),
+        ("country=BR|surface=external", 0, 74, 0.0, 0.0),
     ]
     cells = pd.DataFrame(
         [
-            cell(s, n / d, e, num=n, den=d, anomaly=a, score=4.8 if a else 1.0)
-            for s, n, d, e, a in rows
+            cell(s, n / d, e, num=n, den=d, anomaly=s == "country=BR", score=z)
+            for s, n, d, e, z in rows
         ]
     )
-    out = explain(cells, {"m": MetricKind("ratio")})
-    ranked = list(out.sort_values("rank")["slice_id"])
-    assert ranked[0] == "country=BR|surface=shorts_feed"
-    top = out.set_index("slice_id")
-    assert top.loc["country=BR|surface=shorts_feed", "explanatory_power"] > 0.7
-    assert top.loc["country=BR|surface=search", "explanatory_power"] < 0.15
+    out = explain(cells, {"m": MetricKind("ratio")}).set_index("slice_id")
+    assert (
+        out.loc["country=BR|surface=search", "surprise"]
+        > 10 * out.loc["country=BR|surface=shorts_feed", "surprise"]
+    )
+    assert out["rank"].idxmin() == "country=BR|surface=shorts_feed"
+    assert out.loc["country=BR|surface=shorts_feed", "explanatory_power"] > 0.7
+    assert out.loc["country=BR|surface=search", "explanatory_power"] < 0.15

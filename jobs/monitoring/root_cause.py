@@ -18,12 +18,13 @@ under country=BR and under surface=shorts_feed). Following Adtributor (Bhagwan e
 Shares are taken within each slice set (the siblings that partition the parent), so that
 separately forecast children still have expected shares summing to 1. Children explaining
 less than MIN_EXPLANATORY_POWER of the change, or whose share moved against it (a bystander
-that grew less than the rest), are dropped; the rest are ranked by surprise x explanatory
-power: surprise alone let a sparse bystander (2 events where its median is 0) outrank the
-child carrying 72% of the change, and the product still ranks the small slice that carries
-the excess above the large slice that contains it. Quantile and distinct metrics are not
-additive: their children whose own score moved the same way are ranked by that score; an
-unscored child is never named.
+that grew less than the rest), are dropped; the rest are ranked by explanatory power x the
+child's own anomaly score (`_strength`), then by surprise. Surprise alone let a sparse
+bystander (2 events where its median is 0: its share jumps from 0) outrank the child
+carrying 72% of the change, whose share had hardly moved because its own baseline already
+held the previous day's spike; the child's score measures its change in its own noise.
+Quantile and distinct metrics are not additive: their children whose own score moved the
+same way are ranked by that score; an unscored child is never named.
 Inputs are the day's scored cells (a few thousand rows), so this runs on the driver.
 """
 
@@ -152,8 +153,19 @@ def _rank(parent: Any, children: pd.DataFrame, kind: MetricKind) -> list[dict[st
         # A cause explains part of the change, and its share moved the same way.
         if e["explanatory_power"] >= MIN_EXPLANATORY_POWER and (q - p) * sign >= -1e-12:
             out.append(e)
-    ranked = sorted(out, key=lambda e: (-e["surprise"] * e["explanatory_power"], -e["surprise"]))
+    ranked = sorted(out, key=lambda e: (-_strength(e, sign), -e["surprise"]))
     return [_public(e) for e in ranked]
+
+
+def _strength(entry: dict[str, Any], sign: float) -> float:
+    """How strongly a candidate child is the cause: its explanatory power times its own
+    anomaly score in the parent's direction (0 when unscored or against it). The score is
+    the child's change in its own noise units, so at equal power the slice that carries
+    the excess in a small volume (the planted slice) outranks the large slice that merely
+    contains it, and a sparse slice with a couple of extra events (score about 2) does not
+    outrank the one carrying most of the change (score 4 and up)."""
+    score = entry["score"]
+    return float(entry["explanatory_power"]) * max(sign * (score or 0.0), 0.0)
 
 
 def _public(entry: dict[str, Any]) -> dict[str, Any]:
