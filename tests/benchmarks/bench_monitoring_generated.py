@@ -523,10 +523,6 @@ def run_seed(
         t0 = time.perf_counter()
         generate(spark, sink, params, raw_dir(root), tables=raw_tables(catalog, plan))
         seconds["generate"] = time.perf_counter() - t0
-    truth: dict[str, Any] = json.loads(
-        (Path(raw_dir(root)) / GROUND_TRUTH_FILE).read_text(encoding="utf-8")
-    )
-    if not monitor_only:
         t0 = time.perf_counter()
         run_metrics(
             spark,
@@ -539,6 +535,9 @@ def run_seed(
             run_id=f"bench-seed{seed}",
         )
         seconds["metrics"] = time.perf_counter() - t0
+    truth: dict[str, Any] = json.loads(
+        (Path(raw_dir(root)) / GROUND_TRUTH_FILE).read_text(encoding="utf-8")
+    )
     t0 = time.perf_counter()
     run_monitoring(
         spark,
@@ -757,8 +756,13 @@ def main(argv: Iterable[str] | None = None) -> int:
         help="with --keep: reuse DIR/seed-N from an earlier --keep run, monitor and evaluate",
     )
     args = parser.parse_args(None if argv is None else list(argv))
-    if args.monitor_only and args.keep is None:
-        parser.error("--monitor-only needs --keep DIR (the warehouses of an earlier run)")
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    if args.monitor_only:
+        if args.keep is None:
+            parser.error("--monitor-only needs --keep DIR (the warehouses of an earlier run)")
+        for seed in seeds:
+            if not (args.keep / f"seed-{seed}" / "metrics").is_dir():
+                parser.error(f"--monitor-only: {args.keep}/seed-{seed} holds no metrics")
     configure_logging("WARNING")
     config = load_config("local")
     extra = {**config.spark.extra, "spark.ui.showConsoleProgress": "false"}
@@ -768,11 +772,9 @@ def main(argv: Iterable[str] | None = None) -> int:
     catalog = load_catalog(REPO_ROOT / "metric_defs")
     results: list[SeedResult] = []
     started = time.perf_counter()
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
+    for seed in seeds:
         if args.keep is not None:
             root = str((args.keep / f"seed-{seed}").resolve())
-            if args.monitor_only and not os.path.isdir(os.path.join(root, "metrics")):
-                parser.error(f"--monitor-only: {root} holds no metrics from an earlier run")
             if not args.monitor_only:
                 shutil.rmtree(root, ignore_errors=True)
                 os.makedirs(root)
