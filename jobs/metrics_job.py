@@ -108,6 +108,13 @@ def unit_partitions(rows: int | None, expansion: int, fallback: int | None) -> i
     return max(1, -(-rows * expansion // UNIT_ROWS_PER_PARTITION))
 
 
+def largest_first(work: dict[str, int | None]) -> list[str]:
+    """Pass names by estimated unit-level rows, largest first (unknown sizes first of all,
+    then names for ties): the big pass starts at once and the small ones, mostly driver
+    work and few tasks, run beside it instead of delaying it."""
+    return sorted(work, key=lambda name: (work[name] is not None, -(work[name] or 0), name))
+
+
 def compute_passes(
     spark: SparkSession,
     sink: DeltaSink,
@@ -118,24 +125,36 @@ def compute_passes(
     end: dt.date,
     concurrent: int = PARALLEL_PASSES,
 ) -> dict[str, DataFrame]:
-    """Run every pass (one Spark action each), `concurrent` at a time; pass name -> its
-    checkpointed wide result. Passes are independent: running them side by side fills the
-    cores a small pass leaves idle (planning, code generation, a few tasks)."""
+    """Run every pass (one Spark action each), `concurrent` at a time, largest first; pass
+    name -> its checkpointed wide result. Passes are independent: running them side by side
+    fills the cores a small pass leaves idle (planning, code generation, a few tasks)."""
     read = table_reader(spark, sink, warehouse)
     partitions = shuffle_partitions(spark)
+    output_days = (end - start).days + 1
+
+    def window(p: PassPlan) -> tuple[str, str]:
+        first = start - dt.timedelta(days=p.lookback_days)
+        return first.isoformat(), end.isoformat()
+
+    rows_of = {
+        p.name: estimated_rows(catalog.sources[p.source], warehouse, *window(p))
+        for p in plan.passes
+    }
+    work: dict[str, int | None] = {}
+    for p in plan.passes:
+        rows = rows_of[p.name]
+        work[p.name] = None if rows is None else rows * p.unit_expansion(output_days)
 
     def run(i: int, p: PassPlan) -> DataFrame:
         source = catalog.sources[p.source]
-        first = start - dt.timedelta(days=p.lookback_days)
         with stage(
             log,
             f"[pass {i}/{len(plan.passes)}] {p.name}: {len(p.metrics)} metrics, "
             f"{len(p.slice_sets)} grouping sets, windows {' '.join(p.windows)}",
         ):
-            dates = (first.isoformat(), end.isoformat())
-            prepared = prepare(source, catalog.sources, read, dates)
-            rows = estimated_rows(source, warehouse, *dates)
-            n = unit_partitions(rows, p.unit_expansion((end - start).days + 1), partitions)
+            prepared = prepare(source, catalog.sources, read, window(p))
+            rows = rows_of[p.name]
+            n = unit_partitions(rows, p.unit_expansion(output_days), partitions)
             known = "unknown" if rows is None else f"{rows:,}"
             log.info("%s: %s source rows, %s partitions by unit", p.name, known, n)
             # One Spark action per pass; the checkpoint keeps the small result and drops the
@@ -147,8 +166,12 @@ def compute_passes(
     wrap: object = inheritable_thread_target(spark)  # the session itself where pinning is off
     target = wrap(run) if callable(wrap) else run
     with ThreadPoolExecutor(max_workers=max(1, concurrent)) as pool:
-        futures = {p.name: pool.submit(target, i, p) for i, p in enumerate(plan.passes, start=1)}
-        return {name: future.result() for name, future in futures.items()}
+        by_name = {p.name: p for p in plan.passes}
+        order = largest_first(work)
+        futures = {
+            name: pool.submit(target, i, by_name[name]) for i, name in enumerate(order, start=1)
+        }
+        return {p.name: futures[p.name].result() for p in plan.passes}
 
 
 def compute_metric_rows(catalog: Catalog, plan: Plan, results: dict[str, DataFrame]) -> DataFrame:

@@ -8,6 +8,7 @@ import pytest
 from jobs.metrics.definitions import Part
 from jobs.metrics.passes import presence_bits
 from jobs.metrics.planner import PassPlan, conjuncts, rows_within
+from jobs.metrics_job import largest_first
 
 
 def count(condition: str | None = None) -> Part:
@@ -83,3 +84,20 @@ def test_parts_of_equal_presence_share_one_count() -> None:
     }
     # count(is_bad) / count(): within; sum(amount) where is_bad / count(is_bad): within too.
     assert plan.pairs_needing_units == ()
+
+
+def test_passes_start_largest_first_with_unknown_sizes_before_known_ones() -> None:
+    work: dict[str, int | None] = {
+        "live_sessions": 88_000,
+        "views": 140_000_000,
+        "catalog_table": None,
+        "uploads": 7_000_000,
+        "user_reports": 88_000,
+    }
+    assert largest_first(work) == [
+        "catalog_table",
+        "views",
+        "uploads",
+        "live_sessions",
+        "user_reports",
+    ]
