@@ -355,20 +355,19 @@ def main() -> None:
 
         what = f"{len(sample)} of {len(singles)}" if sampled else f"all {len(singles)}"
         t_measured, measured = timed(f"naive, same outputs, {what} queries", one_by_one)
-        t_naive = sum(
-            sum(measured[source]) / len(measured[source]) * len(queries)
-            for source, queries in by_source.items()
-        )
         for source, queries in sorted(by_source.items()):
             mean = sum(measured[source]) / len(measured[source])
             print(
                 f"    {source}: {len(measured[source])} of {len(queries)} queries timed, "
                 f"mean {mean:.1f} s, total {mean * len(queries):.0f} s"
             )
+        t_naive = t_measured
         if sampled:
+            t_naive = sum(
+                sum(measured[source]) / len(measured[source]) * len(queries)
+                for source, queries in by_source.items()
+            )
             print(f"    -> estimated total for all {len(singles)} queries: {t_naive:.0f} s")
-        else:
-            t_naive = t_measured
         read = table_reader(spark, sink, warehouse)
         prepared = {
             name: prepare(source, catalog.sources, read, (start.isoformat(), end.isoformat()))
