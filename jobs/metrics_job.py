@@ -14,9 +14,9 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.util import inheritable_thread_target
 
@@ -160,6 +160,26 @@ def compute_passes(
             # One Spark action per pass; the checkpoint keeps the small result and drops the
             # lineage, so later steps neither rescan the source nor re-plan the pass.
             frame = pass_frame(prepared, p, source.time_column, source.unit, start, end, n)
+            if not p.attributes:
+                return frame.localCheckpoint(eager=True)
+            # The unit attributes' check rides on the same action (an observed sum).
+            seen = Observation(f"unit attributes of {p.name}")
+            result = frame.observe(seen, F.sum("__conflicts").alias("conflicts"))
+            result = result.localCheckpoint(eager=True)
+            conflicts = seen.get.get("conflicts") or 0
+            if not conflicts:
+                return result.drop("__conflicts")
+            log.warning(
+                "%s: unit attributes %s are not constant per %s and period in %d cells "
+                "(or two values share a hash); computing the pass again without them. "
+                "Remove them from the source's unit_attributes to save this second pass.",
+                p.name,
+                ", ".join(p.attributes),
+                source.unit,
+                conflicts,
+            )
+            plain = replace(p, attributes=())
+            frame = pass_frame(prepared, plain, source.time_column, source.unit, start, end, n)
             return frame.localCheckpoint(eager=True)
 
     # Pool threads inherit the caller's job group and tags (what the Spark UI groups by).

@@ -68,6 +68,9 @@ class SourceDef:
     joins: tuple[JoinDef, ...] = ()
     columns: tuple[tuple[str, str], ...] = ()  # derived column name -> SQL expression
     dimensions: tuple[tuple[str, str], ...] = ()  # dimension name -> SQL expression
+    #: Dimensions that are attributes of the unit (a viewer's country): constant for a unit
+    #: within each period, so a pass groups units without them (checked at run time).
+    unit_attributes: tuple[str, ...] = ()
     where: Location | None = field(default=None, compare=False)
 
     def dimension_names(self) -> tuple[str, ...]:

@@ -37,6 +37,7 @@ SOURCE_KEYS = (
     "join",
     "columns",
     "dimensions",
+    "unit_attributes",
 )
 JOIN_KEYS = ("source", "on", "columns", "how")
 
@@ -209,6 +210,7 @@ def read_source(
                 or "declare it in the catalog's top-level 'dimensions'",
             )
     joins = _joins(name, doc, path, body.get("join", []), out)
+    attributes = _unit_attributes(name, doc, path, body, [d for d, _ in dim_pairs], out)
     independent = body.get("independent_rows", False)
     if not isinstance(independent, bool):
         out.add(
@@ -230,8 +232,46 @@ def read_source(
         joins=joins,
         columns=columns,
         dimensions=dim_pairs,
+        unit_attributes=attributes,
         where=doc.where(path),
     )
+
+
+def _unit_attributes(
+    name: str,
+    doc: LocatedDocument,
+    path: YamlPath,
+    body: dict[str, Any],
+    dimensions: list[str],
+    out: Collector,
+) -> tuple[str, ...]:
+    """The source's declared unit attributes: a list of its own dimensions."""
+    value = body.get("unit_attributes", [])
+    apath: YamlPath = (*path, "unit_attributes")
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        out.add(
+            doc,
+            apath,
+            "E004",
+            f"unit_attributes must be a list of dimension names, got {value!r}",
+            "e.g. unit_attributes: [country]",
+        )
+        return ()
+    kept = []
+    for i, attribute in enumerate(value):
+        if attribute not in dimensions:
+            out.add(
+                doc,
+                (*apath, i),
+                "E025",
+                f"source '{name}' declares unit attribute '{attribute}', "
+                "which is not one of its dimensions",
+                did_you_mean(attribute, dimensions)
+                or f"list it under the source's dimensions ({', '.join(dimensions) or 'none'})",
+            )
+        elif attribute not in kept:
+            kept.append(attribute)
+    return tuple(kept)
 
 
 def _expr_mapping(

@@ -184,17 +184,30 @@ def _periods(
 EntryMaker = Callable[[int, int, list[Column]], Column]
 
 
-def _expand(df: DataFrame, plan: PassPlan, kind_ids: list[int], entry: EntryMaker) -> DataFrame:
+def _expand(
+    df: DataFrame,
+    plan: PassPlan,
+    kind_ids: list[int],
+    entry: EntryMaker,
+    sets: tuple[tuple[str, ...], ...] | None = None,
+    needed: set[tuple[str, int, int]] | None = None,
+) -> DataFrame:
     """One row per (grouping set, kind) among `kind_ids` that the row's window needs, built
-    by `entry(set index, kind, dimension columns)`; dimensions outside the set are null."""
-    needed = _need_keys(plan)
+    by `entry(set index, kind, dimension columns)`; dimensions outside the set are null.
+
+    The sets are the plan's slice sets unless `sets` (with their `needed` combinations) are
+    given: the unit level's sets, without the unit attributes (whose columns it omits)."""
+    omitted = () if sets is None else plan.attributes
+    dimensions = [d for d in plan.dimensions if d not in omitted]
+    sets = plan.slice_sets if sets is None else sets
+    needed = _need_keys(plan) if needed is None else needed
     per_window = None
     for w in plan.windows:
         chosen = []
-        for s_index, slice_set in enumerate(plan.slice_sets):
+        for s_index, slice_set in enumerate(sets):
             dims = [
                 (F.col(dim_column(d)) if d in slice_set else F.lit(None).cast("string")).alias(d)
-                for d in plan.dimensions
+                for d in dimensions
             ]
             chosen += [entry(s_index, k, dims) for k in kind_ids if (w, s_index, k) in needed]
         if chosen:
@@ -221,25 +234,104 @@ def _count_name(key: Presence, bits: dict[Presence, int]) -> str:
 
 
 def _unit_level(periods: DataFrame, plan: PassPlan, unit: str) -> DataFrame:
-    """Per (period, window, set, dimensions, unit): each counted part's rows (`n`) and each
-    sum part's total (`x`); parts of equal presence share one count.
+    """Per (period, window, unit set, dimensions, unit): each counted part's rows (`n`) and
+    each sum part's total (`x`); parts of equal presence share one count.
 
-    Grouped by the unit column itself, so the shuffle by unit already done serves it."""
+    Grouped by the unit column itself, so the shuffle by unit already done serves it. The
+    unit attributes are not grouped by: each unit row carries the least and greatest hash of
+    each (`_attribute_hashes`), equal where the attribute is constant for the unit."""
 
     def entry(s_index: int, kind: int, dims: list[Column]) -> Column:
         return F.struct(F.lit(s_index).alias("s"), *dims)
 
-    expanded = _expand(periods, plan, [UNIT_KIND], entry)
+    attributes = plan.attributes
+    unit_index = {s: i for i, s in enumerate(plan.unit_sets)}
+    needed = {(w, unit_index[plan.unit_set(plan.slice_sets[s])], k) for w, s, k in _need_keys(plan)}
+    expanded = _expand(periods, plan, [UNIT_KIND], entry, plan.unit_sets, needed)
     inputs = [c for c in periods.columns if _is_input(c)]
-    flat = expanded.select("__t", "__w", F.col(unit), *inputs, "__e.*")
+    hashes = [F.xxhash64(F.col(dim_column(a))).alias(_hash_name(a)) for a in attributes]
+    if attributes:
+        # Rows without a unit are no unit of their own: they keep their attributes apart.
+        whole = F.xxhash64(*[F.col(dim_column(a)) for a in attributes])
+        hashes.append(F.when(F.col(unit).isNull(), whole).alias("__anon"))
+    flat = expanded.select("__t", "__w", F.col(unit), *inputs, *hashes, "__e.*")
     bits = presence_bits(plan)
     aggs = [_counted(bits, k).alias(_count_name(k, bits)) for k in plan.presences]
     aggs += [F.sum(stat(p.key, "x")).alias(stat(p.key, "x")) for p in plan.parts if p.agg == "sum"]
-    grouped = flat.groupBy("__t", "__w", "s", *plan.dimensions, unit).agg(*aggs)
+    for a in attributes:
+        aggs += [F.min(_hash_name(a)).alias(_low(a)), F.max(_hash_name(a)).alias(_high(a))]
+    dims = [d for d in plan.dimensions if d not in attributes]
+    extra = ["__anon"] if attributes else []
+    grouped = flat.groupBy("__t", "__w", "s", *dims, unit, *extra).agg(*aggs)
     # Each counted part reads its presence's shared count as its `n`.
     counted: list[Part | QuantilePart] = [*plan.counted_parts, *plan.quantile_parts]
     shared = {stat(p.key, "n"): F.col(_count_name(presence(p), bits)) for p in counted}
     return grouped.withColumnRenamed(unit, "u").withColumns(shared)
+
+
+def _hash_name(attribute: str) -> str:
+    return f"__h_{attribute}"
+
+
+def _low(attribute: str) -> str:
+    return f"__lo_{attribute}"
+
+
+def _high(attribute: str) -> str:
+    return f"__hi_{attribute}"
+
+
+def _to_slice_sets(units: DataFrame, plan: PassPlan) -> DataFrame:
+    """Each unit-level row once per grouping set it serves (`s` becomes the slice set), with
+    each unit attribute of that set as its hash: null where the unit's rows disagree (a
+    conflict, which `_decoded` reports)."""
+    needed = _need_keys(plan)
+    chosen = None
+    for w in plan.windows:
+        for u_index, unit_set in enumerate(plan.unit_sets):
+            members = [
+                F.struct(
+                    F.lit(s_index).alias("__s"),
+                    *[
+                        (
+                            F.when(F.col(_low(a)) == F.col(_high(a)), F.col(_low(a)))
+                            if a in slice_set
+                            else F.lit(None).cast("long")
+                        ).alias(_hash_name(a))
+                        for a in plan.attributes
+                    ],
+                )
+                for s_index, slice_set in enumerate(plan.slice_sets)
+                if plan.unit_set(slice_set) == unit_set and (w, s_index, UNIT_KIND) in needed
+            ]
+            if members:
+                here = (F.col("__w") == w) & (F.col("s") == u_index)
+                array = F.array(*members)
+                chosen = F.when(here, array) if chosen is None else chosen.when(here, array)
+    assert chosen is not None, "a pass has at least one grouping set"
+    expanded = units.select("*", F.explode(chosen).alias("__e"))
+    return expanded.select("*", "__e.*").drop("__e", "s").withColumnRenamed("__s", "s")
+
+
+def _decoded(cells: DataFrame, plan: PassPlan, dictionaries: dict[str, DataFrame]) -> DataFrame:
+    """Level 2's cells with each unit attribute's hash replaced by its value, and
+    `__conflicts`: 1 where a set's attribute has no value (a unit whose rows disagree, or a
+    hash that two values share), else 0."""
+    conflict = F.lit(False)
+    for a in plan.attributes:
+        cells = cells.join(dictionaries[a], on=_hash_name(a), how="left").drop(_hash_name(a))
+        with_a = [i for i, s in enumerate(plan.slice_sets) if a in s]
+        conflict = conflict | (F.col("s").isin(with_a) & F.col(a).isNull())
+    return cells.withColumn("__conflicts", conflict.cast("long"))
+
+
+def attribute_dictionary(prepared: DataFrame, attribute: str) -> DataFrame:
+    """Hash -> value of a unit attribute over the source's rows; the value is null where two
+    values share a hash (never seen with 64 bits, but then the pass reports a conflict)."""
+    values = prepared.select(F.col(dim_column(attribute)).alias("v")).distinct()
+    by_hash = values.groupBy(F.xxhash64("v").alias(_hash_name(attribute)))
+    one = by_hash.agg(F.count(F.lit(1)).alias("n"), F.min("v").alias("v"))
+    return one.select(_hash_name(attribute), F.when(F.col("n") == 1, F.col("v")).alias(attribute))
 
 
 def _value_level(periods: DataFrame, plan: PassPlan) -> DataFrame | None:
@@ -299,7 +391,9 @@ CELL = ["__t", "__w", "s"]
 
 
 def _unit_level2(units: DataFrame, plan: PassPlan) -> DataFrame:
-    """Per cell, from the unit level: totals, units, sums of squares and cross products."""
+    """Per cell, from the unit level: totals, units, sums of squares and cross products.
+
+    With unit attributes, the cells' attribute columns are still hashes (`_decoded`)."""
     parts = {p.key: p for p in plan.parts}
     # Rows without a unit still count in totals, but are no unit of their own.
     known_unit = F.col("u").isNotNull()
@@ -325,7 +419,11 @@ def _unit_level2(units: DataFrame, plan: PassPlan) -> DataFrame:
     for q in plan.quantile_parts:
         n = F.col(stat(q.key, "n"))
         aggs.append(F.count_if(known_unit & (n > 0)).alias(stat(q.key, "units")))
-    grouped = units.groupBy(*CELL, *plan.dimensions).agg(*aggs)
+    if plan.attributes:
+        units = _to_slice_sets(units, plan)
+    dims = [d for d in plan.dimensions if d not in plan.attributes]
+    hashes = [_hash_name(a) for a in plan.attributes]
+    grouped = units.groupBy(*CELL, *dims, *hashes).agg(*aggs)
     # Where the numerator's rows are among the denominator's, units with either part are
     # the denominator's units.
     within = {
@@ -416,7 +514,8 @@ def pass_frame(
     unit_partitions: int | None = None,
     approx_rsd: float = APPROX_RSD,
 ) -> DataFrame:
-    """The pass's wide result: one row per (period, window, slice) with every statistic.
+    """The pass's wide result: one row per (period, window, slice) with every statistic;
+    with unit attributes, also `__conflicts` (see `_decoded`), which must sum to 0.
 
     `unit_partitions` fixes the number of partitions of the shuffle by unit (adaptive
     execution would merge them into fewer, larger ones, whose per-unit hash tables spill)."""
@@ -437,7 +536,11 @@ def pass_frame(
     by_unit = _periods(shuffled, plan, time_column, start, end)
     periods = _periods(narrow(_flags(prepared, plan)), plan, time_column, start, end)
     values, sketches = _value_level(periods, plan), _sketch_level(periods, plan, approx_rsd)
-    branches = [_unit_level2(_unit_level(by_unit, plan, unit), plan)]
+    cells = _unit_level2(_unit_level(by_unit, plan, unit), plan)
+    if plan.attributes:
+        dictionaries = {a: attribute_dictionary(prepared, a) for a in plan.attributes}
+        cells = _decoded(cells, plan, dictionaries)
+    branches = [cells]
     if values is not None:
         branches.append(_value_level2(values, plan))
     if sketches is not None:

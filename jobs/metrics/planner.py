@@ -34,6 +34,18 @@ class PassPlan:
     #: sums of squares an interval needs; other parts skip those aggregates.
     units_of: frozenset[str] = frozenset()
     squares_of: frozenset[str] = frozenset()
+    #: The source's unit attributes among the dimensions: the unit level groups by each
+    #: grouping set without them (`unit_sets`) and level 2 puts them back, per unit.
+    attributes: tuple[str, ...] = ()
+
+    def unit_set(self, slice_set: tuple[str, ...]) -> tuple[str, ...]:
+        """The grouping set of the unit level that serves `slice_set`."""
+        return tuple(d for d in slice_set if d not in self.attributes)
+
+    @property
+    def unit_sets(self) -> tuple[tuple[str, ...], ...]:
+        """The unit level's grouping sets: each slice set without the unit attributes."""
+        return tuple(dict.fromkeys(self.unit_set(s) for s in self.slice_sets))
 
     def counts_units(self, part: Part) -> bool:
         """Whether `part` is an exact distinct count of the unit itself (read from the
@@ -324,6 +336,9 @@ def compile_plan(catalog: Catalog, selection: list[str] | None = None) -> Plan:
                     squares_of.update((n.key, d.key))
         windows = {w for m in metrics for w in m.windows}
         unit = catalog.sources[source].unit
+        slice_sets = _order({s for m in metrics for s in m.slices})
+        dimensions = {d for s in slice_sets for d in s}
+        attributes = tuple(a for a in catalog.sources[source].unit_attributes if a in dimensions)
         needs = {
             (w, s, kind)
             for m in metrics
@@ -336,7 +351,7 @@ def compile_plan(catalog: Catalog, selection: list[str] | None = None) -> Plan:
                 source=source,
                 unit=unit,
                 windows=tuple(sorted(windows, key=window_order)),
-                slice_sets=_order({s for m in metrics for s in m.slices}),
+                slice_sets=slice_sets,
                 parts=tuple(sorted(parts.values(), key=lambda p: (p.agg, p.describe()))),
                 quantile_parts=tuple(sorted(qparts.values(), key=lambda q: q.describe())),
                 quantiles=tuple((k, tuple(sorted(v))) for k, v in sorted(levels.items())),
@@ -345,6 +360,7 @@ def compile_plan(catalog: Catalog, selection: list[str] | None = None) -> Plan:
                 needs=frozenset(needs),
                 units_of=frozenset(units_of),
                 squares_of=frozenset(squares_of),
+                attributes=attributes,
             )
         )
     return Plan(tuple(passes), tuple(cross), derived_order(catalog, names), tuple(names))
@@ -377,6 +393,12 @@ def render_plan(catalog: Catalog, plan: Plan) -> str:
         for q in p.quantile_parts:
             levels = ", ".join(f"p{round(level * 100):g}" for level in quantiles[q.key])
             lines.append(f"    - {q.describe()} -> {levels}")
+        if p.attributes:
+            lines.append(
+                f"  unit attributes: {', '.join(p.attributes)} (units grouped by "
+                + " | ".join(slice_set_name(s) for s in p.unit_sets)
+                + "; checked constant per unit and period, else the pass runs again without)"
+            )
         lines.append(f"  reads: {'; '.join(p.scans)}")
         lines.append(f"  metrics ({len(p.metrics)}): {', '.join(p.metrics)}")
         lines.append("")
