@@ -10,10 +10,12 @@ intervals) and a plain-Python version of primary, complementary and derived supp
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,9 @@ SOURCE_DIMS = {
     "reports": ["country", "surface"],
     "impressions": ["country"],
 }
+#: Declared unit attributes: constant per user in events (and per impression, one row each);
+#: not per reporter in reports, whose pass finds the conflict and runs again without them.
+UNIT_ATTRIBUTES = {"events": ["country"], "reports": ["country"], "impressions": ["country"]}
 
 W3 = ["1d", "7d", "28d"]
 W2 = ["1d", "7d"]
@@ -381,10 +386,13 @@ def _nulls(rng: np.random.RandomState, values: list[Any], share: float) -> list[
 
 def make_events(rng: np.random.RandomState) -> pa.Table:
     n = 3000
+    times, users = _times(rng, n), rng.randint(0, 150, n)
+    # A user's country is the user's (a declared unit attribute); the surface is the event's.
+    country_of = _choice(rng, ["BR", "US", "IN", "MX", None], [0.35, 0.3, 0.2, 0.1, 0.05], 150)
     rows: dict[str, list[Any]] = {
-        "ts": _times(rng, n),
-        "user_id": rng.randint(0, 150, n).tolist(),
-        "country": _choice(rng, ["BR", "US", "IN", "MX", None], [0.35, 0.3, 0.2, 0.1, 0.05], n),
+        "ts": times,
+        "user_id": users.tolist(),
+        "country": [country_of[u] for u in users],
         "surface": _choice(rng, ["feed", "search", None], [0.6, 0.35, 0.05], n),
         "is_bad": _nulls(rng, (rng.rand(n) < 0.15).tolist(), 0.05),
         # Whole numbers, so that quantiles meet ties.
@@ -485,6 +493,7 @@ def catalog_yaml(paths: dict[str, str]) -> str:
             "unit": UNITS[name],
             "independent_rows": name == "impressions",
             "dimensions": SOURCE_DIMS[name],
+            "unit_attributes": UNIT_ATTRIBUTES[name],
         }
         for name in UNITS
     }
@@ -832,6 +841,7 @@ class Run:
     suppressed: dict[str, set[Key]]  # expected
     summary: RunSummary
     parent_gate: GateResult  # over every metric but the cross-source one
+    warnings: list[str]  # what computing the passes logged at WARNING
 
 
 @pytest.fixture(scope="module")
@@ -858,7 +868,8 @@ def run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Run:
     assert catalog is not None
     plan = compile_plan(catalog)
 
-    results = compute_passes(spark, sink, catalog, plan, warehouse, START, END)
+    with caught_warnings("jobs.metrics_job") as warnings:
+        results = compute_passes(spark, sink, catalog, plan, warehouse, START, END)
     frame = compute_metric_rows(catalog, plan, results)
     rows: dict[str, dict[Key, Cell]] = defaultdict(dict)
     for r in frame.collect():
@@ -889,7 +900,25 @@ def run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Run:
         expected_suppression(expected),
         summary,
         gate,
+        warnings,
     )
+
+
+@contextmanager
+def caught_warnings(logger: str) -> Iterator[list[str]]:
+    """The messages `logger` logs at WARNING or above inside the block."""
+    messages: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    handler = Keep(logging.WARNING)
+    logging.getLogger(logger).addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logging.getLogger(logger).removeHandler(handler)
 
 
 def close(actual: Any, expected: Any, rel: float = 1e-9) -> bool:
@@ -921,6 +950,12 @@ def test_plan_has_one_pass_per_source_for_both_grains(run: Run) -> None:
     events = run.plan.passes[0]
     assert events.windows == ("1d", "7d", "28d", "1h")
     assert events.lookback_days == 27
+    assert [p.attributes for p in run.plan.passes] == [("country",)] * 3
+    assert events.unit_sets == ((), ("surface",))
+    # Country is constant per user and per impression, not per reporter: only the reports
+    # pass ran again without it (and every cell below is still exact).
+    assert len(run.warnings) == 1
+    assert run.warnings[0].startswith("reports: unit attributes country are not constant")
 
 
 @pytest.mark.parametrize("metric", NAMES)

@@ -184,31 +184,15 @@ def _periods(
 EntryMaker = Callable[[int, int, list[Column]], Column]
 
 
-def _expand(
-    df: DataFrame,
-    plan: PassPlan,
-    kind_ids: list[int],
-    entry: EntryMaker,
-    sets: tuple[tuple[str, ...], ...] | None = None,
-    needed: set[tuple[str, int, int]] | None = None,
-) -> DataFrame:
+def _expand(df: DataFrame, plan: PassPlan, kind_ids: list[int], entry: EntryMaker) -> DataFrame:
     """One row per (grouping set, kind) among `kind_ids` that the row's window needs, built
-    by `entry(set index, kind, dimension columns)`; dimensions outside the set are null.
-
-    The sets are the plan's slice sets unless `sets` (with their `needed` combinations) are
-    given: the unit level's sets, without the unit attributes (whose columns it omits)."""
-    omitted = () if sets is None else plan.attributes
-    dimensions = [d for d in plan.dimensions if d not in omitted]
-    sets = plan.slice_sets if sets is None else sets
-    needed = _need_keys(plan) if needed is None else needed
+    by `entry(set index, kind, dimension columns)`; dimensions outside the set are null."""
+    needed = _need_keys(plan)
     per_window = None
     for w in plan.windows:
         chosen = []
-        for s_index, slice_set in enumerate(sets):
-            dims = [
-                (F.col(dim_column(d)) if d in slice_set else F.lit(None).cast("string")).alias(d)
-                for d in dimensions
-            ]
+        for s_index, slice_set in enumerate(plan.slice_sets):
+            dims = [_dimension(d, slice_set) for d in plan.dimensions]
             chosen += [entry(s_index, k, dims) for k in kind_ids if (w, s_index, k) in needed]
         if chosen:
             # One fixed array per window, picked by the row's window (no per-entry test).
@@ -220,6 +204,12 @@ def _expand(
             )
     assert per_window is not None, "a pass expands into at least one entry"
     return df.select("*", F.explode(per_window).alias("__e"))
+
+
+def _dimension(name: str, slice_set: tuple[str, ...]) -> Column:
+    """Dimension `name` of an expanded row of `slice_set`: null where the set lacks it."""
+    value = F.col(dim_column(name)) if name in slice_set else F.lit(None).cast("string")
+    return value.alias(name)
 
 
 def _need_keys(plan: PassPlan) -> set[tuple[str, int, int]]:
@@ -234,26 +224,23 @@ def _count_name(key: Presence, bits: dict[Presence, int]) -> str:
 
 
 def _unit_level(periods: DataFrame, plan: PassPlan, unit: str) -> DataFrame:
-    """Per (period, window, unit set, dimensions, unit): each counted part's rows (`n`) and
-    each sum part's total (`x`); parts of equal presence share one count.
+    """Per (period, window, set, dimensions, unit): each counted part's rows (`n`) and each
+    sum part's total (`x`); parts of equal presence share one count.
 
-    Grouped by the unit column itself, so the shuffle by unit already done serves it. The
-    unit attributes are not grouped by: each unit row carries the least and greatest hash of
-    each (`_attribute_hashes`), equal where the attribute is constant for the unit."""
+    Grouped by the unit column itself, so the shuffle by unit already done serves it. With
+    unit attributes, the sets are the unit sets (`_attribute_entries`) and each unit row
+    carries the least and greatest hash of each attribute, equal where it is constant."""
 
     def entry(s_index: int, kind: int, dims: list[Column]) -> Column:
         return F.struct(F.lit(s_index).alias("s"), *dims)
 
     attributes = plan.attributes
-    unit_index = {s: i for i, s in enumerate(plan.unit_sets)}
-    needed = {(w, unit_index[plan.unit_set(plan.slice_sets[s])], k) for w, s, k in _need_keys(plan)}
-    expanded = _expand(periods, plan, [UNIT_KIND], entry, plan.unit_sets, needed)
+    if attributes:
+        expanded = periods.select("*", F.explode(_attribute_entries(plan, unit)).alias("__e"))
+    else:
+        expanded = _expand(periods, plan, [UNIT_KIND], entry)
     inputs = [c for c in periods.columns if _is_input(c)]
     hashes = [F.xxhash64(F.col(dim_column(a))).alias(_hash_name(a)) for a in attributes]
-    if attributes:
-        # Rows without a unit are no unit of their own: they keep their attributes apart.
-        whole = F.xxhash64(*[F.col(dim_column(a)) for a in attributes])
-        hashes.append(F.when(F.col(unit).isNull(), whole).alias("__anon"))
     flat = expanded.select("__t", "__w", F.col(unit), *inputs, *hashes, "__e.*")
     bits = presence_bits(plan)
     aggs = [_counted(bits, k).alias(_count_name(k, bits)) for k in plan.presences]
@@ -269,6 +256,42 @@ def _unit_level(periods: DataFrame, plan: PassPlan, unit: str) -> DataFrame:
     return grouped.withColumnRenamed(unit, "u").withColumns(shared)
 
 
+def _attribute_entries(plan: PassPlan, unit: str) -> Column:
+    """The unit level's entries of a row where the plan has unit attributes: one per unit
+    set its window needs (index `s`), attributes left out. A row without a unit is no unit
+    of its own, so per cell all of them must form one group: they keep their slice sets
+    (index `s` = number of unit sets + slice set index), their attributes grouped by as one
+    hash (`__anon`)."""
+    needed = _need_keys(plan)
+    unit_index = {s: i for i, s in enumerate(plan.unit_sets)}
+    offset = len(plan.unit_sets)
+    dims = [d for d in plan.dimensions if d not in plan.attributes]
+    no_hash = F.lit(None).cast("long")
+
+    def entry(index: int, slice_set: tuple[str, ...], anon: Column) -> Column:
+        fields = [_dimension(d, slice_set) for d in dims]
+        return F.struct(F.lit(index).alias("s"), *fields, anon.alias("__anon"))
+
+    chosen = None
+    for w in plan.windows:
+        wanted = [(i, s) for i, s in enumerate(plan.slice_sets) if (w, i, UNIT_KIND) in needed]
+        if not wanted:
+            continue
+        unit_sets = dict.fromkeys(plan.unit_set(s) for _, s in wanted)
+        by_unit = F.array(*[entry(unit_index[u], u, no_hash) for u in unit_sets])
+        alone = []
+        for i, s in wanted:
+            own = [F.col(dim_column(a)) for a in plan.attributes if a in s]
+            alone.append(entry(offset + i, s, F.xxhash64(*own) if own else no_hash))
+        here = F.col("__w") == w
+        known, unknown = here & F.col(unit).isNotNull(), here & F.col(unit).isNull()
+        chosen = (F.when(known, by_unit) if chosen is None else chosen.when(known, by_unit)).when(
+            unknown, F.array(*alone)
+        )
+    assert chosen is not None, "a pass expands into at least one entry"
+    return chosen
+
+
 def _hash_name(attribute: str) -> str:
     return f"__h_{attribute}"
 
@@ -282,22 +305,31 @@ def _high(attribute: str) -> str:
 
 
 def _to_slice_sets(units: DataFrame, plan: PassPlan) -> DataFrame:
-    """Each unit-level row once per grouping set it serves (`s` becomes the slice set), with
+    """Each unit-level row once per slice set it serves (`s` becomes the slice set), with
     each unit attribute of that set as its hash: null where the unit's rows disagree (a
-    conflict, which `_decoded` reports)."""
+    conflict, which `_decoded` reports). Rows without a unit have their slice set already
+    (see `_attribute_entries`)."""
     needed = _need_keys(plan)
-    chosen = None
+    offset = len(plan.unit_sets)
+
+    def agreed(a: str, holds: Column) -> Column:
+        return F.when(holds & (F.col(_low(a)) == F.col(_high(a))), F.col(_low(a)))
+
+    with_a = {
+        a: [offset + i for i, s in enumerate(plan.slice_sets) if a in s] for a in plan.attributes
+    }
+    own = F.struct(
+        (F.col("s") - offset).alias("__s"),
+        *[agreed(a, F.col("s").isin(with_a[a])).alias(_hash_name(a)) for a in plan.attributes],
+    )
+    chosen = F.when(F.col("s") >= offset, F.array(own))
     for w in plan.windows:
         for u_index, unit_set in enumerate(plan.unit_sets):
             members = [
                 F.struct(
                     F.lit(s_index).alias("__s"),
                     *[
-                        (
-                            F.when(F.col(_low(a)) == F.col(_high(a)), F.col(_low(a)))
-                            if a in slice_set
-                            else F.lit(None).cast("long")
-                        ).alias(_hash_name(a))
+                        agreed(a, F.lit(a in slice_set)).alias(_hash_name(a))
                         for a in plan.attributes
                     ],
                 )
@@ -306,9 +338,7 @@ def _to_slice_sets(units: DataFrame, plan: PassPlan) -> DataFrame:
             ]
             if members:
                 here = (F.col("__w") == w) & (F.col("s") == u_index)
-                array = F.array(*members)
-                chosen = F.when(here, array) if chosen is None else chosen.when(here, array)
-    assert chosen is not None, "a pass has at least one grouping set"
+                chosen = chosen.when(here, F.array(*members))
     expanded = units.select("*", F.explode(chosen).alias("__e"))
     return expanded.select("*", "__e.*").drop("__e", "s").withColumnRenamed("__s", "s")
 

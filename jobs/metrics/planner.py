@@ -59,12 +59,15 @@ class PassPlan:
     @property
     def scans(self) -> tuple[str, ...]:
         """What each read of the source computes: always the per-unit branch, plus one
-        read for exact distinct values and quantiles, and one for sketches, if any."""
+        read for exact distinct values and quantiles, one for sketches, and one for the
+        values of the unit attributes (to decode their hashes), if any."""
         out = ["per-unit sums and units, shuffled by unit"]
         if self.value_parts or self.quantile_parts:
             out.append("values for exact distinct counts and quantiles")
         if self.sketch_parts:
             out.append("HyperLogLog sketches")
+        if self.attributes:
+            out.append("the unit attributes' values")
         return tuple(out)
 
     @property
@@ -395,9 +398,13 @@ def render_plan(catalog: Catalog, plan: Plan) -> str:
             lines.append(f"    - {q.describe()} -> {levels}")
         if p.attributes:
             lines.append(
-                f"  unit attributes: {', '.join(p.attributes)} (units grouped by "
+                f"  unit attributes: {', '.join(p.attributes)}, checked constant per unit and "
+                "period (else the pass runs again without them)"
+            )
+            n = len(p.unit_sets)
+            lines.append(
+                f"  units grouped by {n} set{'' if n == 1 else 's'}: "
                 + " | ".join(slice_set_name(s) for s in p.unit_sets)
-                + "; checked constant per unit and period, else the pass runs again without)"
             )
         lines.append(f"  reads: {'; '.join(p.scans)}")
         lines.append(f"  metrics ({len(p.metrics)}): {', '.join(p.metrics)}")
