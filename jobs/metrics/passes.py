@@ -304,43 +304,62 @@ def _high(attribute: str) -> str:
     return f"__hi_{attribute}"
 
 
-def _to_slice_sets(units: DataFrame, plan: PassPlan) -> DataFrame:
-    """Each unit-level row once per slice set it serves (`s` becomes the slice set), with
-    each unit attribute of that set as its hash: null where the unit's rows disagree (a
-    conflict, which `_decoded` reports). Rows without a unit have their slice set already
-    (see `_attribute_entries`)."""
+def _finest_hashes(plan: PassPlan) -> dict[str, Column]:
+    """Per unit-level row, the hash of each unit attribute that some slice set it serves
+    has: null where the set has none, or where the unit's rows disagree (a conflict, which
+    `_decoded` reports). Level 2 groups by these: the finest cells of each unit set."""
+    offset = len(plan.unit_sets)
+    out = {}
+    for a in plan.attributes:
+        with_a = [u for u, unit_set in enumerate(plan.unit_sets) if _serves(plan, unit_set, a)]
+        with_a += [offset + i for i, s in enumerate(plan.slice_sets) if a in s]
+        agreed = F.col(_low(a)) == F.col(_high(a))
+        out[_hash_name(a)] = F.when(F.col("s").isin(with_a) & agreed, F.col(_low(a)))
+    return out
+
+
+def _serves(plan: PassPlan, unit_set: tuple[str, ...], attribute: str) -> bool:
+    """Whether a unit set serves a slice set with `attribute`."""
+    return any(attribute in s and plan.unit_set(s) == unit_set for s in plan.slice_sets)
+
+
+def _rolled_up(cells: DataFrame, plan: PassPlan, stats: list[str]) -> DataFrame:
+    """The slice sets' cells from the unit sets' finest cells: each slice set's cell sums
+    the finest cells of its unit set that agree on its attributes. Exact, because an
+    attribute constant per unit splits the units of a cell into disjoint groups, and every
+    statistic here is a sum over units. Rows without a unit kept their slice set (`s` =
+    number of unit sets + slice set index) and pass through."""
     needed = _need_keys(plan)
     offset = len(plan.unit_sets)
-
-    def agreed(a: str, holds: Column) -> Column:
-        return F.when(holds & (F.col(_low(a)) == F.col(_high(a))), F.col(_low(a)))
-
-    with_a = {
-        a: [offset + i for i, s in enumerate(plan.slice_sets) if a in s] for a in plan.attributes
-    }
-    own = F.struct(
-        (F.col("s") - offset).alias("__s"),
-        *[agreed(a, F.col("s").isin(with_a[a])).alias(_hash_name(a)) for a in plan.attributes],
+    hashes = [_hash_name(a) for a in plan.attributes]
+    no_hash = F.lit(None).cast("long")
+    chosen = F.when(
+        F.col("s") >= offset,
+        F.array(F.struct((F.col("s") - offset).alias("__s"), *[F.col(h) for h in hashes])),
     )
-    chosen = F.when(F.col("s") >= offset, F.array(own))
+
+    def member(s_index: int, slice_set: tuple[str, ...]) -> Column:
+        kept = [
+            (F.col(_hash_name(a)) if a in slice_set else no_hash).alias(_hash_name(a))
+            for a in plan.attributes
+        ]
+        return F.struct(F.lit(s_index).alias("__s"), *kept)
+
     for w in plan.windows:
         for u_index, unit_set in enumerate(plan.unit_sets):
             members = [
-                F.struct(
-                    F.lit(s_index).alias("__s"),
-                    *[
-                        agreed(a, F.lit(a in slice_set)).alias(_hash_name(a))
-                        for a in plan.attributes
-                    ],
-                )
-                for s_index, slice_set in enumerate(plan.slice_sets)
-                if plan.unit_set(slice_set) == unit_set and (w, s_index, UNIT_KIND) in needed
+                member(s_index, s)
+                for s_index, s in enumerate(plan.slice_sets)
+                if plan.unit_set(s) == unit_set and (w, s_index, UNIT_KIND) in needed
             ]
             if members:
                 here = (F.col("__w") == w) & (F.col("s") == u_index)
                 chosen = chosen.when(here, F.array(*members))
-    expanded = units.select("*", F.explode(chosen).alias("__e"))
-    return expanded.select("*", "__e.*").drop("__e", "s").withColumnRenamed("__s", "s")
+    kept = [c for c in cells.columns if c not in ("s", *hashes)]
+    expanded = cells.select(*kept, F.explode(chosen).alias("__e"))
+    flat = expanded.select(*kept, "__e.*").withColumnRenamed("__s", "s")
+    dims = [d for d in plan.dimensions if d not in plan.attributes]
+    return flat.groupBy(*CELL, *dims, *hashes).agg(*[F.sum(c).alias(c) for c in stats])
 
 
 def _decoded(cells: DataFrame, plan: PassPlan, dictionaries: dict[str, DataFrame]) -> DataFrame:
@@ -423,7 +442,8 @@ CELL = ["__t", "__w", "s"]
 def _unit_level2(units: DataFrame, plan: PassPlan) -> DataFrame:
     """Per cell, from the unit level: totals, units, sums of squares and cross products.
 
-    With unit attributes, the cells' attribute columns are still hashes (`_decoded`)."""
+    With unit attributes, level 2 groups the unit sets' finest cells and rolls them up into
+    the slice sets' cells, whose attribute columns are still hashes (`_decoded`)."""
     parts = {p.key: p for p in plan.parts}
     # Rows without a unit still count in totals, but are no unit of their own.
     known_unit = F.col("u").isNotNull()
@@ -450,10 +470,12 @@ def _unit_level2(units: DataFrame, plan: PassPlan) -> DataFrame:
         n = F.col(stat(q.key, "n"))
         aggs.append(F.count_if(known_unit & (n > 0)).alias(stat(q.key, "units")))
     if plan.attributes:
-        units = _to_slice_sets(units, plan)
+        units = units.withColumns(_finest_hashes(plan))
     dims = [d for d in plan.dimensions if d not in plan.attributes]
     hashes = [_hash_name(a) for a in plan.attributes]
     grouped = units.groupBy(*CELL, *dims, *hashes).agg(*aggs)
+    if plan.attributes:
+        grouped = _rolled_up(grouped, plan, [c for c in grouped.columns if is_stat_column(c)])
     # Where the numerator's rows are among the denominator's, units with either part are
     # the denominator's units.
     within = {

@@ -122,13 +122,15 @@ class PassPlan:
         return day + (("hour",) if self.hourly else ())
 
     def unit_expansion(self, output_days: int) -> int:
-        """Unit-level rows per source row at most: per window, the grouping sets it needs
+        """Unit-level rows per source row at most: per window, the unit sets it needs
         units for, times the periods one row reaches (its days, within the output)."""
-        per_window: dict[str, int] = {}
-        for w, _, kind in self.needs:
+        per_window: dict[str, set[tuple[str, ...]]] = {}
+        for w, slice_set, kind in self.needs:
             if kind == "units":
-                per_window[w] = per_window.get(w, 0) + 1
-        return max(1, sum(n * min(window_days(w), output_days) for w, n in per_window.items()))
+                per_window.setdefault(w, set()).add(self.unit_set(slice_set))
+        return max(
+            1, sum(len(n) * min(window_days(w), output_days) for w, n in per_window.items())
+        )
 
     @property
     def lookback_days(self) -> int:
