@@ -41,6 +41,9 @@ NONE_VALUE = "(none)"
 #: Part of every metric's version: bump it when the engine changes how numbers come out
 #: (not only what a definition says), so `run --restate` recomputes the stored dates.
 COMPUTATION_VERSION = 1
+#: log2 of the buckets of the HyperLogLog sketches behind approximate distinct counts: 2^12
+#: buckets, a relative standard error of about 1.6%. Part of those metrics' versions.
+HLL_LG_K = 12
 
 
 @dataclass(frozen=True)
@@ -225,6 +228,8 @@ class Catalog:
             "sources": {s: _source_payload(self, s) for s in metric.sources()},
             "depends_on": {d: self._version_payload(d) for d in metric.depends_on},
         }
+        if metric.type == "approx_distinct_count":
+            payload["sketch"] = f"datasketches hll lg_k={HLL_LG_K}"
         return payload
 
 

@@ -8,8 +8,8 @@ grouping set, and three branches aggregate them:
   (and for distinct counts of the unit itself);
 - values: per (period, window, set, kind, dimensions, value) for exact distinct counts of
   other columns, and per value with its frequency for exact quantiles;
-- sketches: per (period, window, set, dimensions) a HyperLogLog++ sketch for approximate
-  distinct counts, combined map-side.
+- sketches: per (period, window, finest cell) a mergeable HyperLogLog sketch for approximate
+  distinct counts (one update per row and part), unioned into each slice's cell.
 Level 2 aggregates each branch's rows per cell (period, window, set, dimensions) on its own,
 so the big unit branch carries no test of which branch a row came from; the small per-cell
 results are then combined: one wide row per cell with named statistics per part.
@@ -25,7 +25,7 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from jobs.metrics.definitions import ALL, Part, QuantilePart
+from jobs.metrics.definitions import ALL, HLL_LG_K, Part, QuantilePart
 from jobs.metrics.planner import (
     EVERY_ROW,
     PassPlan,
@@ -37,8 +37,6 @@ from jobs.metrics.planner import (
 from jobs.metrics.sources import dim_column
 
 UNIT_KIND = 0
-#: Relative standard error of the HyperLogLog++ sketches behind approximate distinct counts.
-APPROX_RSD = 0.02
 _STAT_COLUMN = re.compile(r"^[pq][0-9a-f]{10}__")
 
 
@@ -411,23 +409,41 @@ def _value_level(periods: DataFrame, plan: PassPlan) -> DataFrame | None:
     return expanded.groupBy(*keys).agg(F.count(F.lit(1)).alias("rows"))
 
 
-def _sketch_level(periods: DataFrame, plan: PassPlan, rsd: float) -> DataFrame | None:
-    """Per (period, window, set, kind, dimensions): a HyperLogLog++ distinct-count estimate
-    for each approximate distinct-count part (fixed-size sketches, combined map-side)."""
+def _sketch_level(periods: DataFrame, plan: PassPlan, lg_k: int) -> DataFrame | None:
+    """Per (period, window, kind, finest cell): a mergeable HyperLogLog sketch of each
+    approximate distinct-count part, where the finest cell of a (window, part) has every
+    dimension of the slice sets that read it. Each row updates one sketch per part."""
     kind_of = kinds(plan)
     key_of = {kind_of[p.key]: p.key for p in plan.sketch_parts}
     if not key_of:
         return None
+    chosen = None
+    for w in plan.windows:
+        entries = []
+        for kind, key in key_of.items():
+            finest = _finest_sketch_dims(plan, w, kind)
+            if finest is None:
+                continue
+            value = F.when(F.col(stat(key, "f")), F.col(stat(key, "v")))
+            dims = [_dimension(d, finest) for d in plan.dimensions]
+            entries.append(F.struct(F.lit(kind).alias("k"), *dims, value.alias("h")))
+        if entries:
+            here = F.col("__w") == w
+            array = F.array(*entries)
+            chosen = F.when(here, array) if chosen is None else chosen.when(here, array)
+    assert chosen is not None, "a sketch part is read by some window"
+    flat = periods.select("__t", "__w", F.explode(chosen).alias("__e")).select(
+        "__t", "__w", "__e.*"
+    )
+    sketch = F.hll_sketch_agg("h", lg_k).alias("sketch")
+    return flat.groupBy("__t", "__w", "k", *plan.dimensions).agg(sketch)
 
-    def entry(s_index: int, kind: int, dims: list[Column]) -> Column:
-        key = key_of[kind]
-        value = F.when(F.col(stat(key, "f")), F.col(stat(key, "v")))
-        return F.struct(F.lit(s_index).alias("s"), F.lit(kind).alias("k"), *dims, value.alias("h"))
 
-    expanded = _expand(periods, plan, list(key_of), entry)
-    flat = expanded.select("__t", "__w", "__e.*")
-    estimate = F.approx_count_distinct("h", rsd).cast("double").alias("approx")
-    return flat.groupBy("__t", "__w", "s", "k", *plan.dimensions).agg(estimate)
+def _finest_sketch_dims(plan: PassPlan, window: str, kind: int) -> tuple[str, ...] | None:
+    """Every dimension of the slice sets that read sketch `kind` in `window` (None: none)."""
+    needed = _need_keys(plan)
+    sets = [s for i, s in enumerate(plan.slice_sets) if (window, i, kind) in needed]
+    return tuple(sorted({d for s in sets for d in s})) if sets else None
 
 
 def _unit_total(part: Part) -> Column:
@@ -504,13 +520,42 @@ def _value_level2(values: DataFrame, plan: PassPlan) -> DataFrame:
 
 
 def _sketch_level2(sketches: DataFrame, plan: PassPlan) -> DataFrame:
-    """Per cell, from the sketch level: one approximate distinct count per part."""
+    """Per cell, from the sketch level: one approximate distinct count per part, the
+    estimate of the union of the finest cells' sketches within the cell."""
+    needed = _need_keys(plan)
     kind_of = kinds(plan)
+    chosen = None
+    for w in plan.windows:
+        for p in plan.sketch_parts:
+            kind = kind_of[p.key]
+            members = [
+                F.struct(
+                    F.lit(i).alias("s"),
+                    *[F.col(d).alias(d) if d in s else _null(d) for d in plan.dimensions],
+                )
+                for i, s in enumerate(plan.slice_sets)
+                if (w, i, kind) in needed
+            ]
+            if members:
+                here = (F.col("__w") == w) & (F.col("k") == kind)
+                array = F.array(*members)
+                chosen = F.when(here, array) if chosen is None else chosen.when(here, array)
+    assert chosen is not None, "a sketch part is read by some window"
+    expanded = sketches.select("__t", "__w", "k", "sketch", F.explode(chosen).alias("__e"))
+    flat = expanded.select("__t", "__w", "k", "sketch", "__e.*")
     aggs = [
-        F.max(F.when(F.col("k") == kind_of[p.key], F.col("approx"))).alias(stat(p.key, "sum"))
+        F.hll_sketch_estimate(
+            F.hll_union_agg(F.when(F.col("k") == kind_of[p.key], F.col("sketch")))
+        )
+        .cast("double")
+        .alias(stat(p.key, "sum"))
         for p in plan.sketch_parts
     ]
-    return sketches.groupBy(*CELL, *plan.dimensions).agg(*aggs)
+    return flat.groupBy(*CELL, *plan.dimensions).agg(*aggs)
+
+
+def _null(dimension: str) -> Column:
+    return F.lit(None).cast("string").alias(dimension)
 
 
 def _combine(branches: list[DataFrame], plan: PassPlan) -> DataFrame:
@@ -564,7 +609,7 @@ def pass_frame(
     start: dt.date,
     end: dt.date,
     unit_partitions: int | None = None,
-    approx_rsd: float = APPROX_RSD,
+    hll_lg_k: int = HLL_LG_K,
 ) -> DataFrame:
     """The pass's wide result: one row per (period, window, slice) with every statistic;
     with unit attributes, also `__conflicts` (see `_decoded`), which must sum to 0.
@@ -587,7 +632,7 @@ def pass_frame(
     )
     by_unit = _periods(shuffled, plan, time_column, start, end)
     periods = _periods(narrow(_flags(prepared, plan)), plan, time_column, start, end)
-    values, sketches = _value_level(periods, plan), _sketch_level(periods, plan, approx_rsd)
+    values, sketches = _value_level(periods, plan), _sketch_level(periods, plan, hll_lg_k)
     cells = _unit_level2(_unit_level(by_unit, plan, unit), plan)
     if plan.attributes:
         dictionaries = {a: attribute_dictionary(prepared, a) for a in plan.attributes}
