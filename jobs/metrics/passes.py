@@ -159,17 +159,18 @@ def _periods(
         w = plan.windows[0]
         period = F.date_trunc("hour" if w == "1h" else "day", time)
         return df.where(day.between(first, last)).select(
-            "*", F.lit(w).alias("__w"), period.alias("__t")
+            "*", _window_id(plan, w).alias("__w"), period.alias("__t")
         )
     reach = F.array(
         *[
-            F.struct(F.lit(w).alias("__w"), F.lit(offset).alias("__o"))
+            F.struct(_window_id(plan, w).alias("__w"), F.lit(offset).alias("__o"))
             for w in plan.windows
             for offset in range(window_days(w))
         ]
     )
     exploded = df.select("*", F.inline(reach))
-    period = F.when(F.col("__w") == "1h", F.date_trunc("hour", time)).otherwise(
+    hourly = _is_window(plan, "1h") if plan.hourly else F.lit(False)
+    period = F.when(hourly, F.date_trunc("hour", time)).otherwise(
         F.date_add(day, F.col("__o")).cast("timestamp")
     )
     return (
@@ -177,6 +178,15 @@ def _periods(
         .drop("__o")
         .where(F.to_date(F.col("__t")).between(first, last))
     )
+
+
+def _window_id(plan: PassPlan, window: str) -> Column:
+    """A window inside a pass (`__w`): its index in the plan's windows, a narrow key."""
+    return F.lit(plan.windows.index(window))
+
+
+def _is_window(plan: PassPlan, window: str) -> Column:
+    return F.col("__w") == _window_id(plan, window)
 
 
 EntryMaker = Callable[[int, int, list[Column]], Column]
@@ -196,9 +206,9 @@ def _expand(df: DataFrame, plan: PassPlan, kind_ids: list[int], entry: EntryMake
             # One fixed array per window, picked by the row's window (no per-entry test).
             array = F.array(*chosen)
             per_window = (
-                F.when(F.col("__w") == w, array)
+                F.when(_is_window(plan, w), array)
                 if per_window is None
-                else per_window.when(F.col("__w") == w, array)
+                else per_window.when(_is_window(plan, w), array)
             )
     assert per_window is not None, "a pass expands into at least one entry"
     return df.select("*", F.explode(per_window).alias("__e"))
@@ -281,7 +291,7 @@ def _attribute_entries(plan: PassPlan, unit: str) -> Column:
         for i, s in wanted:
             own = [F.col(dim_column(a)) for a in plan.attributes if a in s]
             alone.append(entry(offset + i, s, F.xxhash64(*own) if own else no_hash))
-        here = F.col("__w") == w
+        here = _is_window(plan, w)
         known, unknown = here & F.col(unit).isNotNull(), here & F.col(unit).isNull()
         chosen = (F.when(known, by_unit) if chosen is None else chosen.when(known, by_unit)).when(
             unknown, F.array(*alone)
@@ -351,7 +361,7 @@ def _rolled_up(cells: DataFrame, plan: PassPlan, stats: list[str]) -> DataFrame:
                 if plan.unit_set(s) == unit_set and (w, s_index, UNIT_KIND) in needed
             ]
             if members:
-                here = (F.col("__w") == w) & (F.col("s") == u_index)
+                here = _is_window(plan, w) & (F.col("s") == u_index)
                 chosen = chosen.when(here, F.array(*members))
     kept = [c for c in cells.columns if c not in ("s", *hashes)]
     expanded = cells.select(*kept, F.explode(chosen).alias("__e"))
@@ -428,7 +438,7 @@ def _sketch_level(periods: DataFrame, plan: PassPlan, lg_k: int) -> DataFrame | 
             dims = [_dimension(d, finest) for d in plan.dimensions]
             entries.append(F.struct(F.lit(kind).alias("k"), *dims, value.alias("h")))
         if entries:
-            here = F.col("__w") == w
+            here = _is_window(plan, w)
             array = F.array(*entries)
             chosen = F.when(here, array) if chosen is None else chosen.when(here, array)
     assert chosen is not None, "a sketch part is read by some window"
@@ -537,7 +547,7 @@ def _sketch_level2(sketches: DataFrame, plan: PassPlan) -> DataFrame:
                 if (w, i, kind) in needed
             ]
             if members:
-                here = (F.col("__w") == w) & (F.col("k") == kind)
+                here = _is_window(plan, w) & (F.col("k") == kind)
                 array = F.array(*members)
                 chosen = F.when(here, array) if chosen is None else chosen.when(here, array)
     assert chosen is not None, "a sketch part is read by some window"
@@ -643,5 +653,6 @@ def pass_frame(
     if sketches is not None:
         branches.append(_sketch_level2(sketches, plan))
     result = _with_quantile_levels(_combine(branches, plan), plan)
-    named = result.withColumnsRenamed({"__t": "period", "__w": "window"})
+    window = F.element_at(F.array(*[F.lit(w) for w in plan.windows]), F.col("__w") + 1)
+    named = result.withColumn("__w", window).withColumnsRenamed({"__t": "period", "__w": "window"})
     return named.select("*", *slice_columns(plan))

@@ -128,9 +128,7 @@ class PassPlan:
         for w, slice_set, kind in self.needs:
             if kind == "units":
                 per_window.setdefault(w, set()).add(self.unit_set(slice_set))
-        return max(
-            1, sum(len(n) * min(window_days(w), output_days) for w, n in per_window.items())
-        )
+        return max(1, sum(len(n) * min(window_days(w), output_days) for w, n in per_window.items()))
 
     @property
     def lookback_days(self) -> int:
