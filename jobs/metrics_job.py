@@ -160,26 +160,34 @@ def compute_passes(
             # One Spark action per pass; the checkpoint keeps the small result and drops the
             # lineage, so later steps neither rescan the source nor re-plan the pass.
             frame = pass_frame(prepared, p, source.time_column, source.unit, start, end, n)
-            if not p.attributes:
-                return frame.localCheckpoint(eager=True)
-            # The unit attributes' check rides on the same action (an observed sum).
-            seen = Observation(f"unit attributes of {p.name}")
+            # The check of dimensions and unit attributes rides on the same action.
+            seen = Observation(f"dimensions of {p.name}")
             result = frame.observe(seen, F.sum("__conflicts").alias("conflicts"))
             result = result.localCheckpoint(eager=True)
             conflicts = seen.get.get("conflicts") or 0
             if not conflicts:
                 return result.drop("__conflicts")
-            log.warning(
-                "%s: unit attributes %s are not constant per %s and period in %d cells "
-                "(or two values share a hash); computing the pass again without them. "
-                "Remove them from the source's unit_attributes to save this second pass.",
-                p.name,
-                ", ".join(p.attributes),
-                source.unit,
-                conflicts,
-            )
+            if p.attributes:
+                log.warning(
+                    "%s: unit attributes %s are not constant per %s and period in %d cells "
+                    "(or two values share a hash); computing the pass again without them. "
+                    "Remove them from the source's unit_attributes to save this second pass.",
+                    p.name,
+                    ", ".join(p.attributes),
+                    source.unit,
+                    conflicts,
+                )
+            else:
+                log.warning(
+                    "%s: two values of a dimension share a 64-bit hash in %d cells; "
+                    "computing the pass again on the values themselves.",
+                    p.name,
+                    conflicts,
+                )
             plain = replace(p, attributes=())
-            frame = pass_frame(prepared, plain, source.time_column, source.unit, start, end, n)
+            frame = pass_frame(
+                prepared, plain, source.time_column, source.unit, start, end, n, hashed=False
+            )
             return frame.localCheckpoint(eager=True)
 
     # Pool threads inherit the caller's job group and tags (what the Spark UI groups by).

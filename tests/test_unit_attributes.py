@@ -15,9 +15,11 @@ import pyarrow as pa
 import pytest
 import yaml
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from jobs.delta import DeltaSink
 from jobs.located_yaml import parse_located
+from jobs.metrics import passes
 from jobs.metrics.loader import catalog_from_documents
 from jobs.metrics.planner import compile_plan, render_plan
 from jobs.metrics_job import compute_metric_rows, compute_passes
@@ -158,3 +160,16 @@ def test_an_attribute_must_be_a_dimension_of_its_source(
     assert where.startswith("defs.yaml:")
     line = text.splitlines()[int(where.split(":")[1]) - 1]
     assert ("unit_attributes" if code == "E004" else attributes[0]) in line
+
+
+def test_dimension_values_that_share_a_hash_rerun_the_pass_on_the_values(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = events(CONSTANT)
+    plain, _, _ = cells(spark, tmp_path, table, [])
+    # A hash with two values: BR, US, IN and (none) cannot all have their own.
+    monkeypatch.setattr(passes, "dimension_hash", lambda value: F.xxhash64(value) % 2)
+    rerun, warnings, _ = cells(spark, tmp_path, table, [])
+    assert len(warnings) == 1
+    assert warnings[0].startswith("events: two values of a dimension share a 64-bit hash")
+    assert rerun == plain

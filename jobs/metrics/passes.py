@@ -13,6 +13,8 @@ grouping set, and three branches aggregate them:
 Level 2 aggregates each branch's rows per cell (period, window, set, dimensions) on its own,
 so the big unit branch carries no test of which branch a row came from; the small per-cell
 results are then combined: one wide row per cell with named statistics per part.
+Dimensions travel as 64-bit hashes of their values (fixed-width columns to shuffle and group
+by) and are decoded per cell from a small dictionary of the source's values.
 """
 
 from __future__ import annotations
@@ -216,8 +218,13 @@ def _expand(df: DataFrame, plan: PassPlan, kind_ids: list[int], entry: EntryMake
 
 def _dimension(name: str, slice_set: tuple[str, ...]) -> Column:
     """Dimension `name` of an expanded row of `slice_set`: null where the set lacks it."""
-    value = F.col(dim_column(name)) if name in slice_set else F.lit(None).cast("string")
-    return value.alias(name)
+    column = F.col(dim_column(name))
+    return (column if name in slice_set else _none(column)).alias(name)
+
+
+def _none(column: Column) -> Column:
+    """A null of the column's type (dimensions are hashes, or text in a pass run again)."""
+    return F.when(F.lit(False), column)
 
 
 def _need_keys(plan: PassPlan) -> set[tuple[str, int, int]]:
@@ -248,7 +255,7 @@ def _unit_level(periods: DataFrame, plan: PassPlan, unit: str) -> DataFrame:
     else:
         expanded = _expand(periods, plan, [UNIT_KIND], entry)
     inputs = [c for c in periods.columns if _is_input(c)]
-    hashes = [F.xxhash64(F.col(dim_column(a))).alias(_hash_name(a)) for a in attributes]
+    hashes = [F.col(dim_column(a)).alias(_hash_name(a)) for a in attributes]
     flat = expanded.select("__t", "__w", F.col(unit), *inputs, *hashes, "__e.*")
     bits = presence_bits(plan)
     aggs = [_counted(bits, k).alias(_count_name(k, bits)) for k in plan.presences]
@@ -370,25 +377,47 @@ def _rolled_up(cells: DataFrame, plan: PassPlan, stats: list[str]) -> DataFrame:
     return flat.groupBy(*CELL, *dims, *hashes).agg(*[F.sum(c).alias(c) for c in stats])
 
 
+def dimension_hash(value: Column) -> Column:
+    """The 64-bit hash that stands for a dimension's value inside a pass."""
+    return F.xxhash64(value)
+
+
+def dimension_dictionaries(prepared: DataFrame, plan: PassPlan) -> dict[str, DataFrame]:
+    """Per dimension, hash (`__k_<name>`) -> value (`__v_<name>`) over the source's rows,
+    all from one small aggregation (the distinct combinations of the dimensions). The value
+    is null where two values share a hash (never seen with 64 bits; the pass then reports a
+    conflict and runs again on the values)."""
+    combinations = prepared.select(*[dim_column(d) for d in plan.dimensions]).distinct()
+    out = {}
+    for d in plan.dimensions:
+        values = combinations.select(F.col(dim_column(d)).alias("v")).distinct()
+        by_hash = values.groupBy(dimension_hash(F.col("v")).alias(_key_name(d)))
+        one = by_hash.agg(F.count(F.lit(1)).alias("n"), F.min("v").alias("v"))
+        value = F.when(F.col("n") == 1, F.col("v")).alias(_value_name(d))
+        out[d] = one.select(_key_name(d), value)
+    return out
+
+
+def _key_name(dimension: str) -> str:
+    return f"__k_{dimension}"
+
+
+def _value_name(dimension: str) -> str:
+    return f"__v_{dimension}"
+
+
 def _decoded(cells: DataFrame, plan: PassPlan, dictionaries: dict[str, DataFrame]) -> DataFrame:
-    """Level 2's cells with each unit attribute's hash replaced by its value, and
-    `__conflicts`: 1 where a set's attribute has no value (a unit whose rows disagree, or a
+    """The cells with each dimension's hash replaced by its value, and `__conflicts`: 1 where
+    a set's dimension has no value (a unit whose rows disagree on a unit attribute, or a
     hash that two values share), else 0."""
     conflict = F.lit(False)
-    for a in plan.attributes:
-        cells = cells.join(dictionaries[a], on=_hash_name(a), how="left").drop(_hash_name(a))
-        with_a = [i for i, s in enumerate(plan.slice_sets) if a in s]
-        conflict = conflict | (F.col("s").isin(with_a) & F.col(a).isNull())
+    for d in plan.dimensions:
+        words = dictionaries[d]
+        joined = cells.join(words, F.col(d) == F.col(_key_name(d)), how="left")
+        cells = joined.drop(d, _key_name(d)).withColumnRenamed(_value_name(d), d)
+        with_d = [j for j, s in enumerate(plan.slice_sets) if d in s]
+        conflict = conflict | (F.col("s").isin(with_d) & F.col(d).isNull())
     return cells.withColumn("__conflicts", conflict.cast("long"))
-
-
-def attribute_dictionary(prepared: DataFrame, attribute: str) -> DataFrame:
-    """Hash -> value of a unit attribute over the source's rows; the value is null where two
-    values share a hash (never seen with 64 bits, but then the pass reports a conflict)."""
-    values = prepared.select(F.col(dim_column(attribute)).alias("v")).distinct()
-    by_hash = values.groupBy(F.xxhash64("v").alias(_hash_name(attribute)))
-    one = by_hash.agg(F.count(F.lit(1)).alias("n"), F.min("v").alias("v"))
-    return one.select(_hash_name(attribute), F.when(F.col("n") == 1, F.col("v")).alias(attribute))
 
 
 def _value_level(periods: DataFrame, plan: PassPlan) -> DataFrame | None:
@@ -469,7 +498,7 @@ def _unit_level2(units: DataFrame, plan: PassPlan) -> DataFrame:
     """Per cell, from the unit level: totals, units, sums of squares and cross products.
 
     With unit attributes, level 2 groups the unit sets' finest cells and rolls them up into
-    the slice sets' cells, whose attribute columns are still hashes (`_decoded`)."""
+    the slice sets' cells."""
     parts = {p.key: p for p in plan.parts}
     # Rows without a unit still count in totals, but are no unit of their own.
     known_unit = F.col("u").isNotNull()
@@ -502,6 +531,7 @@ def _unit_level2(units: DataFrame, plan: PassPlan) -> DataFrame:
     grouped = units.groupBy(*CELL, *dims, *hashes).agg(*aggs)
     if plan.attributes:
         grouped = _rolled_up(grouped, plan, [c for c in grouped.columns if is_stat_column(c)])
+        grouped = grouped.withColumnsRenamed({_hash_name(a): a for a in plan.attributes})
     # Where the numerator's rows are among the denominator's, units with either part are
     # the denominator's units.
     within = {
@@ -541,7 +571,7 @@ def _sketch_level2(sketches: DataFrame, plan: PassPlan) -> DataFrame:
             members = [
                 F.struct(
                     F.lit(i).alias("s"),
-                    *[F.col(d).alias(d) if d in s else _null(d) for d in plan.dimensions],
+                    *[(F.col(d) if d in s else _none(F.col(d))).alias(d) for d in plan.dimensions],
                 )
                 for i, s in enumerate(plan.slice_sets)
                 if (w, i, kind) in needed
@@ -562,10 +592,6 @@ def _sketch_level2(sketches: DataFrame, plan: PassPlan) -> DataFrame:
         for p in plan.sketch_parts
     ]
     return flat.groupBy(*CELL, *plan.dimensions).agg(*aggs)
-
-
-def _null(dimension: str) -> Column:
-    return F.lit(None).cast("string").alias(dimension)
 
 
 def _combine(branches: list[DataFrame], plan: PassPlan) -> DataFrame:
@@ -620,12 +646,21 @@ def pass_frame(
     end: dt.date,
     unit_partitions: int | None = None,
     hll_lg_k: int = HLL_LG_K,
+    hashed: bool = True,
 ) -> DataFrame:
     """The pass's wide result: one row per (period, window, slice) with every statistic;
-    with unit attributes, also `__conflicts` (see `_decoded`), which must sum to 0.
+    if `hashed`, also `__conflicts` (see `_decoded`), which must sum to 0.
 
-    `unit_partitions` fixes the number of partitions of the shuffle by unit (adaptive
-    execution would merge them into fewer, larger ones, whose per-unit hash tables spill)."""
+    `hashed` carries each dimension as a 64-bit hash of its value until the cells are
+    formed, then decodes it: narrow, fixed-width columns to shuffle and group by. A pass
+    with unit attributes must be hashed. `unit_partitions` fixes the number of partitions
+    of the shuffle by unit (adaptive execution would merge them into fewer, larger ones,
+    whose per-unit hash tables spill)."""
+    assert hashed or not plan.attributes, "unit attributes are grouped by their hashes"
+    raw = prepared
+    if hashed:
+        dims = {dim_column(d): dimension_hash(F.col(dim_column(d))) for d in plan.dimensions}
+        prepared = prepared.withColumns(dims)
     keys: list[Column | str] = [time_column, F.col(unit), *[dim_column(d) for d in plan.dimensions]]
 
     def narrow(frame: DataFrame) -> DataFrame:
@@ -643,16 +678,14 @@ def pass_frame(
     by_unit = _periods(shuffled, plan, time_column, start, end)
     periods = _periods(narrow(_flags(prepared, plan)), plan, time_column, start, end)
     values, sketches = _value_level(periods, plan), _sketch_level(periods, plan, hll_lg_k)
-    cells = _unit_level2(_unit_level(by_unit, plan, unit), plan)
-    if plan.attributes:
-        dictionaries = {a: attribute_dictionary(prepared, a) for a in plan.attributes}
-        cells = _decoded(cells, plan, dictionaries)
-    branches = [cells]
+    branches = [_unit_level2(_unit_level(by_unit, plan, unit), plan)]
     if values is not None:
         branches.append(_value_level2(values, plan))
     if sketches is not None:
         branches.append(_sketch_level2(sketches, plan))
     result = _with_quantile_levels(_combine(branches, plan), plan)
+    if hashed:
+        result = _decoded(result, plan, dimension_dictionaries(raw, plan))
     window = F.element_at(F.array(*[F.lit(w) for w in plan.windows]), F.col("__w") + 1)
     named = result.withColumn("__w", window).withColumnsRenamed({"__t": "period", "__w": "window"})
     return named.select("*", *slice_columns(plan))
