@@ -23,7 +23,7 @@ from pyspark.util import inheritable_thread_target
 from jobs.delta import DeltaSink
 from jobs.logs import stage
 from jobs.metrics.assemble import derived_frames, long_frame, metric_frames
-from jobs.metrics.definitions import Catalog
+from jobs.metrics.definitions import Catalog, SourceDef
 from jobs.metrics.gates import (
     GateResult,
     PublishGateError,
@@ -35,7 +35,7 @@ from jobs.metrics.gates import (
 )
 from jobs.metrics.passes import pass_frame
 from jobs.metrics.planner import PassPlan, Plan
-from jobs.metrics.sources import estimated_rows, prepare, table_reader
+from jobs.metrics.sources import estimated_rows, lookups_to_narrow, prepare, table_reader
 from jobs.metrics.suppression import suppress
 from jobs.run_log import new_run_id
 
@@ -145,6 +145,9 @@ def compute_passes(
         rows = rows_of[p.name]
         work[p.name] = None if rows is None else rows * p.unit_expansion(output_days)
 
+    def whole_table_rows(source: SourceDef) -> int | None:
+        return estimated_rows(source, warehouse, "0001-01-01", "9999-12-31")
+
     def run(i: int, p: PassPlan) -> DataFrame:
         source = catalog.sources[p.source]
         with stage(
@@ -152,11 +155,16 @@ def compute_passes(
             f"[pass {i}/{len(plan.passes)}] {p.name}: {len(p.metrics)} metrics, "
             f"{len(p.slice_sets)} grouping sets, windows {' '.join(p.windows)}",
         ):
-            prepared = prepare(source, catalog.sources, read, window(p))
             rows = rows_of[p.name]
+            narrowed = lookups_to_narrow(source, catalog.sources, rows, whole_table_rows)
+            prepared = prepare(source, catalog.sources, read, window(p), narrowed)
             n = unit_partitions(rows, p.unit_expansion(output_days), partitions)
             known = "unknown" if rows is None else f"{rows:,}"
             log.info("%s: %s source rows, %s partitions by unit", p.name, known, n)
+            if narrowed:
+                log.info(
+                    "%s: lookups %s cut to the source's keys", p.name, ", ".join(sorted(narrowed))
+                )
             # One Spark action per pass; the checkpoint keeps the small result and drops the
             # lineage, so later steps neither rescan the source nor re-plan the pass.
             frame = pass_frame(prepared, p, source.time_column, source.unit, start, end, n)

@@ -103,12 +103,46 @@ def source_exists(source: SourceDef, warehouse: str) -> bool:
     return os.path.exists(path) or "://" in path
 
 
-def with_joins(df: DataFrame, source: SourceDef, read: Callable[[str], DataFrame]) -> DataFrame:
-    """`df` with each join's columns added (a lookup: `on` must be unique on the right)."""
+def with_joins(
+    df: DataFrame,
+    source: SourceDef,
+    read: Callable[[str], DataFrame],
+    narrowed: frozenset[str] = frozenset(),
+) -> DataFrame:
+    """`df` with each join's columns added (a lookup: `on` must be unique on the right).
+
+    A lookup named in `narrowed` (one much larger than the rows it serves) is first cut down
+    to the keys `df` has, so that only those rows are deduplicated and broadcast."""
     for join in source.joins:
-        right = read(join.source).select(*join.on, *join.columns).dropDuplicates(list(join.on))
-        df = df.join(right, on=list(join.on), how=join.how)
+        on = list(join.on)
+        right = read(join.source).select(*on, *join.columns)
+        if join.source in narrowed:
+            right = right.join(df.select(*on).distinct(), on=on, how="left_semi")
+        df = df.join(right.dropDuplicates(on), on=on, how=join.how)
     return df
+
+
+NARROW_MAX_ROWS = 2_000_000  # the most rows whose keys a lookup is narrowed to
+NARROW_RATIO = 4  # narrow a lookup this many times larger than the rows it serves
+
+
+def lookups_to_narrow(
+    source: SourceDef,
+    sources: dict[str, SourceDef],
+    rows: int | None,
+    rows_of: Callable[[SourceDef], int | None],
+) -> frozenset[str]:
+    """The lookups of `source` (with `rows` rows to serve) worth narrowing to its keys (see
+    `with_joins`): those known to be `NARROW_RATIO` times larger, where the source's keys
+    are few enough to broadcast."""
+    if rows is None or rows > NARROW_MAX_ROWS:
+        return frozenset()
+    larger = set()
+    for join in source.joins:
+        lookup_rows = rows_of(sources[join.source])
+        if lookup_rows is not None and lookup_rows >= NARROW_RATIO * max(rows, 1):
+            larger.add(join.source)
+    return frozenset(larger)
 
 
 def with_derived_columns(df: DataFrame, source: SourceDef) -> DataFrame:
@@ -127,11 +161,12 @@ def prepare(
     sources: dict[str, SourceDef],
     read: TableReader,
     date_range: tuple[str, str] | None = None,
+    narrowed: frozenset[str] = frozenset(),
 ) -> DataFrame:
     """The source's rows, joined, derived, filtered and with dimension columns added.
 
     `date_range` (inclusive ISO dates) prunes by the date column when the source has one and
-    always filters on the time column's date.
+    always filters on the time column's date; `narrowed`: see `with_joins`.
     """
     df = read(source)
     if date_range is not None:
@@ -144,7 +179,7 @@ def prepare(
             )
         day = F.to_date(F.col(source.time_column))
         df = df.where(day.between(F.lit(start).cast("date"), F.lit(end).cast("date")))
-    df = with_joins(df, source, lambda name: read(sources[name]))
+    df = with_joins(df, source, lambda name: read(sources[name]), narrowed)
     df = with_derived_columns(df, source)
     if source.filter:
         df = df.where(F.expr(source.filter))

@@ -1,0 +1,76 @@
+"""Lookup joins: a lookup much larger than the rows it serves is first cut to their keys,
+with the same result as the plain join (duplicates on the lookup side dropped either way)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Literal
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+
+from jobs.metrics.definitions import JoinDef, SourceDef
+from jobs.metrics.sources import lookups_to_narrow, with_joins
+
+ACTIONS = SourceDef(
+    name="actions",
+    format="delta",
+    location="raw/actions",
+    time_column="at",
+    unit="video_id",
+    joins=(JoinDef(source="videos", on=("video_id",), columns=("country",)),),
+)
+VIDEOS = SourceDef("videos", "delta", "raw/videos", "uploaded_at", "video_id")
+SOURCES = {"actions": ACTIONS, "videos": VIDEOS}
+
+
+@pytest.mark.parametrize(
+    ("rows", "videos", "narrowed"),
+    [
+        (1_000, 4_000, {"videos"}),  # four times larger: narrowed
+        (1_000, 3_999, set()),  # not larger enough
+        (1_000, None, set()),  # lookup size unknown
+        (None, 4_000, set()),  # source size unknown
+        (3_000_000, 100_000_000, set()),  # too many keys to broadcast
+        (0, 10, {"videos"}),  # an empty window
+    ],
+)
+def test_which_lookups_are_narrowed(
+    rows: int | None, videos: int | None, narrowed: set[str]
+) -> None:
+    sizes = {"videos": videos}
+    assert lookups_to_narrow(ACTIONS, SOURCES, rows, lambda s: sizes[s.name]) == narrowed
+
+
+@pytest.mark.parametrize("how", ["left", "inner"])
+def test_a_narrowed_lookup_gives_the_plain_join(
+    spark: SparkSession, how: Literal["left", "inner"]
+) -> None:
+    join = JoinDef(source="videos", on=("video_id",), columns=("country",), how=how)
+    source = replace(ACTIONS, joins=(join,))
+    actions = spark.createDataFrame(
+        [(1, "remove"), (1, "warn"), (2, "remove"), (5, "remove"), (None, "remove")],
+        "video_id long, action string",
+    )
+    # Video 2 twice (one row is kept either way), videos 3 and 4 unused, 5 missing.
+    videos = spark.createDataFrame(
+        [(1, "US"), (2, "BR"), (2, "BR"), (3, "IN"), (4, "DE")], "video_id long, country string"
+    )
+
+    def joined(narrowed: frozenset[str]) -> list[tuple[object, ...]]:
+        frame: DataFrame = with_joins(actions, source, lambda _: videos, narrowed)
+        return sorted(
+            (tuple(r) for r in frame.select("video_id", "action", "country").collect()),
+            key=repr,
+        )
+
+    plain = joined(frozenset())
+    expected: list[tuple[object, ...]] = [
+        (1, "remove", "US"),
+        (1, "warn", "US"),
+        (2, "remove", "BR"),
+    ]
+    if how == "left":
+        expected += [(5, "remove", None), (None, "remove", None)]
+    assert plain == sorted(expected, key=repr)
+    assert joined(frozenset({"videos"})) == plain
