@@ -382,20 +382,35 @@ def dimension_hash(value: Column) -> Column:
     return F.xxhash64(value)
 
 
-def dimension_dictionaries(prepared: DataFrame, plan: PassPlan) -> dict[str, DataFrame]:
-    """Per dimension, hash (`__k_<name>`) -> value (`__v_<name>`) over the source's rows,
-    all from one small aggregation (the distinct combinations of the dimensions). The value
-    is null where two values share a hash (never seen with 64 bits; the pass then reports a
+def dimension_dictionary(prepared: DataFrame, plan: PassPlan) -> DataFrame:
+    """Per slice set (`s`) and hashes of its dimensions (`__k_<name>`, null outside the set),
+    their values (`__v_<name>`): from one aggregation over the source's rows (the distinct
+    combinations of the dimensions), expanded into the slice sets. The values are null where
+    two combinations share the hashes (never seen with 64 bits; the pass then reports a
     conflict and runs again on the values)."""
-    combinations = prepared.select(*[dim_column(d) for d in plan.dimensions]).distinct()
-    out = {}
-    for d in plan.dimensions:
-        values = combinations.select(F.col(dim_column(d)).alias("v")).distinct()
-        by_hash = values.groupBy(dimension_hash(F.col("v")).alias(_key_name(d)))
-        one = by_hash.agg(F.count(F.lit(1)).alias("n"), F.min("v").alias("v"))
-        value = F.when(F.col("n") == 1, F.col("v")).alias(_value_name(d))
-        out[d] = one.select(_key_name(d), value)
-    return out
+    dims = plan.dimensions
+    combinations = prepared.select(*[F.col(dim_column(d)).alias(d) for d in dims]).distinct()
+
+    def projected(s_index: int, slice_set: tuple[str, ...]) -> Column:
+        fields = [F.lit(s_index).alias("s")]
+        for d in dims:
+            inside = d in slice_set
+            fields.append(
+                (dimension_hash(F.col(d)) if inside else F.lit(None).cast("long")).alias(
+                    _key_name(d)
+                )
+            )
+            fields.append(
+                (F.col(d) if inside else F.lit(None).cast("string")).alias(_value_name(d))
+            )
+        return F.struct(*fields)
+
+    every_set = F.array(*[projected(i, s) for i, s in enumerate(plan.slice_sets)])
+    entries = combinations.select(F.explode(every_set).alias("e")).select("e.*").distinct()
+    keys = ["s", *[_key_name(d) for d in dims]]
+    one = F.count(F.lit(1)) == 1
+    values = [F.when(one, F.min(_value_name(d))).alias(_value_name(d)) for d in dims]
+    return entries.groupBy(*keys).agg(*values) if dims else entries  # unread without dims
 
 
 def _key_name(dimension: str) -> str:
@@ -406,15 +421,19 @@ def _value_name(dimension: str) -> str:
     return f"__v_{dimension}"
 
 
-def _decoded(cells: DataFrame, plan: PassPlan, dictionaries: dict[str, DataFrame]) -> DataFrame:
-    """The cells with each dimension's hash replaced by its value, and `__conflicts`: 1 where
-    a set's dimension has no value (a unit whose rows disagree on a unit attribute, or a
-    hash that two values share), else 0."""
+def _decoded(cells: DataFrame, plan: PassPlan, dictionary: DataFrame) -> DataFrame:
+    """The cells with each dimension's hash replaced by its value (one join with the
+    dictionary), and `__conflicts`: 1 where a set's dimension has no value (a unit whose rows
+    disagree on a unit attribute, or hashes that two combinations share), else 0."""
+    dims = plan.dimensions
     conflict = F.lit(False)
-    for d in plan.dimensions:
-        words = dictionaries[d]
-        joined = cells.join(words, F.col(d) == F.col(_key_name(d)), how="left")
-        cells = joined.drop(d, _key_name(d)).withColumnRenamed(_value_name(d), d)
+    if dims:
+        on = [cells["s"] == dictionary["s"]]
+        on += [cells[d].eqNullSafe(dictionary[_key_name(d)]) for d in dims]
+        joined = cells.join(dictionary, reduce(lambda a, b: a & b, on), how="left")
+        kept = [cells[c] for c in cells.columns if c not in dims]
+        cells = joined.select(*kept, *[F.col(_value_name(d)).alias(d) for d in dims])
+    for d in dims:
         with_d = [j for j, s in enumerate(plan.slice_sets) if d in s]
         conflict = conflict | (F.col("s").isin(with_d) & F.col(d).isNull())
     return cells.withColumn("__conflicts", conflict.cast("long"))
@@ -685,7 +704,7 @@ def pass_frame(
         branches.append(_sketch_level2(sketches, plan))
     result = _with_quantile_levels(_combine(branches, plan), plan)
     if hashed:
-        result = _decoded(result, plan, dimension_dictionaries(raw, plan))
+        result = _decoded(result, plan, dimension_dictionary(raw, plan))
     window = F.element_at(F.array(*[F.lit(w) for w in plan.windows]), F.col("__w") + 1)
     named = result.withColumn("__w", window).withColumnsRenamed({"__t": "period", "__w": "window"})
     return named.select("*", *slice_columns(plan))
