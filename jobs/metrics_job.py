@@ -108,6 +108,18 @@ def unit_partitions(rows: int | None, expansion: int, fallback: int | None) -> i
     return max(1, -(-rows * expansion // UNIT_ROWS_PER_PARTITION))
 
 
+#: Unit-level entries (rows times expansion) from which a pass carries its dimensions as
+#: hashes: below, the dictionary's extra aggregation costs more than narrower keys save.
+HASHED_MIN_ENTRIES = 20_000_000
+
+
+def hashed_dimensions(p: PassPlan, rows: int | None, expansion: int) -> bool:
+    """Whether a pass carries its dimensions as hashes (see `passes.pass_frame`): always
+    with unit attributes (grouped by their hashes), else where the pass is large or its
+    size unknown."""
+    return bool(p.attributes) or rows is None or rows * expansion >= HASHED_MIN_ENTRIES
+
+
 def largest_first(work: dict[str, int | None]) -> list[str]:
     """Pass names by estimated unit-level rows, largest first (unknown sizes first of all,
     then names for ties): the big pass starts at once and the small ones, mostly driver
@@ -167,7 +179,12 @@ def compute_passes(
                 )
             # One Spark action per pass; the checkpoint keeps the small result and drops the
             # lineage, so later steps neither rescan the source nor re-plan the pass.
-            frame = pass_frame(prepared, p, source.time_column, source.unit, start, end, n)
+            hashed = hashed_dimensions(p, rows, p.unit_expansion(output_days))
+            frame = pass_frame(
+                prepared, p, source.time_column, source.unit, start, end, n, hashed=hashed
+            )
+            if not hashed:
+                return frame.localCheckpoint(eager=True)
             # The check of dimensions and unit attributes rides on the same action.
             seen = Observation(f"dimensions of {p.name}")
             result = frame.observe(seen, F.sum("__conflicts").alias("conflicts"))

@@ -8,7 +8,7 @@ import pytest
 from jobs.metrics.definitions import Part
 from jobs.metrics.passes import presence_bits
 from jobs.metrics.planner import PassPlan, conjuncts, rows_within
-from jobs.metrics_job import largest_first
+from jobs.metrics_job import hashed_dimensions, largest_first
 
 
 def count(condition: str | None = None) -> Part:
@@ -101,3 +101,30 @@ def test_passes_start_largest_first_with_unknown_sizes_before_known_ones() -> No
         "live_sessions",
         "user_reports",
     ]
+
+
+@pytest.mark.parametrize(
+    ("attributes", "rows", "hashed"),
+    [
+        ((), 4_000_000, True),  # 20M unit-level entries: hashes pay for their dictionary
+        ((), 3_999_999, False),
+        ((), None, True),  # size unknown: could be large
+        (("country",), 10, True),  # unit attributes are grouped by their hashes
+    ],
+)
+def test_large_passes_and_passes_with_unit_attributes_carry_hashed_dimensions(
+    attributes: tuple[str, ...], rows: int | None, hashed: bool
+) -> None:
+    plan = PassPlan(
+        source="views",
+        unit="user_id",
+        windows=("1d",),
+        slice_sets=((), ("country",)),
+        parts=(count(),),
+        quantile_parts=(),
+        quantiles=(),
+        ratio_pairs=(),
+        metrics=("m",),
+        attributes=attributes,
+    )
+    assert hashed_dimensions(plan, rows, expansion=5) is hashed
