@@ -5,7 +5,8 @@
 Generates (once, kept under --data) the synthetic dataset at `--scale` (about 1M view events
 per unit), then computes the default catalog for every day of the data (a backfill, so all
 view events are aggregated; daily windows only, so that every contender computes the same
-cells) in several ways, timed in the same run after a warm-up (the fused job over one day):
+cells) in several ways, timed in the same run after a warm-up (the fused job over one day); each
+fused contender is the median of --repeats runs:
   - fused: the compiled plan, one pass per source, all slices as grouping sets;
   - single: the same job for one metric (violative_view_rate) over the largest source;
   - views catalog: 22 metrics over that same source alone (views_catalog/views.yaml);
@@ -24,6 +25,7 @@ import argparse
 import datetime as dt
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from dataclasses import replace
@@ -73,6 +75,15 @@ def timed(label: str, work: Any) -> tuple[float, Any]:
     seconds = time.perf_counter() - started
     print(f"  {label:<44} {seconds:8.1f} s", flush=True)
     return seconds, result
+
+
+def timed_median(label: str, work: Any, repeats: int) -> tuple[float, Any]:
+    """The median of `repeats` timed runs (a first run of a plan pays for code generation
+    and JIT warm-up that the naive baseline's 70 similar queries amortize)."""
+    runs = [timed(f"{label} [{i}/{repeats}]", work) for i in range(1, repeats + 1)]
+    seconds = statistics.median(s for s, _ in runs)
+    print(f"  {label + ', median':<44} {seconds:8.1f} s", flush=True)
+    return seconds, runs[-1][1]
 
 
 # --- naive: one Spark query per metric and slice set ----------------------------------------
@@ -247,6 +258,9 @@ def main() -> None:
     parser.add_argument("--env", default="local")
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument(
+        "--repeats", type=int, default=3, help="timed runs of each fused contender (median)"
+    )
+    parser.add_argument(
         "--naive-sample",
         type=int,
         default=0,
@@ -297,15 +311,19 @@ def main() -> None:
             compute_passes(spark, sink, catalog, warm_plan, warehouse, start, start),
         ).count(),
     )
-    t_fused, cells = timed(f"fused, all {len(catalog.metrics)} metrics", lambda: fused(None))
+    t_fused, cells = timed_median(
+        f"fused, all {len(catalog.metrics)} metrics", lambda: fused(None), args.repeats
+    )
     ours = kept["last"]
     print(f"    -> {cells:,} metric cells")
-    t_single, _ = timed(
-        "fused, 1 metric (violative_view_rate)", lambda: fused(["violative_view_rate"])
+    t_single, _ = timed_median(
+        "fused, 1 metric (violative_view_rate)",
+        lambda: fused(["violative_view_rate"]),
+        args.repeats,
     )
     views_catalog = daily_only(load_views_catalog())
     views_plan = compile_plan(views_catalog)
-    t_views, _ = timed(
+    t_views, _ = timed_median(
         f"views catalog, {len(views_catalog.metrics)} metrics over views alone",
         lambda: (
             compute_metric_rows(
@@ -316,6 +334,7 @@ def main() -> None:
             .localCheckpoint()
             .count()
         ),
+        args.repeats,
     )
 
     t_naive = t_hand = float("nan")
