@@ -145,20 +145,27 @@ def _bit(bit: int) -> Column:
 
 
 def _periods(
-    df: DataFrame, plan: PassPlan, time_column: str, start: dt.date, end: dt.date
+    df: DataFrame,
+    plan: PassPlan,
+    time_column: str,
+    start: dt.date,
+    end: dt.date,
+    windows: tuple[str, ...] | None = None,
 ) -> DataFrame:
-    """One row per (row, window, output period) the row counts towards; periods are
-    timestamps (midnight for daily windows), so both grains share one column.
+    """One row per (row, window, output period) the row counts towards, for the plan's
+    `windows` (default: all); periods are timestamps (midnight for daily windows), so both
+    grains share one column.
 
     A row on day d counts towards the periods d .. d+W-1 of a W-day window, and towards its
     hour for the hourly window: a fixed array of (window, day offset) pairs, exploded and
     then filtered to the output dates (no higher-order functions, which Spark does not
     compile)."""
+    windows = plan.windows if windows is None else windows
     time = F.col(time_column)
     day = F.to_date(time)
     first, last = F.lit(start), F.lit(end)
-    if plan.windows in (("1d",), ("1h",)):  # one period per row: no explosion
-        w = plan.windows[0]
+    if windows in (("1d",), ("1h",)):  # one period per row: no explosion
+        w = windows[0]
         period = F.date_trunc("hour" if w == "1h" else "day", time)
         return df.where(day.between(first, last)).select(
             "*", _window_id(plan, w).alias("__w"), period.alias("__t")
@@ -166,12 +173,12 @@ def _periods(
     reach = F.array(
         *[
             F.struct(_window_id(plan, w).alias("__w"), F.lit(offset).alias("__o"))
-            for w in plan.windows
+            for w in windows
             for offset in range(window_days(w))
         ]
     )
     exploded = df.select("*", F.inline(reach))
-    hourly = _is_window(plan, "1h") if plan.hourly else F.lit(False)
+    hourly = _is_window(plan, "1h") if "1h" in windows else F.lit(False)
     period = F.when(hourly, F.date_trunc("hour", time)).otherwise(
         F.date_add(day, F.col("__o")).cast("timestamp")
     )
@@ -180,6 +187,13 @@ def _periods(
         .drop("__o")
         .where(F.to_date(F.col("__t")).between(first, last))
     )
+
+
+def _windows_reading(plan: PassPlan, kind_ids: set[int]) -> tuple[str, ...]:
+    """The plan's windows in which some grouping set reads one of `kind_ids`: a branch
+    that reads a kind in fewer windows than the pass has expands its rows into just those."""
+    needed = _need_keys(plan)
+    return tuple(w for w in plan.windows if any(n[0] == w and n[2] in kind_ids for n in needed))
 
 
 def _window_id(plan: PassPlan, window: str) -> Column:
@@ -695,8 +709,15 @@ def pass_frame(
         else unit_rows.repartition(F.col(unit))
     )
     by_unit = _periods(shuffled, plan, time_column, start, end)
-    periods = _periods(narrow(_flags(prepared, plan)), plan, time_column, start, end)
-    values, sketches = _value_level(periods, plan), _sketch_level(periods, plan, hll_lg_k)
+    flagged = narrow(_flags(prepared, plan))
+    kind_of = kinds(plan)
+
+    def periods(parts: tuple[Part | QuantilePart, ...]) -> DataFrame:
+        windows = _windows_reading(plan, {kind_of[p.key] for p in parts})
+        return _periods(flagged, plan, time_column, start, end, windows or None)
+
+    values = _value_level(periods((*plan.value_parts, *plan.quantile_parts)), plan)
+    sketches = _sketch_level(periods(plan.sketch_parts), plan, hll_lg_k)
     branches = [_unit_level2(_unit_level(by_unit, plan, unit), plan)]
     if values is not None:
         branches.append(_value_level2(values, plan))
