@@ -182,11 +182,10 @@ def _periods(
     period = F.when(hourly, F.date_trunc("hour", time)).otherwise(
         F.date_add(day, F.col("__o")).cast("timestamp")
     )
-    return (
-        exploded.select("*", period.alias("__t"))
-        .drop("__o")
-        .where(F.to_date(F.col("__t")).between(first, last))
-    )
+    # The period's date is the row's day plus its offset (0 for the hourly window): a test
+    # on dates, so that the period itself is computed once, for the rows kept.
+    kept = exploded.where(F.date_add(day, F.col("__o")).between(first, last))
+    return kept.select("*", period.alias("__t")).drop("__o")
 
 
 def _windows_reading(plan: PassPlan, kind_ids: set[int]) -> tuple[str, ...]:
