@@ -1166,6 +1166,16 @@ def test_ratio_of_distinct_counts(spark: SparkSession, run: Run, tmp_path: Path)
                     "denominator": {"agg": "approx_distinct_count", "value": "item_id"},
                     "windows": ["1d"],
                 },
+                {
+                    # Another sketch in more windows and slice sets than the shares': the
+                    # sketch cells are finer in 1d and the shares' sketches unread in 7d.
+                    **common,
+                    "name": "approx_users",
+                    "type": "approx_distinct_count",
+                    "value": "user_id",
+                    "windows": W2,
+                    "slices": GEO,
+                },
             ],
         }
     )
@@ -1178,6 +1188,13 @@ def test_ratio_of_distinct_counts(spark: SparkSession, run: Run, tmp_path: Path)
     got = {
         (r["metric"], period_key(r["period"]), r["window"]): r.asDict()
         for r in compute_metric_rows(catalog, plan, results).collect()
+        if r["slice_set"] == "overall"
+    }
+    by_country = {
+        (r["metric"], period_key(r["period"]), r["window"], r["country"]): r.asDict()
+        for r in compute_metric_rows(catalog, plan, results).collect()
+        if r["metric"] == "approx_users"
+        and (r["country"] is not None or r["slice_set"] == "overall")
     }
     events = run.tables["events"].to_pylist()
     for day in OUTPUT_DATES:
@@ -1198,6 +1215,18 @@ def test_ratio_of_distinct_counts(spark: SparkSession, run: Run, tmp_path: Path)
                 # Units of the denominator: users with a row that carries its value.
                 carriers = {e["user_id"] for e in rows if e[column] is not None}
                 assert cell["units"] == len(carriers - {None})
+        for window in W2:
+            first = day - dt.timedelta(days=int(window[:-1]) - 1)
+            rows = [e for e in events if first <= e["ts"].date() <= day]
+            for country in (None, *sorted({e["country"] for e in rows if e["country"]})):
+                users = {
+                    e["user_id"]
+                    for e in rows
+                    if e["user_id"] is not None and country in (None, e["country"])
+                }
+                key = ("approx_users", day.isoformat(), window, country)
+                cell = by_country[key]
+                assert math.isclose(cell["value"], len(users), rel_tol=0.05), key
                 assert cell["ci_method"] == "none"
 
 

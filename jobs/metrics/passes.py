@@ -481,39 +481,52 @@ def _value_level(periods: DataFrame, plan: PassPlan) -> DataFrame | None:
 
 
 def _sketch_level(periods: DataFrame, plan: PassPlan, lg_k: int) -> DataFrame | None:
-    """Per (period, window, kind, finest cell): a mergeable HyperLogLog sketch of each
-    approximate distinct-count part, where the finest cell of a (window, part) has every
-    dimension of the slice sets that read it. Each row updates one sketch per part."""
+    """Per (period, window, finest cell): a mergeable HyperLogLog sketch of each approximate
+    distinct-count part (`__sk<kind>`), where a window's finest cell has every dimension of
+    the slice sets that read a sketch in it. Each row falls in one cell and updates each
+    part's sketch there: no expansion, one hash lookup per row."""
     kind_of = kinds(plan)
     key_of = {kind_of[p.key]: p.key for p in plan.sketch_parts}
     if not key_of:
         return None
-    chosen = None
+    cell = None
     for w in plan.windows:
-        entries = []
-        for kind, key in key_of.items():
-            finest = _finest_sketch_dims(plan, w, kind)
-            if finest is None:
-                continue
-            value = F.when(F.col(stat(key, "f")), F.col(stat(key, "v")))
-            dims = [_dimension(d, finest) for d in plan.dimensions]
-            entries.append(F.struct(F.lit(kind).alias("k"), *dims, value.alias("h")))
-        if entries:
+        finest = _finest_sketch_dims(plan, w, set(key_of))
+        if finest is not None:
+            dims = F.struct(*[_dimension(d, finest) for d in plan.dimensions])
             here = _is_window(plan, w)
-            array = F.array(*entries)
-            chosen = F.when(here, array) if chosen is None else chosen.when(here, array)
-    assert chosen is not None, "a sketch part is read by some window"
-    flat = periods.select("__t", "__w", F.explode(chosen).alias("__e")).select(
-        "__t", "__w", "__e.*"
-    )
-    sketch = F.hll_sketch_agg("h", lg_k).alias("sketch")
-    return flat.groupBy("__t", "__w", "k", *plan.dimensions).agg(sketch)
+            cell = F.when(here, dims) if cell is None else cell.when(here, dims)
+    assert cell is not None, "a sketch part is read by some window"
+    values = []
+    for kind, key in key_of.items():
+        read = _reading_windows(plan, kind)
+        values.append(F.when(F.col(stat(key, "f")) & read, F.col(stat(key, "v"))).alias(_sk(kind)))
+    flat = periods.select("__t", "__w", cell.alias("__c"), *values)
+    flat = flat.select("__t", "__w", "__c.*", *[_sk(k) for k in key_of])
+    sketches = [F.hll_sketch_agg(_sk(k), lg_k).alias(_sk(k)) for k in key_of]
+    return flat.groupBy("__t", "__w", *plan.dimensions).agg(*sketches)
 
 
-def _finest_sketch_dims(plan: PassPlan, window: str, kind: int) -> tuple[str, ...] | None:
-    """Every dimension of the slice sets that read sketch `kind` in `window` (None: none)."""
+def _sk(kind: int) -> str:
+    return f"__sk{kind}"
+
+
+def _reading_windows(plan: PassPlan, kind: int) -> Column:
+    """True on rows of a window in which some slice set reads `kind`."""
     needed = _need_keys(plan)
-    sets = [s for i, s in enumerate(plan.slice_sets) if (window, i, kind) in needed]
+    windows = [w for w in plan.windows if any(n[0] == w and n[2] == kind for n in needed)]
+    return reduce(lambda a, b: a | b, [_is_window(plan, w) for w in windows])
+
+
+def _finest_sketch_dims(plan: PassPlan, window: str, kind_ids: set[int]) -> tuple[str, ...] | None:
+    """Every dimension of the slice sets that read a sketch among `kind_ids` in `window`
+    (None: none does)."""
+    needed = _need_keys(plan)
+    sets = [
+        s
+        for i, s in enumerate(plan.slice_sets)
+        if any((window, i, kind) in needed for kind in kind_ids)
+    ]
     return tuple(sorted({d for s in sets for d in s})) if sets else None
 
 
@@ -593,36 +606,41 @@ def _value_level2(values: DataFrame, plan: PassPlan) -> DataFrame:
 
 def _sketch_level2(sketches: DataFrame, plan: PassPlan) -> DataFrame:
     """Per cell, from the sketch level: one approximate distinct count per part, the
-    estimate of the union of the finest cells' sketches within the cell."""
+    estimate of the union of the finest cells' sketches within the cell (for the cells of
+    the slice sets that read the part)."""
     needed = _need_keys(plan)
     kind_of = kinds(plan)
+    sketch_kinds = {kind_of[p.key] for p in plan.sketch_parts}
     chosen = None
     for w in plan.windows:
-        for p in plan.sketch_parts:
-            kind = kind_of[p.key]
-            members = [
-                F.struct(
-                    F.lit(i).alias("s"),
-                    *[(F.col(d) if d in s else _none(F.col(d))).alias(d) for d in plan.dimensions],
-                )
-                for i, s in enumerate(plan.slice_sets)
-                if (w, i, kind) in needed
-            ]
-            if members:
-                here = _is_window(plan, w) & (F.col("k") == kind)
-                array = F.array(*members)
-                chosen = F.when(here, array) if chosen is None else chosen.when(here, array)
+        members = [
+            F.struct(
+                F.lit(i).alias("s"),
+                *[(F.col(d) if d in s else _none(F.col(d))).alias(d) for d in plan.dimensions],
+            )
+            for i, s in enumerate(plan.slice_sets)
+            if any((w, i, kind) in needed for kind in sketch_kinds)
+        ]
+        if members:
+            here = _is_window(plan, w)
+            array = F.array(*members)
+            chosen = F.when(here, array) if chosen is None else chosen.when(here, array)
     assert chosen is not None, "a sketch part is read by some window"
-    expanded = sketches.select("__t", "__w", "k", "sketch", F.explode(chosen).alias("__e"))
-    flat = expanded.select("__t", "__w", "k", "sketch", "__e.*")
-    aggs = [
-        F.hll_sketch_estimate(
-            F.hll_union_agg(F.when(F.col("k") == kind_of[p.key], F.col("sketch")))
-        )
-        .cast("double")
-        .alias(stat(p.key, "sum"))
-        for p in plan.sketch_parts
-    ]
+    columns = [_sk(kind) for kind in sketch_kinds]
+    expanded = sketches.select("__t", "__w", *columns, F.explode(chosen).alias("__e"))
+    flat = expanded.select("__t", "__w", *columns, "__e.*")
+    aggs = []
+    for p in plan.sketch_parts:
+        kind = kind_of[p.key]
+        reads = [
+            _is_window(plan, w)
+            & F.col("s").isin([i for i in range(len(plan.slice_sets)) if (w, i, kind) in needed])
+            for w in plan.windows
+            if any((w, i, kind) in needed for i in range(len(plan.slice_sets)))
+        ]
+        mine = F.when(reduce(lambda a, b: a | b, reads), F.col(_sk(kind)))
+        estimate = F.hll_sketch_estimate(F.hll_union_agg(mine))
+        aggs.append(estimate.cast("double").alias(stat(p.key, "sum")))
     return flat.groupBy(*CELL, *plan.dimensions).agg(*aggs)
 
 
