@@ -49,7 +49,7 @@ class Outcome:
 def outcome_of(exc: BaseException) -> Outcome:
     """The exit status and message for a job that raised `exc`."""
     from jobs.located_yaml import InputError
-    from jobs.metrics.gates import PublishGateError
+    from jobs.metrics.gate_result import PublishGateError
     from jobs.run_dates import DataNotReadyError
 
     if isinstance(exc, InputError | UsageError):

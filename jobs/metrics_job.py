@@ -24,9 +24,8 @@ from jobs.delta import DeltaSink
 from jobs.logs import stage
 from jobs.metrics.assemble import derived_frames, long_frame, metric_frames
 from jobs.metrics.definitions import Catalog, SourceDef
+from jobs.metrics.gate_result import GateResult, PublishGateError
 from jobs.metrics.gates import (
-    GateResult,
-    PublishGateError,
     no_null_keys,
     parent_consistency,
     proportion_bounds,

@@ -16,7 +16,7 @@ import os
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +27,15 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from deltalake import DeltaTable
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from scipy.stats import norm
 
 from jobs.delta import DeltaSink
 from jobs.located_yaml import parse_located
 from jobs.metrics.definitions import Catalog
-from jobs.metrics.gates import GateResult, parent_consistency
+from jobs.metrics.gate_result import GateResult, PublishGateError
+from jobs.metrics.gates import parent_consistency
 from jobs.metrics.loader import catalog_from_documents
 from jobs.metrics.planner import Plan, compile_plan
 from jobs.metrics.sources import table_reader
@@ -842,6 +843,7 @@ class Run:
     summary: RunSummary
     parent_gate: GateResult  # over every metric but the cross-source one
     warnings: list[str]  # what computing the passes logged at WARNING
+    frame: DataFrame  # compute_metric_rows, before suppression, as Spark rows
 
 
 @pytest.fixture(scope="module")
@@ -901,6 +903,7 @@ def run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Run:
         summary,
         gate,
         warnings,
+        frame,
     )
 
 
@@ -1112,6 +1115,18 @@ def test_suppression_data_exercises_every_rule(run: Run) -> None:
     # The per-metric threshold of 2 applies to the hourly count, not the default 5.
     hourly = run.expected["n_events_hourly"]
     assert any(2 <= c["units"] < MIN_CELL for c in hourly.values())
+
+
+def test_suppression_that_has_not_settled_stops_the_run(run: Run) -> None:
+    """One round adds complementary cells here, so one round cannot show that it settled;
+    the run must stop rather than publish cells that may be recoverable."""
+    tight = replace(run.catalog, settings=replace(run.catalog.settings, suppression_rounds=1))
+    with pytest.raises(PublishGateError, match=r"raise settings\.suppression_rounds") as caught:
+        suppress(tight, run.plan, run.frame)
+    assert [r.name for r in caught.value.results] == ["complementary suppression settled"]
+    assert "nothing was written" in str(caught.value)
+    # The settings' rounds are enough for this fixture (its suppression test shows the cells).
+    assert run.catalog.settings.suppression_rounds > 1
 
 
 def test_run_summary_counts_rows_and_suppressed_cells(run: Run) -> None:

@@ -16,7 +16,7 @@ from pyspark.sql import SparkSession
 
 from jobs.delta import DeltaSink
 from jobs.metrics.definitions import Catalog
-from jobs.metrics.gates import PublishGateError
+from jobs.metrics.gate_result import PublishGateError
 from jobs.metrics.loader import load_catalog
 from jobs.metrics.planner import compile_plan, render_plan
 from jobs.metrics_job import METRIC_VALUES, compute_metric_rows, compute_passes, run_metrics

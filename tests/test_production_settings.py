@@ -27,7 +27,7 @@ from jobs.failures import (
 )
 from jobs.located_yaml import InputError
 from jobs.logs import JsonFormatter, RunContext
-from jobs.metrics.gates import GateResult, PublishGateError
+from jobs.metrics.gate_result import GateResult, PublishGateError
 from jobs.metrics.loader import load_catalog
 from jobs.metrics.restatement import Restatement, StaleCell, restatements, stale_cells
 from jobs.metrics_cli import date_chunks

@@ -10,12 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from jobs.metrics.definitions import Catalog, SourceDef
+from jobs.metrics.gate_result import GateResult
 from jobs.metrics.planner import Plan
 from jobs.metrics.suppression import sibling_links
 
@@ -23,30 +23,6 @@ EXAMPLES = 5
 #: Below this median daily row count a source's volume is too noisy to judge.
 MIN_VOLUME_FOR_CHECK = 500
 MIN_HISTORY_DAYS = 7
-
-
-@dataclass(frozen=True)
-class GateResult:
-    name: str
-    passed: bool
-    detail: str
-    examples: tuple[str, ...] = ()
-
-    def __str__(self) -> str:
-        mark = "PASS" if self.passed else "FAIL"
-        lines = [f"[{mark}] {self.name}: {self.detail}"]
-        lines.extend(f"       e.g. {e}" for e in self.examples)
-        return "\n".join(lines)
-
-
-class PublishGateError(RuntimeError):
-    """A gate failed; nothing was written."""
-
-    def __init__(self, results: Sequence[GateResult]) -> None:
-        self.results = tuple(results)
-        failed = [r for r in results if not r.passed]
-        report = "\n".join(str(r) for r in results)
-        super().__init__(f"{len(failed)} publish gate(s) failed; nothing was written:\n{report}")
 
 
 def _examples(df: DataFrame, columns: list[str]) -> tuple[str, ...]:

@@ -4,8 +4,9 @@ Primary: a cell whose distinct units are below the metric's minimum cell size is
 suppressed. Complementary: within a group of sibling cells (same metric, period, window,
 slice set and values of all dimensions but one, whose parent slice set is also published),
 a lone suppressed cell could be recovered as parent minus siblings, so the smallest
-unsuppressed sibling is suppressed too; repeated until nothing changes. Derived metrics are
-suppressed wherever one of their inputs is. Suppressed cells publish no numbers.
+unsuppressed sibling is suppressed too; repeated until a round changes nothing (if that
+takes more than `settings.suppression_rounds`, the run stops: nothing is written). Derived
+metrics are suppressed wherever one of their inputs is. Suppressed cells publish no numbers.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from jobs.metrics.definitions import Catalog
+from jobs.metrics.gate_result import GateResult, PublishGateError
 from jobs.metrics.planner import Plan, slice_set_name
 
 log = logging.getLogger(__name__)
@@ -85,20 +87,39 @@ def suppress(catalog: Catalog, plan: Plan, metrics: DataFrame) -> DataFrame:
         "suppressed", F.coalesce(F.col("units"), F.lit(0)) < _threshold(catalog, base_names)
     )
     links = sibling_links(catalog, base_names)
-    before = None
-    for i in range(catalog.settings.suppression_rounds):
+    flagged = flagged.localCheckpoint()
+    before = flagged.where("suppressed").count()
+    log.info("primary suppression: %d cells under the minimum cell size", before)
+    rounds = catalog.settings.suppression_rounds
+    for i in range(rounds):
         flagged = _round(flagged, dims, links).localCheckpoint()
         count = flagged.where("suppressed").count()
         log.info("suppression round %d: %d suppressed cells", i + 1, count)
         if count == before:
             break
         before = count
+    else:
+        raise PublishGateError([_unsettled(rounds, before)])
     result = flagged
     if plan.derived:
         result = result.unionByName(_derived_suppression(catalog, plan, metrics, flagged))
     return result.select(
         *[c for c in result.columns if c not in NUMBERS],
         *[F.when(~F.col("suppressed"), F.col(c)).alias(c) for c in NUMBERS],
+    )
+
+
+def _unsettled(rounds: int, suppressed: int) -> GateResult:
+    """The report for complementary suppression still adding cells after its last round.
+
+    Publishing then could leave a lone suppressed cell recoverable from its parent and
+    siblings, so this stops the run whatever `settings.gates.on_failure` says."""
+    return GateResult(
+        "complementary suppression settled",
+        False,
+        f"round {rounds} of settings.suppression_rounds ({rounds}) still suppressed more cells "
+        f"({suppressed} in all), so some suppressed cells could be recoverable; raise "
+        "settings.suppression_rounds in the catalog's settings",
     )
 
 
