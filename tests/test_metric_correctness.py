@@ -29,7 +29,7 @@ import yaml
 from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from scipy.stats import norm
+from scipy.stats import chi2, norm
 
 from jobs.delta import DeltaSink
 from jobs.located_yaml import parse_located
@@ -621,13 +621,13 @@ class Reference:
             cell["ci_method"] = "none" if o.ci == "none" else ("delta" if o.ci == "cross" else o.ci)
             if o.ci == "delta":
                 ys, xs = pairs.get(key, (np.zeros(0), np.zeros(0)))
-                cell["ci_lower"], cell["ci_upper"] = delta_interval(ys, xs, o.per)
+                cell["ci_lower"], cell["ci_upper"] = delta_interval(ys, xs, o)
             elif o.ci == "wilson":
                 cell["ci_lower"], cell["ci_upper"] = wilson_interval(y, x)
             elif o.ci == "cross":
                 ys_c = np.array([s for s, n in num_units if n > 0])
                 xs_c = np.array([s for s, n in den_units if n > 0])
-                cell["ci_lower"], cell["ci_upper"] = independent_totals_interval(ys_c, xs_c, o.per)
+                cell["ci_lower"], cell["ci_upper"] = independent_totals_interval(ys_c, xs_c, o)
             cells[key] = cell
         return cells
 
@@ -750,12 +750,32 @@ def _sources(name: str) -> set[str]:
     return {str(SPECS[name]["source"]), *extra}
 
 
-def delta_interval(y: np.ndarray, x: np.ndarray, per: float) -> tuple[float | None, float | None]:
-    """Delta method for R = sum(y)/sum(x), y and x per unit (clustered by unit)."""
-    n, total_x = len(y), float(x.sum())
+def is_proportion(o: Sums) -> bool:
+    """A count with a filter over an unfiltered count of the same source."""
+    counts = o.num_value == o.den_value == "1" and o.num_source is None
+    return counts and o.den_flag == "TRUE" and o.num_flag != "TRUE"
+
+
+def zero_events_interval(total_x: float, per: float) -> tuple[float, float]:
+    """No event seen: the exact (Garwood) Poisson interval for the count, over X."""
+    return 0.0, float(chi2.ppf(0.975, 2)) / 2 / total_x * per
+
+
+def delta_interval(y: np.ndarray, x: np.ndarray, o: Sums) -> tuple[float | None, float | None]:
+    """Delta method for R = sum(y)/sum(x), y and x per unit (clustered by unit).
+
+    Without spread across units: a proportion of 0 or 1 takes the Wilson interval with the
+    units as trials, and a count of zero events the exact Poisson interval."""
+    n, total_x, per = len(y), float(x.sum()), o.per
     if n <= 1 or total_x == 0:
         return None, None
     r = float(y.sum()) / total_x
+    if is_proportion(o) and r in (0.0, 1.0):
+        low, high = wilson_interval(r * n, n)
+        assert low is not None and high is not None
+        return low * per, high * per
+    if o.num_value == "1" and r == 0.0:
+        return zero_events_interval(total_x, per)
     var = n / (n - 1) * float(np.sum((y - r * x) ** 2)) / total_x**2
     half = Z * math.sqrt(var)
     return (r - half) * per, (r + half) * per
@@ -772,13 +792,16 @@ def wilson_interval(successes: float, trials: float) -> tuple[float | None, floa
 
 
 def independent_totals_interval(
-    y: np.ndarray, x: np.ndarray, per: float
+    y: np.ndarray, x: np.ndarray, o: Sums
 ) -> tuple[float | None, float | None]:
-    """Cross-source ratio: Y and X independent totals over n = max units, zeros padded."""
-    n = max(len(y), len(x))
+    """Cross-source ratio: Y and X independent totals over n = max units, zeros padded;
+    a count of zero events takes the exact Poisson interval."""
+    n, per = max(len(y), len(x)), o.per
     total_y, total_x = float(y.sum()), float(x.sum())
     if n <= 1 or total_x == 0:
         return None, None
+    if o.num_value == "1" and total_y == 0:
+        return zero_events_interval(total_x, per)
     var_y = n * float(np.var(np.pad(y, (0, n - len(y))), ddof=1))
     var_x = n * float(np.var(np.pad(x, (0, n - len(x))), ddof=1))
     r = total_y / total_x
@@ -1243,6 +1266,26 @@ def test_ratio_of_distinct_counts(spark: SparkSession, run: Run, tmp_path: Path)
                 cell = by_country[key]
                 assert math.isclose(cell["value"], len(users), rel_tol=0.05), key
                 assert cell["ci_method"] == "none"
+
+
+@pytest.mark.parametrize(
+    "metric", ["bad_share", "ctr_delta", "bad_per_feed_event", "spam_reports_per_1k"]
+)
+def test_intervals_of_cells_without_spread_are_not_points(run: Run, metric: str) -> None:
+    """Zero events (or, for a proportion, all of them) leave the delta method nothing to
+    estimate from; such cells still get an interval of positive width around the value."""
+    o = ORACLE[metric]
+    assert isinstance(o, Sums)
+    flat = [
+        c
+        for c in run.rows[metric].values()
+        if c["ci_lower"] is not None
+        and c["denominator"]
+        and (c["numerator"] == 0 or (is_proportion(o) and c["numerator"] == c["denominator"]))
+    ]
+    assert flat  # the fixture has such cells
+    assert all(c["ci_lower"] <= c["value"] <= c["ci_upper"] for c in flat)
+    assert all(c["ci_upper"] > c["ci_lower"] for c in flat)
 
 
 def test_wilson_interval_contains_its_estimate(run: Run) -> None:

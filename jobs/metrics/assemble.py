@@ -9,10 +9,15 @@ Intervals:
 - across sources, numerator and denominator are taken as independent totals over the
   same population of units (the larger of the two unit counts; a unit missing from one side
   counts there as zero): Var(R) = R^2 (Var(Y)/Y^2 + Var(X)/X^2).
+Where the units show no spread the delta method has nothing to estimate from and would
+give [R, R]: a clustered proportion of 0 or 1 gets the Wilson interval with its units as
+the trials (the fewest independent trials the data allows), and a count of zero events
+over a denominator X gets the exact Poisson interval [0, -ln(alpha/2) / X].
 """
 
 from __future__ import annotations
 
+import math
 from functools import reduce
 
 from pyspark.sql import Column, DataFrame
@@ -57,6 +62,33 @@ def delta_ratio(
     var = F.when((n > 1) & (x != 0), n / (n - 1) * F.greatest(q, F.lit(0.0)) / (x * x))
     half = z * F.sqrt(var)
     return r - half, r + half
+
+
+def zero_events_upper(level: float) -> float:
+    """Exact Poisson upper bound on the expected count when none was seen: -ln(alpha/2)."""
+    return -math.log((1 - level) / 2)
+
+
+def _degenerate_proportion(
+    y: Column, x: Column, n: Column, interval: tuple[Column, Column], z: float
+) -> tuple[Column, Column]:
+    """A clustered proportion of 0 or 1: Wilson over the units as trials; else `interval`."""
+    lower, upper = interval
+    unit_lower, unit_upper = wilson(_safe_div(y, x) * n, n.cast("double"), z)
+    flat = (n > 1) & (x > 0) & ((y == 0) | (y == x))
+    return F.when(flat, unit_lower).otherwise(lower), F.when(flat, unit_upper).otherwise(upper)
+
+
+def _zero_events(
+    y: Column, x: Column, n: Column, interval: tuple[Column, Column], level: float
+) -> tuple[Column, Column]:
+    """A count numerator with no events: the exact Poisson interval; else `interval`."""
+    lower, upper = interval
+    none_seen = (n > 1) & (x > 0) & (y == 0)
+    return (
+        F.when(none_seen, F.lit(0.0)).otherwise(lower),
+        F.when(none_seen, F.lit(zero_events_upper(level)) / x).otherwise(upper),
+    )
 
 
 def total_variance(total: Column, sumsq: Column, n: Column) -> Column:
@@ -118,15 +150,21 @@ def _single_pass(catalog: Catalog, metric: MetricDef, rows: DataFrame, z: float)
     if metric.ci == "wilson":
         lower, upper = wilson(y, x, z)
     elif metric.ci == "delta":
+        n = F.col(pair_stat(num.key, den.key, "units"))
         lower, upper = delta_ratio(
             y,
             x,
             F.col(stat(num.key, "sumsq")),
             F.col(stat(den.key, "sumsq")),
             F.col(pair_stat(num.key, den.key, "cross")),
-            F.col(pair_stat(num.key, den.key, "units")),
+            n,
             z,
         )
+        if metric.proportion:
+            lower, upper = _degenerate_proportion(y, x, n, (lower, upper), z)
+        elif num.agg == "count":
+            level = catalog.settings.confidence_level
+            lower, upper = _zero_events(y, x, n, (lower, upper), level)
     return rows.select(
         "*",
         (_safe_div(y, x) * per).alias("value"),
@@ -144,8 +182,9 @@ def _cross_source(
     num_rows: DataFrame,
     den_rows: DataFrame,
     dimensions: tuple[str, ...],
-    z: float,
+    level: float,
 ) -> DataFrame:
+    z = z_value(level)
     num, den = metric.numerator, metric.denominator
     assert num is not None and den is not None
     left = num_rows.select(
@@ -182,6 +221,9 @@ def _cross_source(
     var_r = _safe_div(var_y + r * r * var_x, x * x)
     use = metric.ci == "delta"
     half = z * F.sqrt(var_r)
+    lower, upper = r - half, r + half
+    if num.agg == "count":
+        lower, upper = _zero_events(y, x, n, (lower, upper), level)
     none = F.lit(None).cast("double")
     return joined.select(
         *KEYS,
@@ -191,8 +233,8 @@ def _cross_source(
         y.alias("numerator"),
         x.alias("denominator"),
         F.coalesce(F.col("__nx"), F.lit(0)).alias("units"),
-        ((r - half) * metric.per if use else none).alias("ci_lower"),
-        ((r + half) * metric.per if use else none).alias("ci_upper"),
+        (lower * metric.per if use else none).alias("ci_lower"),
+        (upper * metric.per if use else none).alias("ci_upper"),
         F.lit(metric.ci if use else "none").alias("ci_method"),
     )
 
@@ -213,7 +255,9 @@ def metric_frames(
             assert metric.numerator is not None and metric.denominator is not None
             num_rows = _rows(results[metric.numerator.source], metric, dims)
             den_rows = _rows(results[metric.denominator.source], metric, dims)
-            frame = _cross_source(metric, num_rows, den_rows, dims, z)
+            frame = _cross_source(
+                metric, num_rows, den_rows, dims, catalog.settings.confidence_level
+            )
         else:
             source = metric.sources()[0]
             frame = _single_pass(catalog, metric, _rows(results[source], metric, dims), z)
