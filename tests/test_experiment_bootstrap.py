@@ -115,6 +115,20 @@ def test_moments_equal_numpy(spark: SparkSession) -> None:
         np.testing.assert_allclose(got.cross, expected.cross, rtol=1e-13)
 
 
+def test_moments_from_spark_keep_the_variance_of_values_far_from_zero(
+    spark: SparkSession,
+) -> None:
+    """Values like 1e8 + N(0, 1): the covariance comes from the exact sums, not float ones."""
+    rng = np.random.default_rng(11)
+    y = np.round(1e8 + rng.normal(0, 1, 300), 4)
+    x = np.round(2e6 + rng.normal(0, 3, 300), 4)
+    rows = [
+        ("level", "a", i, float(a), float(b)) for i, (a, b) in enumerate(zip(y, x, strict=True))
+    ]
+    got = collect_moments(moment_frame(units_frame(spark, rows)))[("level", "a")]
+    np.testing.assert_allclose(got.covariance[:2, :2], np.cov(np.vstack([y, x])), rtol=1e-9)
+
+
 def test_results_are_identical_for_any_partitioning(spark: SparkSession) -> None:
     units = units_frame(spark, unit_rows(500))
 

@@ -43,6 +43,17 @@ def test_moments_add_up_and_match_their_rows() -> None:
     np.testing.assert_allclose(combined.cross, whole.cross, rtol=1e-12)
 
 
+def test_covariance_keeps_the_variance_of_values_far_from_zero() -> None:
+    """1e8 + N(0, 1): cross - n mu mu' in floats cancels to noise (13x too large a variance)."""
+    y = 1e8 + RNG.normal(0, 1, 400)
+    x = 5e7 + RNG.normal(0, 2, 400)
+    expected = np.cov(np.vstack([y, x]), ddof=1)
+    whole = Moments.of_units(y, x)
+    np.testing.assert_allclose(whole.covariance[:2, :2], expected, rtol=1e-6)
+    combined = Moments.of_units(y[:150], x[:150]) + Moments.of_units(y[150:], x[150:])
+    np.testing.assert_allclose(combined.covariance[:2, :2], expected, rtol=1e-6)
+
+
 def test_delta_method_variance_of_a_ratio_equals_the_linearisation() -> None:
     y, x = ratio_units(500)
     est = delta_estimate(Moments.of_units(y, x))

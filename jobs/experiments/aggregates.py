@@ -20,6 +20,7 @@ executors, not merely close.
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 from itertools import combinations_with_replacement
 
 import numpy as np
@@ -140,19 +141,27 @@ def replicate_frame(
     return sums.select("*", dy.alias("digits_y"), dx.alias("digits_x"))
 
 
-def _number(value: Decimal | float | int | None) -> float:
-    return 0.0 if value is None else float(value)
+def _exact(value: Decimal | float | int | None) -> Fraction:
+    return Fraction(0) if value is None else Fraction(value)
 
 
 def collect_moments(moments: DataFrame) -> dict[tuple[str, str], Moments]:
-    """The (small) moment frame as `Moments` per (metric, variant)."""
+    """The (small) moment frame as `Moments` per (metric, variant).
+
+    The centered cross products `c - s s' / n` are computed from the exact DECIMAL sums in
+    rational arithmetic, so no variance is lost to cancellation whatever the values' level."""
     out: dict[tuple[str, str], Moments] = {}
     for row in moments.collect():
-        sums = np.array([_number(row[f"s_{a}"]) for a in VECTOR])
-        cross = np.zeros((4, 4))
+        n = int(row["n"])
+        exact_sums = [_exact(row[f"s_{a}"]) for a in VECTOR]
+        sums = np.array([float(s) for s in exact_sums])
+        cross, centered = np.zeros((4, 4)), np.zeros((4, 4))
         for (i, a), (j, b) in combinations_with_replacement(enumerate(VECTOR), 2):
-            cross[i, j] = cross[j, i] = _number(row[f"c_{a}_{b}"])
-        out[(row["metric"], row["variant"])] = Moments(int(row["n"]), sums, cross)
+            c = _exact(row[f"c_{a}_{b}"])
+            cross[i, j] = cross[j, i] = float(c)
+            if n:
+                centered[i, j] = centered[j, i] = float(c - exact_sums[i] * exact_sums[j] / n)
+        out[(row["metric"], row["variant"])] = Moments(n, sums, cross, centered)
     return out
 
 

@@ -38,6 +38,10 @@ class Moments:
     n: int
     sums: Array  # (4,): sum of y, x, cy, cx over units
     cross: Array  # (4, 4): sum of v v' over units
+    #: (4, 4): sum of (v - mean)(v - mean)' over units, computed without cancellation
+    #: (`cross - n mu mu'` in floats loses the variance of values like 1e8 + N(0, 1)).
+    #: None: derived from `cross` in floats.
+    centered: Array | None = None
 
     @staticmethod
     def of_units(
@@ -58,11 +62,18 @@ class Moments:
                 (ones if cy is not None else zeros) if cx is None else np.asarray(cx, float),
             ]
         )
-        return Moments(len(ys), v.sum(axis=0), v.T @ v)
+        deviations = v - v.mean(axis=0)
+        return Moments(len(ys), v.sum(axis=0), v.T @ v, deviations.T @ deviations)
 
     def __add__(self, other: Moments) -> Moments:
-        """The moments of two disjoint sets of units together (partial sums combine)."""
-        return Moments(self.n + other.n, self.sums + other.sums, self.cross + other.cross)
+        """The moments of two disjoint sets of units together (partial sums combine;
+        centered ones by Chan et al.'s pairwise update)."""
+        n = self.n + other.n
+        centered = None
+        if self.centered is not None and other.centered is not None and n:
+            d = self.means - other.means if self.n and other.n else np.zeros(4)
+            centered = self.centered + other.centered + np.outer(d, d) * self.n * other.n / n
+        return Moments(n, self.sums + other.sums, self.cross + other.cross, centered)
 
     @property
     def means(self) -> Array:
@@ -71,6 +82,8 @@ class Moments:
     @property
     def covariance(self) -> Array:
         """Sample covariance matrix of v (n - 1 in the denominator)."""
+        if self.centered is not None:
+            return self.centered / (self.n - 1)
         mu = self.means
         return (self.cross - self.n * np.outer(mu, mu)) / (self.n - 1)
 
