@@ -1,5 +1,6 @@
 """Lookup joins: a lookup much larger than the rows it serves is first cut to their keys,
-with the same result as the plain join (duplicates on the lookup side dropped either way)."""
+with the same result as the plain join; a key that is not unique on the lookup side gets
+the same row whatever the partitioning."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from jobs.metrics.definitions import JoinDef, SourceDef
-from jobs.metrics.sources import lookups_to_narrow, with_joins
+from jobs.metrics.sources import lookups_to_narrow, one_row_per_key, with_joins
 
 ACTIONS = SourceDef(
     name="actions",
@@ -74,3 +75,24 @@ def test_a_narrowed_lookup_gives_the_plain_join(
         expected += [(5, "remove", None), (None, "remove", None)]
     assert plain == sorted(expected, key=repr)
     assert joined(frozenset({"videos"})) == plain
+
+
+@pytest.mark.parametrize("partitions", [1, 3, 7])
+def test_a_key_repeated_on_the_lookup_side_gets_the_first_row_by_its_columns(
+    spark: SparkSession, partitions: int
+) -> None:
+    rows = [(2, "US", 5), (1, None, 1), (2, "BR", 9), (1, "IN", 2), (2, "BR", 1), (3, None, 4)]
+    rows = rows * 3
+    frame = spark.createDataFrame(rows, "video_id long, country string, n int")
+    frame = frame.repartition(partitions)
+    picked = one_row_per_key(frame, ["video_id"], ["country", "n"])
+    got = sorted(tuple(r) for r in picked.collect())
+    # Python's order of (country, n) with nulls last, per key.
+    expected = sorted(
+        min(
+            (r for r in rows if r[0] == key),
+            key=lambda r: (r[1] is None, r[1] or "", r[2]),
+        )
+        for key in {r[0] for r in rows}
+    )
+    assert got == expected

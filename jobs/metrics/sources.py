@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 
 from deltalake import DeltaTable
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from jobs.delta import DeltaSink
@@ -109,17 +109,26 @@ def with_joins(
     read: Callable[[str], DataFrame],
     narrowed: frozenset[str] = frozenset(),
 ) -> DataFrame:
-    """`df` with each join's columns added (a lookup: `on` must be unique on the right).
+    """`df` with each join's columns added (a lookup: one row of the right side per key).
 
-    A lookup named in `narrowed` (one much larger than the rows it serves) is first cut down
-    to the keys `df` has, so that only those rows are deduplicated and broadcast."""
+    Where `on` is not unique on the right, the key's first row in the order of the joined
+    columns (nulls last) is used, so the result never depends on partitioning. A lookup
+    named in `narrowed` (one much larger than the rows it serves) is first cut down to the
+    keys `df` has, so that only those rows are deduplicated and broadcast."""
     for join in source.joins:
         on = list(join.on)
         right = read(join.source).select(*on, *join.columns)
         if join.source in narrowed:
             right = right.join(df.select(*on).distinct(), on=on, how="left_semi")
-        df = df.join(right.dropDuplicates(on), on=on, how=join.how)
+        df = df.join(one_row_per_key(right, on, list(join.columns)), on=on, how=join.how)
     return df
+
+
+def one_row_per_key(df: DataFrame, keys: list[str], columns: list[str]) -> DataFrame:
+    """Per key, the row that sorts first by `columns` (nulls last): a deterministic pick."""
+    order = [F.col(c).asc_nulls_last() for c in columns] or [F.lit(0)]
+    first = F.row_number().over(Window.partitionBy(*keys).orderBy(*order))
+    return df.withColumn("__pick", first).where(F.col("__pick") == 1).drop("__pick")
 
 
 NARROW_MAX_ROWS = 2_000_000  # the most rows whose keys a lookup is narrowed to
