@@ -53,10 +53,12 @@ def test_a_narrowed_lookup_gives_the_plain_join(
         [(1, "remove"), (1, "warn"), (2, "remove"), (5, "remove"), (None, "remove")],
         "video_id long, action string",
     )
-    # Video 2 twice (one row is kept either way), videos 3 and 4 unused, 5 missing.
+    # Video 2 three times (its first row by country is kept either way), videos 3 and 4
+    # unused, 5 missing.
     videos = spark.createDataFrame(
-        [(1, "US"), (2, "BR"), (2, "BR"), (3, "IN"), (4, "DE")], "video_id long, country string"
-    )
+        [(1, "US"), (2, "BR"), (2, None), (2, "AR"), (3, "IN"), (4, "DE")],
+        "video_id long, country string",
+    ).repartition(3)
 
     def joined(narrowed: frozenset[str]) -> list[tuple[object, ...]]:
         frame: DataFrame = with_joins(actions, source, lambda _: videos, narrowed)
@@ -69,7 +71,7 @@ def test_a_narrowed_lookup_gives_the_plain_join(
     expected: list[tuple[object, ...]] = [
         (1, "remove", "US"),
         (1, "warn", "US"),
-        (2, "remove", "BR"),
+        (2, "remove", "AR"),
     ]
     if how == "left":
         expected += [(5, "remove", None), (None, "remove", None)]

@@ -621,7 +621,9 @@ class Reference:
             cell["ci_method"] = "none" if o.ci == "none" else ("delta" if o.ci == "cross" else o.ci)
             if o.ci == "delta":
                 ys, xs = pairs.get(key, (np.zeros(0), np.zeros(0)))
-                cell["ci_lower"], cell["ci_upper"] = delta_interval(ys, xs, o)
+                cell["ci_lower"], cell["ci_upper"] = delta_interval(
+                    ys, xs, o, is_proportion(metric)
+                )
             elif o.ci == "wilson":
                 cell["ci_lower"], cell["ci_upper"] = wilson_interval(y, x)
             elif o.ci == "cross":
@@ -750,10 +752,12 @@ def _sources(name: str) -> set[str]:
     return {str(SPECS[name]["source"]), *extra}
 
 
-def is_proportion(o: Sums) -> bool:
-    """A count with a filter over an unfiltered count of the same source."""
-    counts = o.num_value == o.den_value == "1" and o.num_source is None
-    return counts and o.den_flag == "TRUE" and o.num_flag != "TRUE"
+def is_proportion(name: str) -> bool:
+    """From the YAML: a count with a filter over an unfiltered count of the same source."""
+    num, den = SPECS[name].get("numerator") or {}, SPECS[name].get("denominator") or {}
+    counts = num.get("agg") == den.get("agg") == "count"
+    same_source = num.get("source", SPECS[name]["source"]) == SPECS[name]["source"]
+    return counts and same_source and "filter" in num and "filter" not in den
 
 
 def zero_events_interval(total_x: float, per: float) -> tuple[float, float]:
@@ -761,17 +765,20 @@ def zero_events_interval(total_x: float, per: float) -> tuple[float, float]:
     return 0.0, float(chi2.ppf(0.975, 2)) / 2 / total_x * per
 
 
-def delta_interval(y: np.ndarray, x: np.ndarray, o: Sums) -> tuple[float | None, float | None]:
+def delta_interval(
+    y: np.ndarray, x: np.ndarray, o: Sums, proportion: bool
+) -> tuple[float | None, float | None]:
     """Delta method for R = sum(y)/sum(x), y and x per unit (clustered by unit).
 
-    Without spread across units: a proportion of 0 or 1 takes the Wilson interval with the
-    units as trials, and a count of zero events the exact Poisson interval."""
+    With no events (or, for a proportion, only events), independent events: a proportion
+    takes the Wilson interval over its rows, a count the exact Poisson interval."""
     n, total_x, per = len(y), float(x.sum()), o.per
     if n <= 1 or total_x == 0:
         return None, None
-    r = float(y.sum()) / total_x
-    if is_proportion(o) and r in (0.0, 1.0):
-        low, high = wilson_interval(r * n, n)
+    total_y = float(y.sum())
+    r = total_y / total_x
+    if proportion and total_y in (0.0, total_x):
+        low, high = wilson_interval(total_y, total_x)
         assert low is not None and high is not None
         return low * per, high * per
     if o.num_value == "1" and r == 0.0:
@@ -1281,7 +1288,7 @@ def test_intervals_of_cells_without_spread_are_not_points(run: Run, metric: str)
         for c in run.rows[metric].values()
         if c["ci_lower"] is not None
         and c["denominator"]
-        and (c["numerator"] == 0 or (is_proportion(o) and c["numerator"] == c["denominator"]))
+        and (c["numerator"] == 0 or (is_proportion(metric) and c["numerator"] == c["denominator"]))
     ]
     assert flat  # the fixture has such cells
     assert all(c["ci_lower"] <= c["value"] <= c["ci_upper"] for c in flat)

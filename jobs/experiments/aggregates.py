@@ -161,6 +161,9 @@ def collect_moments(moments: DataFrame) -> dict[tuple[str, str], Moments]:
             cross[i, j] = cross[j, i] = float(c)
             if n:
                 centered[i, j] = centered[j, i] = float(c - exact_sums[i] * exact_sums[j] / n)
+        # Products are rounded to the sums' decimals: a constant's variance can come out a
+        # hair below zero.
+        np.fill_diagonal(centered, np.maximum(np.diag(centered), 0.0))
         out[(row["metric"], row["variant"])] = Moments(n, sums, cross, centered)
     return out
 

@@ -9,10 +9,10 @@ Intervals:
 - across sources, numerator and denominator are taken as independent totals over the
   same population of units (the larger of the two unit counts; a unit missing from one side
   counts there as zero): Var(R) = R^2 (Var(Y)/Y^2 + Var(X)/X^2).
-Where the units show no spread the delta method has nothing to estimate from and would
-give [R, R]: a clustered proportion of 0 or 1 gets the Wilson interval with its units as
-the trials (the fewest independent trials the data allows), and a count of zero events
-over a denominator X gets the exact Poisson interval [0, -ln(alpha/2) / X].
+Where no event (or, for a proportion, no non-event) was seen, the units show no spread
+and the delta method would give [R, R]. Such a cell says nothing about clustering, so it
+gets the interval for independent events: a proportion of 0 or 1 the Wilson interval over
+its rows, a count of zero events over a denominator X the exact Poisson [0, -ln(alpha/2) / X].
 """
 
 from __future__ import annotations
@@ -72,11 +72,13 @@ def zero_events_upper(level: float) -> float:
 def _degenerate_proportion(
     y: Column, x: Column, n: Column, interval: tuple[Column, Column], z: float
 ) -> tuple[Column, Column]:
-    """A clustered proportion of 0 or 1: Wilson over the units as trials; else `interval`."""
+    """A clustered proportion of 0 or 1: the Wilson interval over its rows; else `interval`.
+
+    (y and x are sums of counts, so `y == x` compares whole numbers exactly.)"""
     lower, upper = interval
-    unit_lower, unit_upper = wilson(_safe_div(y, x) * n, n.cast("double"), z)
+    row_lower, row_upper = wilson(y, x, z)
     flat = (n > 1) & (x > 0) & ((y == 0) | (y == x))
-    return F.when(flat, unit_lower).otherwise(lower), F.when(flat, unit_upper).otherwise(upper)
+    return F.when(flat, row_lower).otherwise(lower), F.when(flat, row_upper).otherwise(upper)
 
 
 def _zero_events(

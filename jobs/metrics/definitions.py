@@ -40,7 +40,8 @@ ALL = "all"
 NONE_VALUE = "(none)"
 #: Part of every metric's version: bump it when the engine changes how numbers come out
 #: (not only what a definition says), so `run --restate` recomputes the stored dates.
-#: 2: delta and cross-source intervals of cells without spread across units (session 15).
+#: 2 (session 15): intervals of cells with no events (or only events); a lookup key repeated
+#: on the lookup side takes its first row by the joined columns; exact experiment covariances.
 COMPUTATION_VERSION = 2
 #: log2 of the buckets of the HyperLogLog sketches behind approximate distinct counts: 2^12
 #: buckets, a relative standard error of about 1.6%. Part of those metrics' versions.

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from deltalake import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import MapType
 
 from jobs.delta import DeltaSink
 from jobs.metrics.definitions import NONE_VALUE, SourceDef
@@ -111,8 +112,8 @@ def with_joins(
 ) -> DataFrame:
     """`df` with each join's columns added (a lookup: one row of the right side per key).
 
-    Where `on` is not unique on the right, the key's first row in the order of the joined
-    columns (nulls last) is used, so the result never depends on partitioning. A lookup
+    Where `on` is not unique on the right, the key's first row by the joined columns
+    (`one_row_per_key`) is used, so the result never depends on partitioning. A lookup
     named in `narrowed` (one much larger than the rows it serves) is first cut down to the
     keys `df` has, so that only those rows are deduplicated and broadcast."""
     for join in source.joins:
@@ -125,8 +126,10 @@ def with_joins(
 
 
 def one_row_per_key(df: DataFrame, keys: list[str], columns: list[str]) -> DataFrame:
-    """Per key, the row that sorts first by `columns` (nulls last): a deterministic pick."""
-    order = [F.col(c).asc_nulls_last() for c in columns] or [F.lit(0)]
+    """Per key, the row that sorts first by `columns` in their order (ascending, nulls
+    last): a deterministic pick. Map columns cannot be sorted and do not take part."""
+    sortable = [c for c in columns if not isinstance(df.schema[c].dataType, MapType)]
+    order = [F.col(c).asc_nulls_last() for c in sortable] or [F.lit(0)]
     first = F.row_number().over(Window.partitionBy(*keys).orderBy(*order))
     return df.withColumn("__pick", first).where(F.col("__pick") == 1).drop("__pick")
 
