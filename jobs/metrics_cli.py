@@ -97,8 +97,16 @@ def run_plan(args: argparse.Namespace, config: AppConfig) -> int:
 def latest_dates(
     read: TableReader, sources: Iterable[SourceDef], warehouse: str
 ) -> dict[str, dt.date | None]:
-    """Each source's last date with data (None: no rows at all)."""
-    return {s.name: latest_source_date(s, read, warehouse) for s in sources}
+    """Each source's last date with data (None: no rows at all), for the sources whose
+    data marks a day as landed (not those that `may_be_empty`, unless all of them may)."""
+    return {s.name: latest_source_date(s, read, warehouse) for s in marking_landed(sources)}
+
+
+def marking_landed(sources: Iterable[SourceDef]) -> list[SourceDef]:
+    """The sources whose data shows that a day has landed: those that are never empty on a
+    normal day (all of them, if every one `may_be_empty`)."""
+    chosen = list(sources)
+    return [s for s in chosen if not s.may_be_empty] or chosen
 
 
 def latest_date_of(read: TableReader, sources: Iterable[SourceDef], warehouse: str) -> dt.date:

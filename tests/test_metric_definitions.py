@@ -84,6 +84,21 @@ def test_the_base_catalog_is_valid_and_normalised() -> None:
     assert catalog.sources["actions"].joins[0].on == ("viewer_id",)  # `on:` is not a boolean
 
 
+def test_source_flags_are_true_or_false() -> None:
+    base = BASE.format(path="/nowhere/views.parquet")
+    actions = "    unit: viewer_id\n    join:"
+    assert base.count(actions) == 1
+    flagged = base.replace(actions, "    unit: viewer_id\n    may_be_empty: true\n    join:")
+    catalog, problems = catalog_from_documents([parse_located(flagged, "defs.yaml")])
+    assert not problems and catalog is not None
+    assert catalog.sources["actions"].may_be_empty
+    assert not catalog.sources["views"].may_be_empty
+    bad = base.replace(actions, "    unit: viewer_id\n    may_be_empty: sometimes\n    join:")
+    assert problems_of(bad, base=False) == [
+        "defs.yaml:15:5: E004 may_be_empty must be true or false, got 'sometimes'"
+    ]
+
+
 def test_the_default_catalog_is_valid() -> None:
     catalog = load_catalog(Path(__file__).resolve().parent.parent / "metric_defs")
     assert len(catalog.metrics) >= 20

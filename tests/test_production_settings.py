@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from pyspark.sql import SparkSession
 
 from jobs.config import load_config
 from jobs.failures import (
@@ -27,10 +28,12 @@ from jobs.failures import (
 )
 from jobs.located_yaml import InputError
 from jobs.logs import JsonFormatter, RunContext
+from jobs.metrics.definitions import SourceDef
 from jobs.metrics.gate_result import GateResult, PublishGateError
+from jobs.metrics.gates import source_volume
 from jobs.metrics.loader import load_catalog
 from jobs.metrics.restatement import Restatement, StaleCell, restatements, stale_cells
-from jobs.metrics_cli import date_chunks
+from jobs.metrics_cli import date_chunks, marking_landed
 from jobs.package import ENTRY_POINTS, build_package
 from jobs.run_dates import DataNotReadyError, check_landed, resolve_date, yesterday_utc
 from jobs.submit import use_shipped_folders
@@ -105,6 +108,23 @@ def test_a_date_past_a_sources_data_is_not_ready() -> None:
     assert str(info.value).startswith(
         "no data for 2026-10-02 yet in reports (empty), views (latest 2026-10-01); retry"
     )
+
+
+def test_a_source_that_may_be_empty_neither_holds_back_nor_gates_a_date(
+    spark: SparkSession,
+) -> None:
+    views = SourceDef("views", "delta", "raw/views", "ts", "viewer_id")
+    live = SourceDef("live", "delta", "raw/live", "ts", "session_id", may_be_empty=True)
+    assert marking_landed([views, live]) == [views]
+    assert marking_landed([live]) == [live]  # with nothing else to go by, it still counts
+    # Not even read: this frame has no `ts` column.
+    nothing = spark.createDataFrame([(1,)], "x int")
+    gates = source_volume(live, nothing, [D(2026, 10, 1)], 28, 0.5, 2.0)
+    assert [(g.name, g.passed) for g in gates] == [
+        ("source fresh: live", True),
+        ("source volume: live", True),
+    ]
+    assert all("may_be_empty" in g.detail for g in gates)
 
 
 def test_each_failure_has_its_exit_status() -> None:

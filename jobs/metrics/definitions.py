@@ -69,6 +69,9 @@ class SourceDef:
     unit: str
     date_column: str | None = None
     independent_rows: bool = False
+    #: A day without rows is normal (live sessions of a small deployment): the source's
+    #: freshness and volume are not checked, and it does not hold back the run date.
+    may_be_empty: bool = False
     filter: str | None = None
     joins: tuple[JoinDef, ...] = ()
     columns: tuple[tuple[str, str], ...] = ()  # derived column name -> SQL expression

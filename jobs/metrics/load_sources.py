@@ -33,6 +33,7 @@ SOURCE_KEYS = (
     "date_column",
     "unit",
     "independent_rows",
+    "may_be_empty",
     "filter",
     "join",
     "columns",
@@ -211,15 +212,6 @@ def read_source(
             )
     joins = _joins(name, doc, path, body.get("join", []), out)
     attributes = _unit_attributes(name, doc, path, body, [d for d, _ in dim_pairs], out)
-    independent = body.get("independent_rows", False)
-    if not isinstance(independent, bool):
-        out.add(
-            doc,
-            (*path, "independent_rows"),
-            "E004",
-            f"independent_rows must be true or false, got {independent!r}",
-        )
-        independent = False
     return SourceDef(
         name=name,
         format=cast(Any, fmt),
@@ -227,7 +219,8 @@ def read_source(
         time_column=str(body.get("time_column", "")),
         unit=str(body.get("unit", "")),
         date_column=body.get("date_column"),
-        independent_rows=independent,
+        independent_rows=_flag(doc, path, body, "independent_rows", out),
+        may_be_empty=_flag(doc, path, body, "may_be_empty", out),
         filter=body.get("filter"),
         joins=joins,
         columns=columns,
@@ -235,6 +228,17 @@ def read_source(
         unit_attributes=attributes,
         where=doc.where(path),
     )
+
+
+def _flag(
+    doc: LocatedDocument, path: YamlPath, body: dict[str, Any], key: str, out: Collector
+) -> bool:
+    """A true/false key of a source (false when absent)."""
+    value = body.get(key, False)
+    if isinstance(value, bool):
+        return value
+    out.add(doc, (*path, key), "E004", f"{key} must be true or false, got {value!r}")
+    return False
 
 
 def _unit_attributes(
