@@ -26,6 +26,7 @@ from jobs.metrics.assemble import derived_frames, long_frame, metric_frames
 from jobs.metrics.definitions import Catalog, SourceDef
 from jobs.metrics.gate_result import GateResult, PublishGateError
 from jobs.metrics.gates import (
+    exact_totals,
     no_null_keys,
     parent_consistency,
     proportion_bounds,
@@ -312,6 +313,10 @@ def run_metrics(
     dates = date_range(start, end)
     log.info("run %s: %d metrics, %s..%s", run_id, len(plan.metrics), start, end)
     results = compute_passes(spark, sink, catalog, plan, warehouse, start, end)
+    # Not a gate `warn` can override: an interval without all its squares is wrong.
+    overflowed = [g for g in exact_totals(catalog, plan, results) if not g.passed]
+    if overflowed:
+        raise PublishGateError(overflowed)
     with stage(log, "assembling metric rows"):
         rows = compute_metric_rows(catalog, plan, results).localCheckpoint()
         log.info("%d metric rows before suppression", rows.count())

@@ -30,6 +30,7 @@ from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from scipy.stats import chi2, norm
+from scipy.stats import t as student_t
 
 from jobs.delta import DeltaSink
 from jobs.located_yaml import parse_located
@@ -55,6 +56,13 @@ OUTPUT_DATES = [START + dt.timedelta(days=i) for i in range((END - START).days +
 FIRST_DAY, LAST_DAY = dt.date(2026, 2, 20), dt.date(2026, 3, 29)
 MIN_CELL = 5
 Z = float(norm.ppf(0.975))
+
+
+def T(n: int) -> float:
+    """The 97.5% quantile of Student's t with n - 1 degrees of freedom (n clusters)."""
+    return float(student_t.ppf(0.975, n - 1))
+
+
 DIMS = ("country", "surface")
 UNITS = {"events": "user_id", "reports": "reporter_id", "impressions": "imp_id"}
 SOURCE_DIMS = {
@@ -784,7 +792,7 @@ def delta_interval(
     if o.num_value == "1" and r == 0.0:
         return zero_events_interval(total_x, per)
     var = n / (n - 1) * float(np.sum((y - r * x) ** 2)) / total_x**2
-    half = Z * math.sqrt(var)
+    half = T(n) * math.sqrt(var)
     return (r - half) * per, (r + half) * per
 
 
@@ -813,7 +821,7 @@ def independent_totals_interval(
     var_x = n * float(np.var(np.pad(x, (0, n - len(x))), ddof=1))
     r = total_y / total_x
     # R^2 (Var Y / Y^2 + Var X / X^2), in the form that is defined at Y = 0.
-    half = Z * math.sqrt((var_y + r * r * var_x) / total_x**2)
+    half = T(n) * math.sqrt((var_y + r * r * var_x) / total_x**2)
     return (r - half) * per, (r + half) * per
 
 

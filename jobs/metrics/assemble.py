@@ -2,13 +2,15 @@
 
 Each metric reads its statistics from the wide result of its pass; ratios across sources
 join two passes on (period, window, slice); derived metrics join their inputs' values.
-Intervals:
+A pass's sums are exact whole numbers (counts, or values in units of 10^-decimals), so
+every number here is the same for any partitioning. Intervals:
 - wilson: a proportion of independent events (Wilson score interval);
 - delta: a ratio of sums over units (events cluster by unit), linearised:
-  Var(R) = n/(n-1) * sum_u (y_u - R x_u)^2 / X^2, from per-unit sums, squares and products;
+  Var(R) = n/(n-1) * sum_u (y_u - R x_u)^2 / X^2, from exact per-unit sums, squares and
+  products in rational arithmetic (`udfs.exact_moments`), with a t(n - 1) quantile;
 - across sources, numerator and denominator are taken as independent totals over the
   same population of units (the larger of the two unit counts; a unit missing from one side
-  counts there as zero): Var(R) = R^2 (Var(Y)/Y^2 + Var(X)/X^2).
+  counts there as zero): Var(R) = R^2 (Var(Y)/Y^2 + Var(X)/X^2), t(n - 1) likewise.
 Where no event (or, for a proportion, no non-event) was seen, the units show no spread
 and the delta method would give [R, R]. Such a cell says nothing about clustering, so it
 gets the interval for independent events: a proportion of 0 or 1 the Wilson interval over
@@ -24,9 +26,10 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from scipy.stats import norm
 
-from jobs.metrics.definitions import Catalog, MetricDef
-from jobs.metrics.passes import pair_stat, quantile_stat, stat
+from jobs.metrics.definitions import Catalog, MetricDef, Part
+from jobs.metrics.passes import WHOLE, pair_stat, quantile_stat, stat
 from jobs.metrics.planner import Plan
+from udfs.interval_udfs import ratio_half_width, totals_half_width
 
 KEYS = ("period", "window", "slice_id")
 VALUE_COLUMNS = ("value", "numerator", "denominator", "units", "ci_lower", "ci_upper", "ci_method")
@@ -51,17 +54,6 @@ def wilson(successes: Column, trials: Column, z: float) -> tuple[Column, Column]
     lower = F.greatest(F.least(center - half, p), F.lit(0.0))
     upper = F.least(F.greatest(center + half, p), F.lit(1.0))
     return F.when(ok, lower), F.when(ok, upper)
-
-
-def delta_ratio(
-    y: Column, x: Column, syy: Column, sxx: Column, sxy: Column, n: Column, z: float
-) -> tuple[Column, Column]:
-    """Interval for R = Y/X from per-unit sums (clustered by unit)."""
-    r = _safe_div(y, x)
-    q = syy - 2 * r * sxy + r * r * sxx
-    var = F.when((n > 1) & (x != 0), n / (n - 1) * F.greatest(q, F.lit(0.0)) / (x * x))
-    half = z * F.sqrt(var)
-    return r - half, r + half
 
 
 def zero_events_upper(level: float) -> float:
@@ -93,9 +85,23 @@ def _zero_events(
     )
 
 
-def total_variance(total: Column, sumsq: Column, n: Column) -> Column:
-    """Variance of a sum of n units' totals, from the sum and sum of squares."""
-    return F.when(n > 1, n / (n - 1) * F.greatest(sumsq - total * total / n, F.lit(0.0)))
+def _whole(name: str) -> Column:
+    return F.col(name).cast(WHOLE)
+
+
+def _limb_fields(stat_name: str, split: bool, alias: str) -> list[Column]:
+    """A sum of squares or products as (alias_h, alias_l): its two limb sums where the pass
+    split it (a sum part was involved), else the high limb 0 and the whole sum."""
+    if split:
+        high, low = _whole(f"{stat_name}_h"), _whole(f"{stat_name}_l")
+        return [high.alias(f"{alias}_h"), low.alias(f"{alias}_l")]
+    return [F.lit(0).cast(WHOLE).alias(f"{alias}_h"), _whole(stat_name).alias(f"{alias}_l")]
+
+
+def _total(part: Part) -> Column:
+    """A part's total in a cell as a double (a sum's whole total over 10^decimals)."""
+    total = F.col(stat(part.key, "sum")).cast("double")
+    return total / 10.0**part.decimals if part.decimals else total
 
 
 def _rows(result: DataFrame, metric: MetricDef, dimensions: tuple[str, ...]) -> DataFrame:
@@ -143,29 +149,31 @@ def _single_pass(catalog: Catalog, metric: MetricDef, rows: DataFrame, z: float)
         return _without_interval(rows, value, none, F.col(stat(q.key, "units")))
     num = metric.numerator
     assert num is not None
-    y = F.col(stat(num.key, "sum"))
+    y = _total(num)
     den = metric.denominator
     if den is None:
         return _without_interval(rows, y, y, F.col(stat(num.key, "units")))
-    x = F.col(stat(den.key, "sum"))
+    x = _total(den)
     lower, upper = none, none
     if metric.ci == "wilson":
         lower, upper = wilson(y, x, z)
     elif metric.ci == "delta":
         n = F.col(pair_stat(num.key, den.key, "units"))
-        lower, upper = delta_ratio(
-            y,
-            x,
-            F.col(stat(num.key, "sumsq")),
-            F.col(stat(den.key, "sumsq")),
-            F.col(pair_stat(num.key, den.key, "cross")),
-            n,
-            z,
+        level = catalog.settings.confidence_level
+        sums = F.struct(
+            n.cast("long").alias("n"),
+            _whole(stat(num.key, "sum")).alias("y"),
+            _whole(stat(den.key, "sum")).alias("x"),
+            *_limb_fields(stat(num.key, "sumsq"), num.agg == "sum", "yy"),
+            *_limb_fields(stat(den.key, "sumsq"), den.agg == "sum", "xx"),
+            *_limb_fields(pair_stat(num.key, den.key, "cross"), "sum" in (num.agg, den.agg), "xy"),
         )
+        half = ratio_half_width(level, num.decimals or 0, den.decimals or 0)(sums)
+        r = _safe_div(y, x)
+        lower, upper = r - half, r + half
         if metric.proportion:
             lower, upper = _degenerate_proportion(y, x, n, (lower, upper), z)
         elif num.agg == "count":
-            level = catalog.settings.confidence_level
             lower, upper = _zero_events(y, x, n, (lower, upper), level)
     return rows.select(
         "*",
@@ -186,43 +194,52 @@ def _cross_source(
     dimensions: tuple[str, ...],
     level: float,
 ) -> DataFrame:
-    z = z_value(level)
     num, den = metric.numerator, metric.denominator
     assert num is not None and den is not None
+
+    def squares(part: Part, alias: str) -> list[Column]:
+        if part.additive:
+            return _limb_fields(stat(part.key, "sumsq"), part.agg == "sum", alias)
+        nothing = F.lit(None).cast(WHOLE)
+        return [nothing.alias(f"{alias}_h"), nothing.alias(f"{alias}_l")]
+
     left = num_rows.select(
         *KEYS,
         F.col("slice_set").alias("__set_y"),
         *[F.col(d).alias(f"__y_{d}") for d in dimensions],
-        F.col(stat(num.key, "sum")).alias("__y"),
-        F.col(stat(num.key, "sumsq")).alias("__yy")
-        if num.additive
-        else F.lit(None).cast("double").alias("__yy"),
+        _whole(stat(num.key, "sum")).alias("__y"),
+        *squares(num, "__yy"),
         F.col(stat(num.key, "units")).alias("__ny"),
     )
     right = den_rows.select(
         *KEYS,
         "slice_set",
         *dimensions,
-        F.col(stat(den.key, "sum")).alias("__x"),
-        F.col(stat(den.key, "sumsq")).alias("__xx")
-        if den.additive
-        else F.lit(None).cast("double").alias("__xx"),
+        _whole(stat(den.key, "sum")).alias("__x"),
+        *squares(den, "__xx"),
         F.col(stat(den.key, "units")).alias("__nx"),
     )
     # A cell exists where either side has rows, so children still add up to their parent.
     joined = right.join(left, on=list(KEYS), how="full_outer")
-    y = F.coalesce(F.col("__y"), F.lit(0.0))
-    x = F.coalesce(F.col("__x"), F.lit(0.0))
+    zero = F.lit(0).cast(WHOLE)
+    y_whole, x_whole = F.coalesce(F.col("__y"), zero), F.coalesce(F.col("__x"), zero)
+    y = y_whole.cast("double") / 10.0 ** (num.decimals or 0)
+    x = x_whole.cast("double") / 10.0 ** (den.decimals or 0)
     r = _safe_div(y, x)
     # Both sides' totals vary over the same population of units at risk: units absent from
     # one side (a viewer who filed no report) count there as zeros.
     n = F.greatest(F.coalesce(F.col("__ny"), F.lit(0)), F.coalesce(F.col("__nx"), F.lit(0)))
-    var_y = total_variance(y, F.coalesce(F.col("__yy"), F.lit(0.0)), n)
-    var_x = total_variance(x, F.col("__xx"), n)
-    # R^2 (Var Y / Y^2 + Var X / X^2), written so that it stays defined when Y = 0.
-    var_r = _safe_div(var_y + r * r * var_x, x * x)
+    sums = F.struct(
+        n.cast("long").alias("n"),
+        y_whole.alias("y"),
+        x_whole.alias("x"),
+        F.coalesce(F.col("__yy_h"), zero).alias("yy_h"),
+        F.coalesce(F.col("__yy_l"), zero).alias("yy_l"),
+        F.col("__xx_h").alias("xx_h"),
+        F.col("__xx_l").alias("xx_l"),
+    )
+    half = totals_half_width(level, num.decimals or 0, den.decimals or 0)(sums)
     use = metric.ci == "delta"
-    half = z * F.sqrt(var_r)
     lower, upper = r - half, r + half
     if num.agg == "count":
         lower, upper = _zero_events(y, x, n, (lower, upper), level)

@@ -42,7 +42,14 @@ NONE_VALUE = "(none)"
 #: (not only what a definition says), so `run --restate` recomputes the stored dates.
 #: 2 (session 15): intervals of cells with no events (or only events); a lookup key repeated
 #: on the lookup side takes its first row by the joined columns; exact experiment covariances.
-COMPUTATION_VERSION = 2
+#: 3 (issue 26): exact sums (values rounded once per row to `decimals`), intervals from exact
+#: moments with t quantiles (n - 1 degrees of freedom), rows without a unit as clusters of
+#: their own, approximate distinct counts independent of the file layout.
+COMPUTATION_VERSION = 3
+#: Decimals of a row's value kept in exact sums unless the catalog or metric says otherwise.
+DEFAULT_DECIMALS = 6
+#: A sum's per-unit totals, times 10^decimals, must fit in 64 bits.
+MAX_DECIMALS = 12
 #: log2 of the buckets of the HyperLogLog sketches behind approximate distinct counts: 2^12
 #: buckets, a relative standard error of about 1.6%. Part of those metrics' versions.
 HLL_LG_K = 12
@@ -93,11 +100,17 @@ class Part:
     agg: AggKind
     value: str | None = None  # None for count
     filter: str | None = None
+    #: A sum's values are rounded once per row to this many decimals (half up); every sum
+    #: after that is exact. None for the other aggregates.
+    decimals: int | None = None
 
     @property
     def key(self) -> str:
         """A short stable id, used as a column name inside a pass."""
-        text = json.dumps([self.source, self.agg, self.value, self.filter])
+        identity: list[object] = [self.source, self.agg, self.value, self.filter]
+        if self.decimals is not None:
+            identity.append(self.decimals)
+        text = json.dumps(identity)
         return "p" + hashlib.sha256(text.encode()).hexdigest()[:10]
 
     @property
@@ -151,6 +164,8 @@ class Settings:
     volume_min_ratio: float = 0.5
     volume_max_ratio: float = 2.0
     suppression_rounds: int = 5
+    #: Decimals kept of each row's value in sums and means (a metric may set its own).
+    decimals: int = DEFAULT_DECIMALS
 
 
 @dataclass(frozen=True)
@@ -220,6 +235,7 @@ class Catalog:
         payload: dict[str, Any] = {
             "type": metric.type,
             "parts": [p.describe() for p in metric.parts()],
+            "decimals": [p.decimals for p in metric.parts() if p.decimals is not None],
             "quantile": metric.quantile,
             "quantile_part": metric.quantile_part.describe() if metric.quantile_part else None,
             "per": metric.per,

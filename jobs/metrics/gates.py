@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 
 from jobs.metrics.definitions import Catalog, SourceDef
 from jobs.metrics.gate_result import GateResult
+from jobs.metrics.passes import stat
 from jobs.metrics.planner import Plan
 from jobs.metrics.suppression import sibling_links
 
@@ -223,3 +224,31 @@ def source_volume(
         tuple(problems[:EXAMPLES]),
     )
     return [fresh, volume]
+
+
+def exact_totals(catalog: Catalog, plan: Plan, results: dict[str, DataFrame]) -> list[GateResult]:
+    """Sum parts whose per-unit totals did not fit the exact 64-bit limbs (values times
+    10^decimals beyond +-9.2e18): their squares are incomplete, so the run must stop. One
+    small aggregation per pass result, only for passes with such parts."""
+    out = []
+    for p in plan.passes:
+        overflow = {
+            part: stat(part.key, "overflow")
+            for part in p.parts
+            if part.agg == "sum" and stat(part.key, "overflow") in results[p.name].columns
+        }
+        if not overflow:
+            continue
+        totals = results[p.name].agg(*[F.sum(c).alias(c) for c in overflow.values()]).first()
+        for part, column in overflow.items():
+            units = int((totals[column] if totals is not None else 0) or 0)
+            metrics = [m for m in p.metrics if part in catalog.metrics[m].parts()]
+            out.append(
+                GateResult(
+                    f"exact sums of {part.describe()} ({p.source})",
+                    units == 0,
+                    f"{units} per-unit totals times 10^{part.decimals} exceed 64 bits; "
+                    f"lower `decimals` of {', '.join(metrics)} (now {part.decimals})",
+                )
+            )
+    return out

@@ -9,12 +9,14 @@ need every metric at once are in `cross_checks`.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any, cast
 
 from jobs.located_yaml import LocatedDocument, YamlPath, did_you_mean
 from jobs.metrics.definitions import (
     AGG_KINDS,
     CI_METHODS,
+    MAX_DECIMALS,
     METRIC_TYPES,
     AggKind,
     CiMethod,
@@ -47,6 +49,7 @@ METRIC_KEYS = (
     "numerator",
     "denominator",
     "per",
+    "decimals",
     "quantile",
     "expression",
     "slices",
@@ -277,6 +280,9 @@ def read_metric(
         doc, path, name, cast(CiMethod, ci), mtype, proportion, numerator, denominator, sources, out
     )
     monitoring = _monitoring(doc, (*path, "monitoring"), body.get("monitoring"), out)
+    decimals = _decimals(doc, path, merged(body, defaults, "decimals")[0], settings, out)
+    numerator = _with_decimals(numerator, decimals)
+    denominator = _with_decimals(denominator, decimals)
     if len(out.problems) > before:
         return None
     return MetricDef(
@@ -304,6 +310,28 @@ def read_metric(
         monitoring=monitoring,
         where=doc.where(path),
     )
+
+
+def _decimals(
+    doc: LocatedDocument, path: YamlPath, value: Any, settings: Settings, out: Collector
+) -> int:
+    """The decimals a metric's summed values keep (`decimals`, else the catalog's)."""
+    if value is None:
+        return settings.decimals
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DECIMALS:
+        out.add(
+            doc,
+            (*path, "decimals"),
+            "E004",
+            f"decimals must be an integer from 0 to {MAX_DECIMALS}, got {value!r}",
+        )
+        return settings.decimals
+    return value
+
+
+def _with_decimals(part: Part | None, decimals: int) -> Part | None:
+    """A sum part rounds its values to the metric's decimals; other parts are unchanged."""
+    return replace(part, decimals=decimals) if part is not None and part.agg == "sum" else part
 
 
 def _and(a: str | None, b: str | None) -> str | None:

@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any, cast
 
 from jobs.located_yaml import LocatedDocument, YamlPath, did_you_mean
-from jobs.metrics.definitions import JoinDef, Settings, SourceDef
+from jobs.metrics.definitions import MAX_DECIMALS, JoinDef, Settings, SourceDef
 from jobs.metrics.spec_problems import NAME, Collector, Raw, checked_int, checked_text, kind, label
 from jobs.metrics.windows_slices import windows
 
@@ -21,6 +21,7 @@ SETTINGS_KEYS = (
     "default_windows",
     "gates",
     "suppression_rounds",
+    "decimals",
 )
 GATES_KEYS = ("on_failure", "volume_history_days", "volume_min_ratio", "volume_max_ratio")
 SOURCE_KEYS = (
@@ -58,6 +59,17 @@ def read_settings(raw: Raw, out: Collector) -> Settings:
         values["suppression_rounds"] = checked_int(
             doc, ("settings", "suppression_rounds"), body["suppression_rounds"], out, 1
         )
+    if "decimals" in body:
+        d = body["decimals"]
+        if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= MAX_DECIMALS:
+            out.add(
+                doc,
+                ("settings", "decimals"),
+                "E004",
+                f"decimals must be an integer from 0 to {MAX_DECIMALS}, got {d!r}",
+            )
+        else:
+            values["decimals"] = d
     if "confidence_level" in body:
         level = body["confidence_level"]
         if not isinstance(level, float) or not 0.5 <= level < 1:

@@ -46,7 +46,17 @@ __all__ = [
 TOP_KEYS = ("settings", "dimensions", "slice_sets", "sources", "defaults", "metrics")
 #: Read by `jobs.experiments.loader`, next to the catalog; the catalog itself ignores them.
 EXPERIMENT_KEYS = ("assignment_sources", "experiments")
-DEFAULT_KEYS = ("owner", "slices", "windows", "grain", "source", "tags", "min_cell_size", "ci")
+DEFAULT_KEYS = (
+    "owner",
+    "slices",
+    "windows",
+    "grain",
+    "source",
+    "tags",
+    "min_cell_size",
+    "ci",
+    "decimals",
+)
 
 
 def definition_files(defs_dir: Path) -> list[Path]:

@@ -39,6 +39,8 @@ from jobs.metrics.planner import (
 from jobs.metrics.sources import dim_column
 
 UNIT_KIND = 0
+#: Per row without a unit, a hash of its contents: such a row is a cluster of its own.
+ANON = "__anon"
 _STAT_COLUMN = re.compile(r"^[pq][0-9a-f]{10}__")
 
 
@@ -125,9 +127,16 @@ def _unit_inputs(df: DataFrame, plan: PassPlan) -> DataFrame:
     ]
     for p in plan.parts:
         if p.agg == "sum":
-            summed = F.expr(p.value or "0").cast("double")
+            summed = scaled_whole(p.value or "0", p.decimals or 0)
             cols.append(F.when(_filter(p.filter), summed).alias(stat(p.key, "x")))
     return df.select("*", *cols)
+
+
+def scaled_whole(value: str, decimals: int) -> Column:
+    """A row's value in units of 10^-decimals, rounded half up once: a whole DECIMAL(38,0),
+    so that every sum of it is exact (the same for any order of addition)."""
+    ten = f"CAST({10**decimals} AS DECIMAL({decimals + 1},0))"
+    return F.expr(f"CAST(CAST(({value}) AS DECIMAL(38,{decimals})) * {ten} AS DECIMAL(38,0))")
 
 
 def _counted(bits: dict[Presence, int], key: Presence) -> Column:
@@ -264,58 +273,46 @@ def _unit_level(periods: DataFrame, plan: PassPlan, unit: str) -> DataFrame:
 
     attributes = plan.attributes
     if attributes:
-        expanded = periods.select("*", F.explode(_attribute_entries(plan, unit)).alias("__e"))
+        expanded = periods.select("*", F.explode(_attribute_entries(plan)).alias("__e"))
     else:
         expanded = _expand(periods, plan, [UNIT_KIND], entry)
     inputs = [c for c in periods.columns if _is_input(c)]
     hashes = [F.col(dim_column(a)).alias(_hash_name(a)) for a in attributes]
-    flat = expanded.select("__t", "__w", F.col(unit), *inputs, *hashes, "__e.*")
+    flat = expanded.select("__t", "__w", F.col(unit), ANON, *inputs, *hashes, "__e.*")
     bits = presence_bits(plan)
     aggs = [_counted(bits, k).alias(_count_name(k, bits)) for k in plan.presences]
     aggs += [F.sum(stat(p.key, "x")).alias(stat(p.key, "x")) for p in plan.parts if p.agg == "sum"]
     for a in attributes:
         aggs += [F.min(_hash_name(a)).alias(_low(a)), F.max(_hash_name(a)).alias(_high(a))]
     dims = [d for d in plan.dimensions if d not in attributes]
-    extra = ["__anon"] if attributes else []
-    grouped = flat.groupBy("__t", "__w", "s", *dims, unit, *extra).agg(*aggs)
+    grouped = flat.groupBy("__t", "__w", "s", *dims, unit, ANON).agg(*aggs)
     # Each counted part reads its presence's shared count as its `n`.
     counted: list[Part | QuantilePart] = [*plan.counted_parts, *plan.quantile_parts]
     shared = {stat(p.key, "n"): F.col(_count_name(presence(p), bits)) for p in counted}
     return grouped.withColumnRenamed(unit, "u").withColumns(shared)
 
 
-def _attribute_entries(plan: PassPlan, unit: str) -> Column:
+def _attribute_entries(plan: PassPlan) -> Column:
     """The unit level's entries of a row where the plan has unit attributes: one per unit
-    set its window needs (index `s`), attributes left out. A row without a unit is no unit
-    of its own, so per cell all of them must form one group: they keep their slice sets
-    (index `s` = number of unit sets + slice set index), their attributes grouped by as one
-    hash (`__anon`)."""
+    set its window needs (index `s`), attributes left out. (A row without a unit is a unit
+    of its own, `ANON`, so its attributes are constant too.)"""
     needed = _need_keys(plan)
     unit_index = {s: i for i, s in enumerate(plan.unit_sets)}
-    offset = len(plan.unit_sets)
     dims = [d for d in plan.dimensions if d not in plan.attributes]
-    no_hash = F.lit(None).cast("long")
-
-    def entry(index: int, slice_set: tuple[str, ...], anon: Column) -> Column:
-        fields = [_dimension(d, slice_set) for d in dims]
-        return F.struct(F.lit(index).alias("s"), *fields, anon.alias("__anon"))
-
     chosen = None
     for w in plan.windows:
-        wanted = [(i, s) for i, s in enumerate(plan.slice_sets) if (w, i, UNIT_KIND) in needed]
+        wanted = [s for i, s in enumerate(plan.slice_sets) if (w, i, UNIT_KIND) in needed]
         if not wanted:
             continue
-        unit_sets = dict.fromkeys(plan.unit_set(s) for _, s in wanted)
-        by_unit = F.array(*[entry(unit_index[u], u, no_hash) for u in unit_sets])
-        alone = []
-        for i, s in wanted:
-            own = [F.col(dim_column(a)) for a in plan.attributes if a in s]
-            alone.append(entry(offset + i, s, F.xxhash64(*own) if own else no_hash))
-        here = _is_window(plan, w)
-        known, unknown = here & F.col(unit).isNotNull(), here & F.col(unit).isNull()
-        chosen = (F.when(known, by_unit) if chosen is None else chosen.when(known, by_unit)).when(
-            unknown, F.array(*alone)
+        unit_sets = dict.fromkeys(plan.unit_set(s) for s in wanted)
+        entries = F.array(
+            *[
+                F.struct(F.lit(unit_index[u]).alias("s"), *[_dimension(d, u) for d in dims])
+                for u in unit_sets
+            ]
         )
+        here = _is_window(plan, w)
+        chosen = F.when(here, entries) if chosen is None else chosen.when(here, entries)
     assert chosen is not None, "a pass expands into at least one entry"
     return chosen
 
@@ -336,11 +333,9 @@ def _finest_hashes(plan: PassPlan) -> dict[str, Column]:
     """Per unit-level row, the hash of each unit attribute that some slice set it serves
     has: null where the set has none, or where the unit's rows disagree (a conflict, which
     `_decoded` reports). Level 2 groups by these: the finest cells of each unit set."""
-    offset = len(plan.unit_sets)
     out = {}
     for a in plan.attributes:
         with_a = [u for u, unit_set in enumerate(plan.unit_sets) if _serves(plan, unit_set, a)]
-        with_a += [offset + i for i, s in enumerate(plan.slice_sets) if a in s]
         agreed = F.col(_low(a)) == F.col(_high(a))
         out[_hash_name(a)] = F.when(F.col("s").isin(with_a) & agreed, F.col(_low(a)))
     return out
@@ -355,16 +350,11 @@ def _rolled_up(cells: DataFrame, plan: PassPlan, stats: list[str]) -> DataFrame:
     """The slice sets' cells from the unit sets' finest cells: each slice set's cell sums
     the finest cells of its unit set that agree on its attributes. Exact, because an
     attribute constant per unit splits the units of a cell into disjoint groups, and every
-    statistic here is a sum over units. Rows without a unit kept their slice set (`s` =
-    number of unit sets + slice set index) and pass through."""
+    statistic here is a sum over units."""
     needed = _need_keys(plan)
-    offset = len(plan.unit_sets)
     hashes = [_hash_name(a) for a in plan.attributes]
     no_hash = F.lit(None).cast("long")
-    chosen = F.when(
-        F.col("s") >= offset,
-        F.array(F.struct((F.col("s") - offset).alias("__s"), *[F.col(h) for h in hashes])),
-    )
+    chosen: Column | None = None
 
     def member(s_index: int, slice_set: tuple[str, ...]) -> Column:
         kept = [
@@ -382,7 +372,9 @@ def _rolled_up(cells: DataFrame, plan: PassPlan, stats: list[str]) -> DataFrame:
             ]
             if members:
                 here = _is_window(plan, w) & (F.col("s") == u_index)
-                chosen = chosen.when(here, F.array(*members))
+                array = F.array(*members)
+                chosen = F.when(here, array) if chosen is None else chosen.when(here, array)
+    assert chosen is not None, "unit attributes serve some slice set"
     kept = [c for c in cells.columns if c not in ("s", *hashes)]
     expanded = cells.select(*kept, F.explode(chosen).alias("__e"))
     flat = expanded.select(*kept, "__e.*").withColumnRenamed("__s", "s")
@@ -530,10 +522,51 @@ def _finest_sketch_dims(plan: PassPlan, window: str, kind_ids: set[int]) -> tupl
     return tuple(sorted({d for s in sets for d in s})) if sets else None
 
 
+#: The per-unit total of a sum part as a long, split into two limbs (see `_limbs`).
+LIMB_BITS = 32
+WHOLE = "decimal(38,0)"
+
+
 def _unit_total(part: Part) -> Column:
-    """A unit's total of an additive part (0 where it has none)."""
-    total = F.col(stat(part.key, "n" if part.agg == "count" else "x")).cast("double")
-    return F.coalesce(total, F.lit(0.0))
+    """A unit's total of an additive part, 0 where it has none: its rows (a long) for a
+    count, for a sum its values in units of 10^-decimals (a whole DECIMAL(38,0))."""
+    if part.agg == "count":
+        return F.coalesce(F.col(stat(part.key, "n")), F.lit(0).cast("long"))
+    return F.coalesce(F.col(stat(part.key, "x")), F.lit(0).cast(WHOLE))
+
+
+def _as_long(part: Part) -> Column:
+    """A unit's total as a long (null where a sum's total does not fit one)."""
+    total = _unit_total(part)
+    return total if part.agg == "count" else F.expr(f"TRY_CAST({stat(part.key, 'x')} AS BIGINT)")
+
+
+def _limbs(total: Column) -> tuple[Column, Column]:
+    """A long t = h 2^32 + l (h = t >> 32, 0 <= l < 2^32), each limb as a DECIMAL(19,0): a
+    product of a limb and a long has at most 95 bits, so sums of such products over billions
+    of units stay exact in DECIMAL(38,0), and `udfs.exact_moments.from_limbs` puts them back
+    together."""
+    high = F.shiftright(total, LIMB_BITS).cast("decimal(19,0)")
+    low = total.bitwiseAND(F.lit((1 << LIMB_BITS) - 1)).cast("decimal(19,0)")
+    return high, low
+
+
+def _product_sums(a: Part, b: Part, name: str) -> list[Column]:
+    """Exact sum over units of the product of two parts' per-unit totals: one long sum
+    (`name`) for two counts; otherwise the two limb sums `name_h` and `name_l` of the sum
+    part's total times the other's."""
+    if a.agg == "count" and b.agg == "count":
+        return [F.sum(_unit_total(a) * _unit_total(b)).alias(name)]
+    split, other = (a, b) if a.agg == "sum" else (b, a)
+    high, low = _limbs(_as_long(split))
+    times = _as_long(other).cast("decimal(19,0)")
+    return [F.sum(high * times).alias(f"{name}_h"), F.sum(low * times).alias(f"{name}_l")]
+
+
+def _overflow(part: Part) -> Column:
+    """Units whose total of a sum part does not fit a long (their squares are not summed)."""
+    x = F.col(stat(part.key, "x"))
+    return F.count_if(x.isNotNull() & _as_long(part).isNull()).alias(stat(part.key, "overflow"))
 
 
 CELL = ["__t", "__w", "s"]
@@ -545,7 +578,8 @@ def _unit_level2(units: DataFrame, plan: PassPlan) -> DataFrame:
     With unit attributes, level 2 groups the unit sets' finest cells and rolls them up into
     the slice sets' cells."""
     parts = {p.key: p for p in plan.parts}
-    # Rows without a unit still count in totals, but are no unit of their own.
+    # Rows without a unit still count in totals (each its own cluster, `ANON`), but they
+    # are no unit of a cell's units.
     known_unit = F.col("u").isNotNull()
     aggs: list[Column] = []
     for p in plan.parts:
@@ -553,16 +587,16 @@ def _unit_level2(units: DataFrame, plan: PassPlan) -> DataFrame:
         if p.key in plan.units_of:
             aggs.append(units_of_part.alias(stat(p.key, "units")))
         if p.additive:
-            x = _unit_total(p)
-            aggs.append(F.sum(x).alias(stat(p.key, "sum")))
+            aggs.append(F.sum(_unit_total(p)).alias(stat(p.key, "sum")))
             if p.key in plan.squares_of:
-                aggs.append(F.sum(x * x).alias(stat(p.key, "sumsq")))
+                aggs += _product_sums(p, p, stat(p.key, "sumsq"))
+                if p.agg == "sum":
+                    aggs.append(_overflow(p))
         elif plan.counts_units(p):
             aggs.append(units_of_part.cast("double").alias(stat(p.key, "sum")))
     loose = set(plan.pairs_needing_units)
     for num, den in plan.ratio_pairs:
-        x_num, x_den = _unit_total(parts[num]), _unit_total(parts[den])
-        aggs.append(F.sum(x_num * x_den).alias(pair_stat(num, den, "cross")))
+        aggs += _product_sums(parts[num], parts[den], pair_stat(num, den, "cross"))
         if (num, den) in loose:
             either = (F.col(stat(num, "n")) > 0) | (F.col(stat(den, "n")) > 0)
             aggs.append(F.count_if(known_unit & either).alias(pair_stat(num, den, "units")))
@@ -639,7 +673,11 @@ def _sketch_level2(sketches: DataFrame, plan: PassPlan) -> DataFrame:
             if any((w, i, kind) in needed for i in range(len(plan.slice_sets)))
         ]
         mine = F.when(reduce(lambda a, b: a | b, reads), F.col(_sk(kind)))
-        estimate = F.hll_sketch_estimate(F.hll_union_agg(mine))
+        union = F.hll_union_agg(mine)
+        # A sketch built from one stream keeps an order-dependent (HIP) estimate, one merged
+        # from several the composite estimate of its registers: a union with itself makes
+        # every cell's estimate a function of its registers alone, whatever the file layout.
+        estimate = F.hll_sketch_estimate(F.hll_union(union, union))
         aggs.append(estimate.cast("double").alias(stat(p.key, "sum")))
     return flat.groupBy(*CELL, *plan.dimensions).agg(*aggs)
 
@@ -720,10 +758,15 @@ def pass_frame(
     # within partitions. The other branches group by other keys: they read the source's
     # columns they need again, which costs less than a shuffle of them by unit.
     unit_rows = narrow(_unit_inputs(prepared, plan))
+    # A row without a unit is a cluster of its own: keyed by a hash of its contents, which
+    # also spreads such rows over the partitions instead of sending them all to one.
+    lone = F.when(F.col(unit).isNull(), F.xxhash64(*[F.col(c) for c in unit_rows.columns]))
+    unit_rows = unit_rows.withColumn(ANON, lone)
+    by = [F.col(unit), F.col(ANON)]
     shuffled = (
-        unit_rows.repartition(unit_partitions, F.col(unit))
+        unit_rows.repartition(unit_partitions, *by)
         if unit_partitions
-        else unit_rows.repartition(F.col(unit))
+        else unit_rows.repartition(*by)
     )
     by_unit = _periods(shuffled, plan, time_column, start, end)
     flagged = narrow(_flags(prepared, plan))
