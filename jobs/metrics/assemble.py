@@ -158,7 +158,8 @@ def _single_pass(catalog: Catalog, metric: MetricDef, rows: DataFrame, z: float)
     if metric.ci == "wilson":
         lower, upper = wilson(y, x, z)
     elif metric.ci == "delta":
-        n = F.col(pair_stat(num.key, den.key, "units"))
+        # Units and rows without a unit: the clusters of the delta method.
+        n = F.col(pair_stat(num.key, den.key, "clusters"))
         level = catalog.settings.confidence_level
         sums = F.struct(
             n.cast("long").alias("n"),
@@ -209,7 +210,7 @@ def _cross_source(
         *[F.col(d).alias(f"__y_{d}") for d in dimensions],
         _whole(stat(num.key, "sum")).alias("__y"),
         *squares(num, "__yy"),
-        F.col(stat(num.key, "units")).alias("__ny"),
+        F.col(stat(num.key, "clusters")).alias("__ny"),
     )
     right = den_rows.select(
         *KEYS,
@@ -218,6 +219,7 @@ def _cross_source(
         _whole(stat(den.key, "sum")).alias("__x"),
         *squares(den, "__xx"),
         F.col(stat(den.key, "units")).alias("__nx"),
+        F.col(stat(den.key, "clusters")).alias("__cx"),
     )
     # A cell exists where either side has rows, so children still add up to their parent.
     joined = right.join(left, on=list(KEYS), how="full_outer")
@@ -228,7 +230,7 @@ def _cross_source(
     r = _safe_div(y, x)
     # Both sides' totals vary over the same population of units at risk: units absent from
     # one side (a viewer who filed no report) count there as zeros.
-    n = F.greatest(F.coalesce(F.col("__ny"), F.lit(0)), F.coalesce(F.col("__nx"), F.lit(0)))
+    n = F.greatest(F.coalesce(F.col("__ny"), F.lit(0)), F.coalesce(F.col("__cx"), F.lit(0)))
     sums = F.struct(
         n.cast("long").alias("n"),
         y_whole.alias("y"),

@@ -583,9 +583,12 @@ def _unit_level2(units: DataFrame, plan: PassPlan) -> DataFrame:
     known_unit = F.col("u").isNotNull()
     aggs: list[Column] = []
     for p in plan.parts:
-        units_of_part = F.count_if(known_unit & (F.col(stat(p.key, "n")) > 0))
+        has_part = F.col(stat(p.key, "n")) > 0
+        units_of_part = F.count_if(known_unit & has_part)
         if p.key in plan.units_of:
             aggs.append(units_of_part.alias(stat(p.key, "units")))
+            # The clusters of the variances: its units and its rows without a unit.
+            aggs.append(F.count_if(has_part).alias(stat(p.key, "clusters")))
         if p.additive:
             aggs.append(F.sum(_unit_total(p)).alias(stat(p.key, "sum")))
             if p.key in plan.squares_of:
@@ -600,6 +603,7 @@ def _unit_level2(units: DataFrame, plan: PassPlan) -> DataFrame:
         if (num, den) in loose:
             either = (F.col(stat(num, "n")) > 0) | (F.col(stat(den, "n")) > 0)
             aggs.append(F.count_if(known_unit & either).alias(pair_stat(num, den, "units")))
+            aggs.append(F.count_if(either).alias(pair_stat(num, den, "clusters")))
     for q in plan.quantile_parts:
         n = F.col(stat(q.key, "n"))
         aggs.append(F.count_if(known_unit & (n > 0)).alias(stat(q.key, "units")))
@@ -614,9 +618,10 @@ def _unit_level2(units: DataFrame, plan: PassPlan) -> DataFrame:
     # Where the numerator's rows are among the denominator's, units with either part are
     # the denominator's units.
     within = {
-        pair_stat(num, den, "units"): F.col(stat(den, "units"))
+        pair_stat(num, den, what): F.col(stat(den, what))
         for num, den in plan.ratio_pairs
         if (num, den) not in loose
+        for what in ("units", "clusters")
     }
     return grouped.withColumns(within)
 
@@ -725,6 +730,16 @@ def slice_columns(plan: PassPlan) -> list[Column]:
     return [names.alias("slice_set"), F.coalesce(*ids).alias("slice_id")]
 
 
+def shuffled_by_unit(rows: DataFrame, unit: str, partitions: int | None) -> DataFrame:
+    """`rows` with `ANON`, shuffled so that each unit's rows share a partition. A row
+    without a unit is a cluster of its own, keyed by a hash of its contents: that also
+    spreads such rows over the partitions instead of sending them all to one."""
+    lone = F.when(F.col(unit).isNull(), F.xxhash64(*[F.col(c) for c in rows.columns]))
+    keyed = rows.withColumn(ANON, lone)
+    by = [F.col(unit), F.col(ANON)]
+    return keyed.repartition(partitions, *by) if partitions else keyed.repartition(*by)
+
+
 def pass_frame(
     prepared: DataFrame,
     plan: PassPlan,
@@ -757,17 +772,7 @@ def pass_frame(
     # The one big shuffle: rows by unit, before any expansion, so that the unit branch groups
     # within partitions. The other branches group by other keys: they read the source's
     # columns they need again, which costs less than a shuffle of them by unit.
-    unit_rows = narrow(_unit_inputs(prepared, plan))
-    # A row without a unit is a cluster of its own: keyed by a hash of its contents, which
-    # also spreads such rows over the partitions instead of sending them all to one.
-    lone = F.when(F.col(unit).isNull(), F.xxhash64(*[F.col(c) for c in unit_rows.columns]))
-    unit_rows = unit_rows.withColumn(ANON, lone)
-    by = [F.col(unit), F.col(ANON)]
-    shuffled = (
-        unit_rows.repartition(unit_partitions, *by)
-        if unit_partitions
-        else unit_rows.repartition(*by)
-    )
+    shuffled = shuffled_by_unit(narrow(_unit_inputs(prepared, plan)), unit, unit_partitions)
     by_unit = _periods(shuffled, plan, time_column, start, end)
     flagged = narrow(_flags(prepared, plan))
     kind_of = kinds(plan)
