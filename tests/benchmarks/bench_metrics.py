@@ -17,15 +17,24 @@ fused contender is the median of --repeats runs:
   - duckdb: the same metrics as SQL (GROUPING SETS per metric) in DuckDB over the same
     Parquet files (the tables' live files).
 It prints seconds and ratios, and checks that fused and DuckDB agree on overall values.
+
+    .venv/bin/python -m tests.benchmarks.bench_metrics --scale 21 --compare-ref ab6e3eb
+
+times only the fused job, alternately this checkout's and another commit's (in a temporary
+git worktree; `fused_timer.py` in a process of its own each time), --repeats rounds, and
+prints both medians and their ratio: what a change costs against the code before it.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -249,6 +258,46 @@ def duck_metric(
     return result
 
 
+def _timer(root: Path, warehouse: str, scale: float, env: str) -> list[float]:
+    """Seconds of one timed fused run of the checkout at `root`, in a process of its own."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("fused_timer.py")),
+            *("--data", warehouse, "--scale", str(scale), "--env", env),
+        ],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return [float(x) for x in result["seconds"]]
+
+
+def compare_with_ref(ref: str, warehouse: str, scale: float, rounds: int, env: str) -> None:
+    """The fused job of this checkout against that of commit `ref`, alternately."""
+    tree = Path(tempfile.mkdtemp(prefix="bench-ref-")) / "tree"
+    git = ["git", "-C", str(REPO_ROOT)]
+    subprocess.run([*git, "worktree", "add", "--detach", str(tree), ref], check=True)
+    here: list[float] = []
+    there: list[float] = []
+    try:
+        for i in range(1, rounds + 1):
+            for label, root, out in (("this checkout", REPO_ROOT, here), (ref, tree, there)):
+                seconds = _timer(root, warehouse, scale, env)
+                out.extend(seconds)
+                print(f"  round {i}/{rounds}: fused, {label:<16} {seconds[0]:8.1f} s", flush=True)
+    finally:
+        subprocess.run([*git, "worktree", "remove", "--force", str(tree)], check=False)
+    mine, theirs = statistics.median(here), statistics.median(there)
+    print(f"\n{'contender':<40} {'median s':>8} {'runs':>12}")
+    print(f"{'fused, this checkout':<40} {mine:>8.1f} {' '.join(f'{x:.1f}' for x in here):>12}")
+    print(f"{'fused, ' + ref:<40} {theirs:>8.1f} {' '.join(f'{x:.1f}' for x in there):>12}")
+    print(f"\nthis checkout / {ref} = {mine / theirs:.3f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=20.0)
@@ -266,6 +315,11 @@ def main() -> None:
         default=0,
         help="time only this many naive queries per source and estimate the rest (0: all)",
     )
+    parser.add_argument(
+        "--compare-ref",
+        default=None,
+        help="only time the fused job against that of this git commit (see the docstring)",
+    )
     args = parser.parse_args()
     config = load_config(args.env)
     configure_logging("WARNING")
@@ -277,6 +331,10 @@ def main() -> None:
     if truth is None or truth.get("params", {}).get("scale") != args.scale:
         print(f"generating scale {args.scale} into {warehouse} ...", flush=True)
         generate(spark, sink, params, raw_dir(warehouse))
+    if args.compare_ref:
+        spark.stop()
+        compare_with_ref(args.compare_ref, warehouse, args.scale, args.repeats, args.env)
+        return
     catalog = daily_only(load_catalog(REPO_ROOT / "metric_defs"))
     start = params.start_date
     end = start + dt.timedelta(days=params.days - 1)
