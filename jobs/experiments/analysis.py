@@ -33,6 +33,7 @@ from jobs.experiments.aggregates import (
 )
 from jobs.experiments.quantiles import QuantileArm, quantile_arms
 from jobs.experiments.stats import (
+    CUPED_DF,
     Comparison,
     Correction,
     CupedMode,
@@ -52,9 +53,6 @@ from jobs.experiments.stats import (
     t_intervals,
     verdict,
 )
-
-#: Degrees of freedom CUPED's comparison gives up for its estimated slope.
-CUPED_DF = 1.0
 
 
 class AnalysisError(RuntimeError):

@@ -43,6 +43,8 @@ CupedMode = Literal["per_comparison", "pooled"]
 CUPED_MODES: tuple[CupedMode, ...] = ("per_comparison", "pooled")
 Y, X, CY, CX = range(4)
 NAN = float("nan")
+#: Degrees of freedom a CUPED comparison gives up for its estimated slope.
+CUPED_DF = 1.0
 
 
 @dataclass(frozen=True)
