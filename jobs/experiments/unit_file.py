@@ -5,10 +5,13 @@ Columns: `unit`, `variant`, `metric`, `numerator` and optionally `denominator` (
 unit, a mean), `covariate` and `covariate_denominator` (absent: 1 when there is a
 covariate). Every cell of a column the file has must be filled in: an empty cell is an
 error, never 0. Values must be finite numbers below 1e12 in magnitude (the exact DECIMAL
-moments' range); a denominator must be positive (a unit with nothing to divide by adds
-nothing to a ratio: leave it out); a covariate denominator must not be negative (0: no
-pre-period exposure). (unit, metric) must be unique, a unit in one variant only, the
-control must have units and at least one other variant too.
+moments' range); denominators must not be negative, and each arm's denominators must add
+up to more than 0. A unit's denominator may be 0: an exposed unit without the
+denominator's events (no views, for a rate per view) is part of the experiment, as in the
+engine's own `experiment_units`; it adds nothing to the ratio or to any bootstrap
+replicate, but it counts as a unit (the sample-ratio test, the covariate's slope).
+(unit, metric) must be unique, a unit in one variant only, the control must have units
+and at least one other variant too.
 
 Every problem is found by one Spark aggregation over the whole table (nothing but counts
 and, when something is wrong, the first offending rows reach the driver) and reported at
@@ -273,18 +276,10 @@ def value_checks(table: LocatedTable, present: dict[str, str]) -> list[Check]:
         checks.append(
             Check(name, "too large", F.abs(value) >= F.lit(LIMIT), f"is not below {LIMIT:g}")
         )
-        if name == "denominator":
+        if name in ("denominator", "covariate_denominator"):
             checks.append(
-                Check(
-                    name,
-                    "not positive",
-                    value <= 0,
-                    "is not positive (a denominator must be > 0: leave out units with "
-                    "nothing to divide by)",
-                )
+                Check(name, "negative", value < 0, "is negative (a denominator must be >= 0)")
             )
-        if name == "covariate_denominator":
-            checks.append(Check(name, "negative", value < 0, "is negative"))
     return checks
 
 
@@ -419,6 +414,8 @@ def checked_units(
         .collect()
     }
     problems += _variant_problems(per_variant, control)
+    if "denominator" in present and not problems:
+        problems += _empty_arms(keyed, present)
     if problems:
         flagged.unpersist()
         raise UnitTableError(
@@ -472,6 +469,27 @@ def _key_problems(locator: Locator, keyed: DataFrame, present: dict[str, str]) -
         )
         out.append(f"units in more than one variant: {shown}")
     return out
+
+
+def _empty_arms(rows: DataFrame, present: dict[str, str]) -> list[str]:
+    """Arms (metric, variant) whose denominators are all 0: their ratio is undefined."""
+    metric = F.col(f"`{present['metric']}`").cast("string").alias("metric")
+    variant = F.col(f"`{present['variant']}`").cast("string").alias("variant")
+    empty = (
+        rows.groupBy(metric, variant)
+        .agg(
+            F.sum(F.col(f"`{present['denominator']}`").try_cast("double")).alias("total"),
+            F.count(F.lit(1)).alias("units"),
+        )
+        .where("total <= 0")
+        .orderBy("metric", "variant")
+        .collect()
+    )
+    return [
+        f"metric '{r['metric']}', variant '{r['variant']}': the denominator is 0 for all "
+        f"{_plural(int(r['units']), 'unit')}, so the metric has no value in that arm"
+        for r in empty
+    ]
 
 
 def _variant_problems(counts: dict[str, int], control: str) -> list[str]:
