@@ -22,17 +22,20 @@ from scipy import stats
 
 from jobs.cli import main
 from jobs.delta import DeltaSink
-from jobs.experiments.analysis import Analysis, analyse
+from jobs.experiments.analysis import Analysis, AnalysisSpec, MetricSpec, analyse
 from jobs.experiments.definitions import ExperimentDef
 from jobs.experiments.loader import experiments_from_documents
 from jobs.experiments.quantiles import quantile_arms
+from jobs.experiments.stats import CupedMode
 from jobs.experiments.units import quantile_events, unit_frame
 from jobs.experiments_job import (
     EXPERIMENT_REPLICATES,
     EXPERIMENT_RESULTS,
     EXPERIMENT_UNITS,
+    RESULT_SCHEMA,
     run_experiment,
     spec_for,
+    write_results,
 )
 from jobs.located_yaml import parse_located
 from jobs.metrics.definitions import Catalog
@@ -517,3 +520,67 @@ def test_analysis_is_identical_for_1_3_and_16_partitions(
     one = run(1)
     assert run(3) == one
     assert run(16) == one
+
+
+def three_arm_units(spark: SparkSession, arms: tuple[str, ...]) -> DataFrame:
+    """A mean metric with a pre-period covariate; the third arm's outcome has another slope
+    on the covariate (so a pooled slope moves)."""
+    rng = np.random.default_rng(31)
+    slopes = {"control": 0.8, "treatment": 0.8, "third": -0.4}
+    rows = []
+    for variant in arms:
+        for unit in range(300):
+            pre = float(rng.normal(10, 3))
+            post = 2 + slopes[variant] * pre + float(rng.normal(0, 1))
+            rows.append(("e", "m", variant, f"{variant}{unit}", round(post, 6), 1.0, pre, 1.0))
+    frame = spark.createDataFrame(
+        rows,
+        "experiment_id string, metric string, variant string, unit_id string, y double, "
+        "x double, cy double, cx double",
+    )
+    return frame.select("*", F.xxhash64("unit_id").alias("unit_key"))
+
+
+def test_a_third_arm_leaves_control_vs_treatment_alone(spark: SparkSession) -> None:
+    """CUPED per comparison (the default): adding an arm changes no number of control vs
+    treatment but the adjusted p-value and level (one more comparison to correct for); the
+    pooled variant's estimate moves."""
+    unadjusted = ("control_value", "treatment_value", "lift", "lift_lower", "lift_upper",
+                  "relative_lift", "relative_lower", "relative_upper", "p_value", "df")  # fmt: skip
+
+    def cuped_row(arms: tuple[str, ...], mode: CupedMode) -> dict[str, Any]:
+        spec = AnalysisSpec("e", "control", (MetricSpec("m"),), replicates=50, cuped=mode)
+        rows = analyse(three_arm_units(spark, arms), spec).results
+        return next(r for r in rows if r["method"] == "cuped" and r["treatment"] == "treatment")
+
+    two = cuped_row(("control", "treatment"), "per_comparison")
+    three = cuped_row(("control", "treatment", "third"), "per_comparison")
+    assert {k: two[k] for k in unadjusted} == {k: three[k] for k in unadjusted}
+    assert three["adjusted_level"] != two["adjusted_level"]
+    pooled = cuped_row(("control", "treatment", "third"), "pooled")
+    width = two["lift_upper"] - two["lift_lower"]
+    assert abs(pooled["lift"] - two["lift"]) > 0.01 * width
+
+
+def test_a_results_table_written_before_the_adjusted_columns_gains_them(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """The new columns are added to an existing table (older rows read them as null)."""
+    sink = DeltaSink.for_session(spark, "delta-rs")
+    warehouse = str(tmp_path)
+    table = f"{warehouse}/{EXPERIMENT_RESULTS}"
+    new = ("df", "lift_lower_adjusted", "lift_upper_adjusted", "relative_lower_adjusted",
+           "relative_upper_adjusted", "adjusted_level", "cuped")  # fmt: skip
+    old_schema = ", ".join(f for f in RESULT_SCHEMA.split(", ") if f.split()[0] not in new)
+    old_row = spark.createDataFrame([], old_schema).unionByName(
+        spark.createDataFrame([("old_exp", "m")], "experiment_id string, metric string"),
+        allowMissingColumns=True,
+    )
+    sink.write(old_row, table, mode="append", partition_by=("experiment_id",))
+    units = three_arm_units(spark, ("control", "treatment"))
+    analysis = analyse(units, AnalysisSpec("e", "control", (MetricSpec("m"),), replicates=50))
+    write_results(spark, sink, warehouse, "e", analysis, "r1", {"cuped": "per_comparison"})
+    rows = {r["experiment_id"]: r for r in sink.read(table).collect()}
+    assert rows["old_exp"]["adjusted_level"] is None and rows["old_exp"]["metric"] == "m"
+    assert rows["e"]["adjusted_level"] == pytest.approx(0.95)  # one comparison per method
+    assert rows["e"]["cuped"] == "per_comparison" and rows["e"]["df"] is not None
