@@ -199,7 +199,8 @@ def _read_csv(spark: SparkSession, path: str) -> LocatedTable:
         F.col("_metadata.file_path").alias(FILE),
         F.col("_metadata.file_block_start").alias(SPLIT),
         F.monotonically_increasing_id().alias(POS),
-        F.col("value").alias("__line"),
+        # A spreadsheet's UTF-8 byte order mark is not part of the first name.
+        F.regexp_replace(F.col("value"), "^\ufeff", "").alias("__line"),
     )
     fields = [*names, "__extra"]
     ddl = ", ".join(f"`{n.replace('`', '``')}` STRING" for n in fields)
