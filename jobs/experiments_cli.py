@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import logging
 import os
+import time
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -13,6 +14,7 @@ from pyspark.sql import SparkSession
 from jobs.config import AppConfig
 from jobs.delta import DeltaSink
 from jobs.experiments.definitions import ExperimentDef
+from jobs.experiments.stats import CUPED_MODES
 from jobs.experiments.units import metric_parts
 from jobs.experiments_job import ExperimentSummary
 from jobs.failures import UsageError
@@ -46,7 +48,8 @@ def add_experiment_arguments(cmd: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PATH",
         help="Delta folder, Parquet or CSV with columns unit, variant, metric, numerator and "
-        "optionally denominator, covariate, covariate_denominator",
+        "optionally denominator, covariate, covariate_denominator; every cell filled in "
+        "(an empty cell is an error, not 0), denominators positive",
     )
     own.add_argument("--control", default=None, help="the control variant's name (with --units)")
     own.add_argument("--experiment-id", default=None, help="id to record (default: file name)")
@@ -62,6 +65,13 @@ def add_experiment_arguments(cmd: argparse.ArgumentParser) -> None:
     own.add_argument("--replicates", type=int, default=500)
     own.add_argument("--seed", type=int, default=0)
     own.add_argument("--correction", choices=("bh", "bonferroni", "none"), default="bh")
+    own.add_argument(
+        "--cuped",
+        choices=CUPED_MODES,
+        default="per_comparison",
+        help="CUPED's slope: estimated on the two arms of each comparison (default, as "
+        "gbstats), or pooled over every arm in the file",
+    )
 
 
 def split_shares(text: str) -> dict[str, float]:
@@ -106,15 +116,16 @@ def run_units_file(
 ) -> int:
     """The statistics on a user's unit-level table; writes the results tables."""
     from jobs.experiments.analysis import analyse
-    from jobs.experiments_job import (
-        file_spec,
-        read_table,
-        units_from_file,
-        write_results,
-    )
+    from jobs.experiments.unit_file import checked_units, read_located
+    from jobs.experiments_job import file_spec, write_results
+    from jobs.logs import stage
 
+    started = time.perf_counter()
     exp_id = args.experiment_id or Path(args.units.rstrip("/")).stem
-    units = units_from_file(read_table(spark, sink, args.units), args.units, exp_id).cache()
+    with stage(log, f"reading and checking {args.units}"):
+        table = read_located(spark, sink, args.units)
+        units, per_variant = checked_units(table, exp_id, args.control)
+    log.info("%s: units per variant: %s", args.units, per_variant)
     spec = file_spec(
         units,
         exp_id,
@@ -125,19 +136,23 @@ def run_units_file(
         args.seed,
         args.correction,
         args.split,
+        args.cuped,
     )
-    analysis = analyse(units, spec)
+    with stage(log, f"{exp_id}: statistics"):
+        analysis = analyse(units, spec)
     settings = {
         "alpha": args.alpha,
         "correction": args.correction,
         "replicates": args.replicates,
         "seed": args.seed,
         "units_excluded": 0,
+        "cuped": args.cuped,
     }
     write_results(
         spark, sink, config.warehouse, exp_id, analysis, args.run_id or new_run_id(), settings
     )
-    print(ExperimentSummary(exp_id, analysis, int(units.count()), 0.0).render())
+    rows = int(units.count())
+    print(ExperimentSummary(exp_id, analysis, rows, time.perf_counter() - started).render())
     print(f"results: {os.path.join(config.warehouse, 'experiments/experiment_results')}")
     return 0
 

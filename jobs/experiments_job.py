@@ -6,7 +6,7 @@
 
 Each table is partitioned by `experiment_id` and each run replaces that experiment's
 partition in one atomic commit, so re-running is always safe. The same statistics run on a
-unit-level table a user already has (`units_from_file`).
+unit-level table a user already has (`experiments.unit_file`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from jobs.delta import DeltaSink
 from jobs.experiments.analysis import Analysis, AnalysisSpec, MetricSpec, analyse
 from jobs.experiments.definitions import AssignmentSource, ExperimentDef
-from jobs.experiments.stats import Correction
+from jobs.experiments.stats import Correction, CupedMode
 from jobs.experiments.units import (
     UNIT_COLUMNS,
     assignment_frame,
@@ -53,7 +53,9 @@ RESULT_SCHEMA = (
     "p_value_adjusted double, significant boolean, verdict string, good_direction string, "
     "alpha double, correction string, replicates int, seed long, srm_p_value double, "
     "srm_mismatch boolean, units_excluded long, window_start date, window_end date, "
-    "definition_version string, run_id string, computed_at timestamp"
+    "definition_version string, run_id string, computed_at timestamp, df double, "
+    "lift_lower_adjusted double, lift_upper_adjusted double, relative_lower_adjusted double, "
+    "relative_upper_adjusted double, adjusted_level double, cuped string"
 )
 REPLICATE_SCHEMA = (
     "experiment_id string, metric string, variant string, replicate int, value double, "
@@ -78,16 +80,9 @@ class ExperimentSummary:
         for r in self.analysis.results:
             if not r["primary"]:
                 continue
-            rel = r["relative_lift"]
-            lo, hi = r["relative_lower"], r["relative_upper"]
-            shown = (
-                "n/a"
-                if rel is None or lo is None or hi is None
-                else (f"{rel:+.2%} [{lo:+.2%}, {hi:+.2%}]")
-            )
             lines.append(
-                f"  {r['metric']:<28} {r['treatment']:<10} {r['method']:<9} {shown:<28} "
-                f"p_adj={_p(r['p_value_adjusted'])}  {r['verdict']}"
+                f"  {r['metric']:<28} {r['treatment']:<10} {r['method']:<9} "
+                f"{_relative(r):<37} p_adj={_p(r['p_value_adjusted'])}  {r['verdict']}"
             )
         lines.append(f"  ({self.unit_rows:,} unit rows, {self.seconds:.1f} s)")
         return "\n".join(lines)
@@ -95,6 +90,22 @@ class ExperimentSummary:
 
 def _p(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3g}"
+
+
+def _relative(r: dict[str, Any]) -> str:
+    """The relative lift with its interval at the adjusted level (the level the verdict
+    uses, so the interval excludes 0 exactly when the verdict is significant)."""
+    rel, level = r["relative_lift"], r["adjusted_level"]
+    lo, hi = r["relative_lower_adjusted"], r["relative_upper_adjusted"]
+    if rel is None:
+        return "n/a"
+    interval = "unbounded" if lo is None or hi is None else f"[{lo:+.2%}, {hi:+.2%}]"
+    return f"{rel:+.2%} {interval} at {_level(level)}"
+
+
+def _level(level: float) -> str:
+    """0.95 -> '95%', 0.9875 -> '98.75%'."""
+    return f"{100 * level:.4g}%"
 
 
 def spec_for(catalog: Catalog, exp: ExperimentDef) -> AnalysisSpec:
@@ -114,6 +125,7 @@ def spec_for(catalog: Catalog, exp: ExperimentDef) -> AnalysisSpec:
         seed=exp.seed,
         correction=exp.correction,
         srm_threshold=exp.srm_threshold,
+        cuped=exp.cuped,
     )
 
 
@@ -176,6 +188,7 @@ def run_experiment(
         "window_start": exp.start,
         "window_end": end,
         "definition_version": definition_version(catalog, exp),
+        "cuped": exp.cuped,
     }
     write_results(spark, sink, warehouse, exp.id, analysis, run_id, extra)
     return ExperimentSummary(exp.id, analysis, unit_rows, time.perf_counter() - started)
@@ -216,6 +229,7 @@ def write_results(
     results = spark.createDataFrame(rows, RESULT_SCHEMA)
     table = os.path.join(warehouse, EXPERIMENT_RESULTS)
     with stage(log, f"{experiment_id}: writing {len(rows)} result rows to {table}"):
+        sink.add_missing_columns(table, results)  # tables written before adjusted intervals
         replace_experiment(sink, results, table, experiment_id)
     reps = spark.createDataFrame(
         [
@@ -229,13 +243,7 @@ def write_results(
         replace_experiment(sink, reps, table, experiment_id)
 
 
-# --- a user's own unit-level table ------------------------------------------------------------
-
-UNIT_FILE_COLUMNS = ("unit", "variant", "metric", "numerator")
-
-
-class UnitTableError(RuntimeError):
-    """A user's unit-level table lacks a column the analysis needs."""
+# --- a user's own table (a unit-level one is read and checked in `experiments.unit_file`) ----
 
 
 def read_table(spark: SparkSession, sink: DeltaSink, path: str) -> DataFrame:
@@ -249,59 +257,6 @@ def read_table(spark: SparkSession, sink: DeltaSink, path: str) -> DataFrame:
     raise FileNotFoundError(f"{path}: not a Delta table, a .parquet file or folder, or a .csv file")
 
 
-def units_from_file(table: DataFrame, path: str, experiment_id: str) -> DataFrame:
-    """A user's unit table (unit, variant, metric, numerator, and optionally denominator,
-    covariate, covariate_denominator) as the unit frame `analyse` reads."""
-    from jobs.located_yaml import did_you_mean
-
-    present = {c.lower(): c for c in table.columns}
-    for needed in UNIT_FILE_COLUMNS:
-        if needed not in present:
-            hint = did_you_mean(needed, table.columns)
-            raise UnitTableError(
-                f"{path}: column '{needed}' is missing (columns: {', '.join(table.columns)})"
-                + (f"; {hint}" if hint else "")
-            )
-
-    def col(name: str, default: float) -> Any:
-        return F.col(present[name]).cast("double") if name in present else F.lit(default)
-
-    _check_unique(table, present, path)
-    has_cov = "covariate" in present
-    return table.select(
-        F.lit(experiment_id).alias("experiment_id"),
-        F.col(present["metric"]).cast("string").alias("metric"),
-        F.col(present["variant"]).cast("string").alias("variant"),
-        F.col(present["unit"]).cast("string").alias("unit_id"),
-        F.xxhash64(F.col(present["unit"]).cast("string")).alias("unit_key"),
-        F.coalesce(col("numerator", 0.0), F.lit(0.0)).alias("y"),
-        F.coalesce(col("denominator", 1.0), F.lit(0.0)).alias("x"),
-        F.coalesce(col("covariate", 0.0), F.lit(0.0)).alias("cy"),
-        F.coalesce(col("covariate_denominator", 1.0 if has_cov else 0.0), F.lit(0.0)).alias("cx"),
-    )
-
-
-def _check_unique(table: DataFrame, present: dict[str, str], path: str) -> None:
-    """One row per (unit, metric) and one variant per unit, or a clear error with examples."""
-    unit, metric, variant = (F.col(present[c]) for c in ("unit", "metric", "variant"))
-    twice = table.groupBy(unit, metric).count().where("count > 1").limit(3).collect()
-    if twice:
-        shown = ", ".join(f"({r[0]}, {r[1]})" for r in twice)
-        raise UnitTableError(f"{path}: (unit, metric) must be unique; repeated: {shown}")
-    mixed = (
-        table.groupBy(unit)
-        .agg(F.count_distinct(variant).alias("n"))
-        .where("n > 1")
-        .limit(3)
-        .collect()
-    )
-    if mixed:
-        shown = ", ".join(str(r[0]) for r in mixed)
-        raise UnitTableError(f"{path}: units in more than one variant: {shown}")
-    if table.where(variant.isNull()).limit(1).count():
-        raise UnitTableError(f"{path}: column '{present['variant']}' has nulls")
-
-
 def file_spec(
     units: DataFrame,
     experiment_id: str,
@@ -312,6 +267,7 @@ def file_spec(
     seed: int,
     correction: Correction,
     shares: dict[str, float] | None = None,
+    cuped: CupedMode = "per_comparison",
 ) -> AnalysisSpec:
     """An analysis spec for a user's table: its metrics, with the catalog's good direction
     where a metric of the same name exists."""
@@ -321,7 +277,15 @@ def file_spec(
         m = catalog.metrics.get(name) if catalog else None
         metrics.append(MetricSpec(name, m.good_direction if m else "none"))
     return AnalysisSpec(
-        experiment_id, control, tuple(metrics), shares, alpha, replicates, seed, correction
+        experiment_id,
+        control,
+        tuple(metrics),
+        shares,
+        alpha,
+        replicates,
+        seed,
+        correction,
+        cuped=cuped,
     )
 
 

@@ -18,6 +18,7 @@ from jobs.experiments.aggregates import (
     moment_frame,
     replicate_frame,
 )
+from jobs.experiments.quantiles import quantile_arms
 from jobs.experiments.stats import Moments, bootstrap_comparison, replicate_ratios
 from udfs.poisson_bootstrap import numpy_weights, numpy_xxhash64, poisson_weight
 
@@ -171,3 +172,47 @@ def test_percentile_interval_agrees_with_a_resampling_bootstrap(spark: SparkSess
     assert poisson.lift_lower == pytest.approx(resampled.lift_lower, abs=0.1 * width)
     assert poisson.lift_upper == pytest.approx(resampled.lift_upper, abs=0.1 * width)
     assert poisson.lift_lower < point["treatment"] - point["control"] < poisson.lift_upper
+
+
+def weighted_lower_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """The smallest value whose weighted share at or below it reaches q (single machine)."""
+    order = np.argsort(values, kind="stable")
+    v, cw = values[order], np.cumsum(weights[order])
+    return float(v[np.searchsorted(cw, q * cw[-1], side="left")])
+
+
+def test_a_quantile_grid_that_would_clip_grows_until_nothing_is_clipped(
+    spark: SparkSession,
+) -> None:
+    """One unit holds 95% of an arm's events: when its weight is 0 (37% of replicates) the
+    median drops to the other units' values, far below q - 6 SE of the first grid. The grid
+    widens until every replicate quantile is the single-machine weighted quantile rounded
+    up to the grid, and none is clamped."""
+    rng = np.random.default_rng(21)
+    rows = [("p50", "control", 1, float(v)) for v in np.round(rng.uniform(100, 200, 2000), 3)]
+    for unit in range(2, 61):
+        rows += [("p50", "control", unit, float(v)) for v in np.round(rng.uniform(0, 1, 2), 3)]
+    for unit in range(100, 160):
+        rows += [("p50", "treatment", unit, float(v)) for v in np.round(rng.uniform(0, 9, 5), 3)]
+    events = spark.createDataFrame(
+        rows, "metric string, variant string, unit_key long, value double"
+    )
+    units = {("p50", "control"): 60, ("p50", "treatment"): 60}
+    replicates = 100
+    arms = quantile_arms(events, {"p50": 0.5}, units, replicates, SEED)
+    control = arms[("p50", "control")]
+    values = np.array([r[3] for r in rows if r[1] == "control"])
+    keys = np.array([r[2] for r in rows if r[1] == "control"])
+    weights = numpy_weights(SEED, keys, replicates).astype(float)
+    exact = np.array(
+        [weighted_lower_quantile(values, weights[:, b], 0.5) for b in range(replicates)]
+    )
+    # The first grid (q +- 6 SE with 60 units) starts near the 11th percentile: today's
+    # clamp would have moved every replicate whose big unit got weight 0.
+    first_low = np.quantile(values, 0.5 - 6 * np.sqrt(0.25 / 60))
+    assert np.sum(exact < first_low) > 20
+    assert control.clipped == 0 and control.span_se > 6
+    for b in range(replicates):
+        above = control.grid[control.grid >= exact[b]]
+        assert control.replicates[b] == above[0], b
+    assert arms[("p50", "treatment")].span_se == 6  # a well-behaved arm keeps its grid

@@ -60,10 +60,9 @@ def test_shipped_experiments_load(catalog: Catalog) -> None:
     assert ranking.version() != experiments["exp_report_button_v3"].version()
 
 
-def test_a_minimal_experiment_gets_defaults(catalog: Catalog) -> None:
-    doc = parse_located(
-        SOURCES
-        + textwrap.dedent("""\
+def doc_text_with(extra: str = "") -> str:
+    """A minimal experiment, with one more key line."""
+    return SOURCES + textwrap.dedent(f"""\
         experiments:
           - id: exp_a
             assignments: exposures
@@ -71,13 +70,19 @@ def test_a_minimal_experiment_gets_defaults(catalog: Catalog) -> None:
             control: control
             start: 2026-09-01
             metrics: [views]
-        """),
-        "exp.yaml",
-    )
+            {extra}
+        """)
+
+
+def test_a_minimal_experiment_gets_defaults(catalog: Catalog) -> None:
+    doc = parse_located(doc_text_with(), "exp.yaml")
     exp = experiments_from_documents([doc], catalog)["exp_a"]
     assert exp.treatments == ("b", "c")
     assert [s for _, s in exp.variants] == pytest.approx([1 / 3] * 3)
     assert (exp.alpha, exp.replicates, exp.covariate_days, exp.active) == (0.05, 500, 0, True)
+    assert exp.cuped == "per_comparison"
+    pooled = parse_located(doc_text_with("cuped: pooled"), "exp.yaml")
+    assert experiments_from_documents([pooled], catalog)["exp_a"].cuped == "pooled"
 
 
 def test_every_mistake_is_located_and_reported_at_once(catalog: Catalog) -> None:
@@ -95,6 +100,7 @@ experiments:
     alpah: 0.05
     correction: bh2
     replicates: 10
+    cuped: per_comparisn
   - id: exp_missing
     assignments: exposures
 """,
@@ -115,7 +121,12 @@ experiments:
         ("exp.yaml:11:", "unknown key 'alpah'", "did you mean 'alpha'?"),
         ("exp.yaml:12:", "correction must be one of bh, bonferroni, none", ""),
         ("exp.yaml:13:", "replicates must be an integer >= 50", ""),
-        ("exp.yaml:14:", "experiment needs 'variants'", ""),
+        (
+            "exp.yaml:14:",
+            "cuped must be one of per_comparison, pooled",
+            "did you mean 'per_comparison'?",
+        ),
+        ("exp.yaml:15:", "experiment needs 'variants'", ""),
     ]
     for where, message, hint in expected:
         assert any(p.startswith(where) and message in p and hint in p for p in found), (

@@ -7,7 +7,6 @@ for clustered quantiles; and the written tables, re-runs and the `--units` comma
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,17 +22,20 @@ from scipy import stats
 
 from jobs.cli import main
 from jobs.delta import DeltaSink
-from jobs.experiments.analysis import Analysis, analyse
+from jobs.experiments.analysis import Analysis, AnalysisSpec, MetricSpec, analyse
 from jobs.experiments.definitions import ExperimentDef
 from jobs.experiments.loader import experiments_from_documents
 from jobs.experiments.quantiles import quantile_arms
+from jobs.experiments.stats import CupedMode
 from jobs.experiments.units import quantile_events, unit_frame
 from jobs.experiments_job import (
     EXPERIMENT_REPLICATES,
     EXPERIMENT_RESULTS,
     EXPERIMENT_UNITS,
+    RESULT_SCHEMA,
     run_experiment,
     spec_for,
+    write_results,
 )
 from jobs.located_yaml import parse_located
 from jobs.metrics.definitions import Catalog
@@ -45,7 +47,6 @@ DAY0 = dt.datetime(2026, 5, 1)
 START, END = DAY0.date(), (DAY0 + dt.timedelta(days=9)).date()
 COVARIATE_DAYS = 5
 UNITS = 600
-Z = float(stats.norm.ppf(0.975))
 
 CATALOG = """\
 sources:
@@ -210,15 +211,6 @@ def expected_units(w: World) -> dict[tuple[str, str], tuple[str, float, float, f
     return out
 
 
-def delta_ratio(y: np.ndarray, x: np.ndarray) -> tuple[float, float]:
-    """R = sum y / sum x and its delta-method variance, written out from the formula."""
-    n = len(y)
-    r = y.sum() / x.sum()
-    cov = np.cov(np.vstack([y, x]), ddof=1)
-    var = (cov[0, 0] - 2 * r * cov[0, 1] + r * r * cov[1, 1]) / (n * x.mean() ** 2)
-    return float(r), float(var)
-
-
 def weighted_lower_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
     order = np.argsort(values, kind="stable")
     v, cw = values[order], np.cumsum(weights[order])
@@ -271,27 +263,56 @@ def _row(analysis: Analysis, metric: str, method: str) -> dict[str, Any]:
     return found[0]
 
 
+def pseudo_values(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """R + (y - R x) / mean(x): per-unit values whose mean is R and whose variance over n
+    is the ratio's delta-method variance (for a mean, y itself)."""
+    r = y.sum() / x.sum()
+    return np.asarray(r + (y - r * x) / x.mean())
+
+
 @pytest.mark.parametrize(
     ("metric", "per"), [("vvr", 1), ("watch", 1), ("n_views", 1), ("reports_per_1k", 1000)]
 )
-def test_delta_method_matches_the_formula(
+def test_delta_method_is_welchs_t_test_on_linearised_values(
     analysis: Analysis, world: World, metric: str, per: int
 ) -> None:
+    """scipy's Welch test on the units' linearised values (computed here from the raw
+    rows): statistic, p-value, df and interval."""
     arms = _arms(world, metric)
-    (rc, vc), (rt, vt) = (delta_ratio(arms[v][0], arms[v][1]) for v in ("control", "treatment"))
-    se = math.sqrt(vc + vt)
+    control, treatment = (pseudo_values(arms[v][0], arms[v][1]) for v in arms)
+    welch = stats.ttest_ind(treatment, control, equal_var=False)
+    ci = welch.confidence_interval(0.95)
+    rc, rt = control.mean(), treatment.mean()
     row = _row(analysis, metric, "delta")
     assert row["control_value"] == pytest.approx(rc * per, rel=1e-12)
     assert row["treatment_value"] == pytest.approx(rt * per, rel=1e-12)
     assert row["lift"] == pytest.approx((rt - rc) * per, rel=1e-10)
-    assert row["lift_lower"] == pytest.approx((rt - rc - Z * se) * per, rel=1e-9)
-    assert row["lift_upper"] == pytest.approx((rt - rc + Z * se) * per, rel=1e-9)
-    assert row["p_value"] == pytest.approx(2 * stats.norm.sf(abs(rt - rc) / se), rel=1e-9)
+    assert row["lift_lower"] == pytest.approx(ci.low * per, rel=1e-9)
+    assert row["lift_upper"] == pytest.approx(ci.high * per, rel=1e-9)
+    assert row["p_value"] == pytest.approx(welch.pvalue, rel=1e-9)
+    assert row["df"] == pytest.approx(welch.df, rel=1e-9)
     assert row["relative_lift"] == pytest.approx(rt / rc - 1, rel=1e-10)
-    assert (row["units_control"], row["units_treatment"]) == (
-        len(arms["control"][0]),
-        len(arms["treatment"][0]),
-    )
+    assert (row["units_control"], row["units_treatment"]) == (len(control), len(treatment))
+
+
+def test_adjusted_intervals_use_the_benjamini_yekutieli_level(analysis: Analysis) -> None:
+    """Per method, the rows' adjusted level is 1 - R alpha / m (R: BH rejections among its
+    m rows), and the adjusted delta interval is Welch's at that level."""
+    for method in ("delta", "cuped", "bootstrap"):
+        family = [r for r in analysis.results if r["method"] == method]
+        rejected = sum(r["significant"] for r in family)
+        expected = 1 - max(rejected, 1) * 0.05 / len(family)
+        for r in family:
+            assert r["adjusted_level"] == pytest.approx(expected, rel=1e-12)
+            adjusted = (r["lift_lower_adjusted"], r["lift_upper_adjusted"])
+            assert r["significant"] == (adjusted[0] > 0 or adjusted[1] < 0), r
+            assert adjusted[0] <= r["lift_lower"] and r["lift_upper"] <= adjusted[1]
+    row = _row(analysis, "watch", "delta")
+    level = row["adjusted_level"]
+    half = (row["lift_upper"] - row["lift_lower"]) / 2
+    wide = (row["lift_upper_adjusted"] - row["lift_lower_adjusted"]) / 2
+    ratio = stats.t.isf((1 - level) / 2, row["df"]) / stats.t.isf(0.025, row["df"])
+    assert wide / half == pytest.approx(ratio, rel=1e-9)
 
 
 def test_cuped_on_a_mean_equals_ancova(analysis: Analysis, world: World) -> None:
@@ -343,12 +364,13 @@ def test_bootstrap_equals_a_single_machine_poisson_bootstrap(
         np.testing.assert_allclose(got, replicates[variant], rtol=1e-12)
     lift = replicates["treatment"] - replicates["control"]
     row = _row(analysis, "vvr", "bootstrap")
-    assert row["lift_lower"] == pytest.approx(
-        np.percentile(lift, 2.5, method="inverted_cdf"), rel=1e-12
-    )
-    assert row["lift_upper"] == pytest.approx(
-        np.percentile(lift, 97.5, method="inverted_cdf"), rel=1e-12
-    )
+    # 200 replicates: p = 2 (1 + c) / 201 is below 0.05 for c <= 4 replicates on the far
+    # side, so the 95% interval runs from the 5th smallest to the 5th largest replicate.
+    ordered = np.sort(lift)
+    assert row["lift_lower"] == pytest.approx(ordered[4], rel=1e-12)
+    assert row["lift_upper"] == pytest.approx(ordered[-5], rel=1e-12)
+    far = min(int(np.sum(lift <= 0)), int(np.sum(lift >= 0)))
+    assert row["p_value"] == pytest.approx(2 * (1 + far) / 201, rel=1e-12)
 
 
 def test_quantile_bootstrap_equals_weighted_quantiles_on_the_grid(
@@ -498,3 +520,67 @@ def test_analysis_is_identical_for_1_3_and_16_partitions(
     one = run(1)
     assert run(3) == one
     assert run(16) == one
+
+
+def three_arm_units(spark: SparkSession, arms: tuple[str, ...]) -> DataFrame:
+    """A mean metric with a pre-period covariate; the third arm's outcome has another slope
+    on the covariate (so a pooled slope moves)."""
+    rng = np.random.default_rng(31)
+    slopes = {"control": 0.8, "treatment": 0.8, "third": -0.4}
+    rows = []
+    for variant in arms:
+        for unit in range(300):
+            pre = float(rng.normal(10, 3))
+            post = 2 + slopes[variant] * pre + float(rng.normal(0, 1))
+            rows.append(("e", "m", variant, f"{variant}{unit}", round(post, 6), 1.0, pre, 1.0))
+    frame = spark.createDataFrame(
+        rows,
+        "experiment_id string, metric string, variant string, unit_id string, y double, "
+        "x double, cy double, cx double",
+    )
+    return frame.select("*", F.xxhash64("unit_id").alias("unit_key"))
+
+
+def test_a_third_arm_leaves_control_vs_treatment_alone(spark: SparkSession) -> None:
+    """CUPED per comparison (the default): adding an arm changes no number of control vs
+    treatment but the adjusted p-value and level (one more comparison to correct for); the
+    pooled variant's estimate moves."""
+    unadjusted = ("control_value", "treatment_value", "lift", "lift_lower", "lift_upper",
+                  "relative_lift", "relative_lower", "relative_upper", "p_value", "df")  # fmt: skip
+
+    def cuped_row(arms: tuple[str, ...], mode: CupedMode) -> dict[str, Any]:
+        spec = AnalysisSpec("e", "control", (MetricSpec("m"),), replicates=50, cuped=mode)
+        rows = analyse(three_arm_units(spark, arms), spec).results
+        return next(r for r in rows if r["method"] == "cuped" and r["treatment"] == "treatment")
+
+    two = cuped_row(("control", "treatment"), "per_comparison")
+    three = cuped_row(("control", "treatment", "third"), "per_comparison")
+    assert {k: two[k] for k in unadjusted} == {k: three[k] for k in unadjusted}
+    assert three["adjusted_level"] != two["adjusted_level"]
+    pooled = cuped_row(("control", "treatment", "third"), "pooled")
+    width = two["lift_upper"] - two["lift_lower"]
+    assert abs(pooled["lift"] - two["lift"]) > 0.01 * width
+
+
+def test_a_results_table_written_before_the_adjusted_columns_gains_them(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """The new columns are added to an existing table (older rows read them as null)."""
+    sink = DeltaSink.for_session(spark, "delta-rs")
+    warehouse = str(tmp_path)
+    table = f"{warehouse}/{EXPERIMENT_RESULTS}"
+    new = ("df", "lift_lower_adjusted", "lift_upper_adjusted", "relative_lower_adjusted",
+           "relative_upper_adjusted", "adjusted_level", "cuped")  # fmt: skip
+    old_schema = ", ".join(f for f in RESULT_SCHEMA.split(", ") if f.split()[0] not in new)
+    old_row = spark.createDataFrame([], old_schema).unionByName(
+        spark.createDataFrame([("old_exp", "m")], "experiment_id string, metric string"),
+        allowMissingColumns=True,
+    )
+    sink.write(old_row, table, mode="append", partition_by=("experiment_id",))
+    units = three_arm_units(spark, ("control", "treatment"))
+    analysis = analyse(units, AnalysisSpec("e", "control", (MetricSpec("m"),), replicates=50))
+    write_results(spark, sink, warehouse, "e", analysis, "r1", {"cuped": "per_comparison"})
+    rows = {r["experiment_id"]: r for r in sink.read(table).collect()}
+    assert rows["old_exp"]["adjusted_level"] is None and rows["old_exp"]["metric"] == "m"
+    assert rows["e"]["adjusted_level"] == pytest.approx(0.95)  # one comparison per method
+    assert rows["e"]["cuped"] == "per_comparison" and rows["e"]["df"] is not None

@@ -3,18 +3,22 @@
 Spark computes the sufficient statistics (per-arm moments, per-replicate weighted sums,
 quantile replicates); only those small aggregates reach the driver, where `stats` turns
 them into estimates, intervals and p-values. Rows come out per (metric, treatment, method):
-`delta` (ratio of means, delta method), `cuped` (regression adjustment on the pre-period
-covariate, when the unit table has one) and `bootstrap` (distributed Poisson bootstrap,
-percentile intervals; the only method for quantile metrics). p-values are adjusted across
-the experiment's metrics and treatments per method, and the verdict reads the metric's
-good direction. The sample-ratio test runs once per experiment on units per variant.
+`delta` (ratio of means, delta method, Welch t), `cuped` (regression adjustment on the
+pre-period covariate, when the unit table has one; its slope estimated per comparison by
+default) and `bootstrap` (distributed Poisson bootstrap, percentile intervals; the only
+method for quantile metrics). p-values are adjusted across the experiment's metrics and
+treatments per method; the verdict uses the adjusted p-value and reads the metric's good
+direction, and every row also carries intervals at the adjusted level, which exclude 0
+exactly when the verdict is significant. The sample-ratio test runs once per experiment on
+units per variant.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -29,19 +33,24 @@ from jobs.experiments.aggregates import (
 )
 from jobs.experiments.quantiles import QuantileArm, quantile_arms
 from jobs.experiments.stats import (
+    CUPED_DF,
     Comparison,
     Correction,
+    CupedMode,
+    Intervals,
     Moments,
     SampleRatio,
     adjust_p_values,
+    adjusted_level,
+    agreeing,
     bootstrap_comparison,
-    cuped_estimate,
-    cuped_theta,
+    bootstrap_intervals,
+    cuped_arms,
     delta_estimate,
-    normal_comparison,
-    pooled_covariate_ratio,
     replicate_ratios,
     sample_ratio_test,
+    t_comparison,
+    t_intervals,
     verdict,
 )
 
@@ -71,6 +80,7 @@ class AnalysisSpec:
     seed: int = 0
     correction: Correction = "bh"
     srm_threshold: float = 0.001
+    cuped: CupedMode = "per_comparison"  # theta from the two arms compared, or every arm
 
 
 @dataclass
@@ -108,10 +118,15 @@ def analyse(units: DataFrame, spec: AnalysisSpec, events: DataFrame | None = Non
             f"variants found: {', '.join(sorted(counts)) or 'none'}"
         )
     treatments = sorted(v for v in counts if v != spec.control)
+    if not treatments:
+        raise AnalysisError(
+            f"experiment {spec.experiment_id}: no treatment variant has units (only the "
+            f"control '{spec.control}'); variants found: {', '.join(sorted(counts))}"
+        )
     analysis = Analysis(srm_test(spec, counts), counts)
     ratio_metrics = [m for m in spec.metrics if m.quantile is None]
     quantile_metrics = [m for m in spec.metrics if m.quantile is not None]
-    comparisons: list[tuple[MetricSpec, str, str, Comparison, dict[str, int]]] = []
+    comparisons: list[Candidate] = []
     if ratio_metrics:
         wanted = units.where(F.col("metric").isin([m.name for m in ratio_metrics]))
         moments = collect_moments(moment_frame(wanted))
@@ -132,6 +147,20 @@ def analyse(units: DataFrame, spec: AnalysisSpec, events: DataFrame | None = Non
     return analysis
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One comparison before multiplicity adjustment: its unadjusted result, and how to
+    compute its intervals at another level (for the adjusted intervals)."""
+
+    metric: MetricSpec
+    treatment: str
+    method: str
+    comparison: Comparison
+    units: tuple[int, int]  # control, treatment
+    at_level: Callable[[float], Intervals]
+    scale: float = 1.0  # a rate's `per`: applied to values and absolute lifts
+
+
 def _scaled(c: Comparison, per: float) -> Comparison:
     if per == 1.0:
         return c
@@ -145,6 +174,7 @@ def _scaled(c: Comparison, per: float) -> Comparison:
         c.relative_lower,
         c.relative_upper,
         c.p_value,
+        c.df,
     )
 
 
@@ -155,8 +185,8 @@ def _ratio_comparisons(
     moments: dict[tuple[str, str], Moments],
     sums: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]],
     analysis: Analysis,
-) -> list[tuple[MetricSpec, str, str, Comparison, dict[str, int]]]:
-    out: list[tuple[MetricSpec, str, str, Comparison, dict[str, int]]] = []
+) -> list[Candidate]:
+    out: list[Candidate] = []
     control = moments.get((metric.name, spec.control))
     if control is None:
         return out
@@ -180,26 +210,31 @@ def _ratio_comparisons(
         *[moments[(metric.name, t)] for t in treatments if (metric.name, t) in moments],
     ]
     has_covariate = any(float(a.sums[3]) != 0.0 for a in arms)
-    theta = cuped_theta(arms) if has_covariate else 0.0
-    pooled = pooled_covariate_ratio(arms)
     for t in treatments:
         treated = moments.get((metric.name, t))
         if treated is None or t not in rep:
             continue  # the metric has no units in this arm
-        n = {"control": control.n, "treatment": treated.n}
-        delta = normal_comparison(delta_estimate(control), delta_estimate(treated), spec.alpha)
-        out.append((metric, t, "delta", _scaled(delta, metric.per), n))
-        if has_covariate:
-            cuped = normal_comparison(
-                cuped_estimate(control, theta, pooled),
-                cuped_estimate(treated, theta, pooled),
-                spec.alpha,
+        n = (control.n, treated.n)
+        c, tr = delta_estimate(control), delta_estimate(treated)
+        out.append(
+            Candidate(
+                metric, t, "delta", t_comparison(c, tr, spec.alpha), n,
+                partial(t_intervals, c, tr), metric.per,
             )
-            out.append((metric, t, "cuped", _scaled(cuped, metric.per), n))
+        )  # fmt: skip
+        if has_covariate:
+            cc, ct = cuped_arms(control, treated, arms, spec.cuped)
+            out.append(
+                Candidate(
+                    metric, t, "cuped", t_comparison(cc, ct, spec.alpha, CUPED_DF), n,
+                    partial(t_intervals, cc, ct, df_reduction=CUPED_DF), metric.per,
+                )
+            )  # fmt: skip
         boot = bootstrap_comparison(
             rep[spec.control], rep[t], spec.alpha, control.ratio, treated.ratio
         )
-        out.append((metric, t, "bootstrap", _scaled(boot, metric.per), n))
+        at_level = partial(bootstrap_intervals, rep[spec.control], rep[t])
+        out.append(Candidate(metric, t, "bootstrap", boot, n, at_level, metric.per))
     return out
 
 
@@ -210,8 +245,8 @@ def _quantile_comparisons(
     arms: dict[tuple[str, str], QuantileArm],
     counts: dict[str, int],
     analysis: Analysis,
-) -> list[tuple[MetricSpec, str, str, Comparison, dict[str, int]]]:
-    out: list[tuple[MetricSpec, str, str, Comparison, dict[str, int]]] = []
+) -> list[Candidate]:
+    out: list[Candidate] = []
     control = arms.get((metric.name, spec.control))
     if control is None:
         return out
@@ -229,42 +264,52 @@ def _quantile_comparisons(
         boot = bootstrap_comparison(
             control.replicates, treated.replicates, spec.alpha, control.point, treated.point
         )
-        n = {"control": counts[spec.control], "treatment": counts[t]}
-        out.append((metric, t, "bootstrap", boot, n))
+        at_level = partial(bootstrap_intervals, control.replicates, treated.replicates)
+        n = (counts[spec.control], counts[t])
+        out.append(Candidate(metric, t, "bootstrap", boot, n, at_level))
     return out
 
 
-def _adjust_and_judge(
-    spec: AnalysisSpec,
-    comparisons: list[tuple[MetricSpec, str, str, Comparison, dict[str, int]]],
-    analysis: Analysis,
-) -> None:
-    """Adjusted p-values per method across metrics and treatments; verdicts; result rows."""
+def _adjust_and_judge(spec: AnalysisSpec, candidates: list[Candidate], analysis: Analysis) -> None:
+    """Adjusted p-values per method across metrics and treatments; the level of intervals
+    that agree with them; verdicts; result rows."""
     by_method: dict[str, list[int]] = {}
-    for i, (_, _, method, _, _) in enumerate(comparisons):
-        by_method.setdefault(method, []).append(i)
-    adjusted = [math.nan] * len(comparisons)
+    for i, candidate in enumerate(candidates):
+        by_method.setdefault(candidate.method, []).append(i)
+    adjusted = [math.nan] * len(candidates)
+    level = [spec.alpha] * len(candidates)
     for indices in by_method.values():
-        ps = [comparisons[i][3].p_value for i in indices]
+        ps = [candidates[i].comparison.p_value for i in indices]
         finite = [p if math.isfinite(p) else 1.0 for p in ps]
-        for i, p in zip(indices, adjust_p_values(finite, spec.correction), strict=True):
-            adjusted[i] = p
-    methods_of = {
-        (m.name, t): {c[2] for c in comparisons if c[0] == m and c[1] == t}
-        for m, t, _, _, _ in comparisons
-    }
-    for (metric, treatment, method, c, n), p_adj in zip(comparisons, adjusted, strict=True):
-        primary = _primary_method(methods_of[(metric.name, treatment)])
-        significant = p_adj < spec.alpha
+        family = adjust_p_values(finite, spec.correction)
+        a = adjusted_level(family, spec.alpha, spec.correction)
+        for i, p in zip(indices, family, strict=True):
+            adjusted[i], level[i] = p, a
+    methods_of: dict[tuple[str, str], set[str]] = {}
+    for candidate in candidates:
+        methods_of.setdefault((candidate.metric.name, candidate.treatment), set()).add(
+            candidate.method
+        )
+    for candidate, p_adj, a in zip(candidates, adjusted, level, strict=True):
+        metric, c = candidate.metric, _scaled(candidate.comparison, candidate.scale)
+        primary = _primary_method(methods_of[(metric.name, candidate.treatment)])
+        significant = bool(p_adj < spec.alpha)
+        wide, scale = candidate.at_level(a), candidate.scale
+        lift_lower, lift_upper = agreeing(
+            wide.lift_lower * scale, wide.lift_upper * scale, c.lift, significant
+        )
+        rel_lower, rel_upper = agreeing(
+            wide.relative_lower, wide.relative_upper, c.relative_lift, significant
+        )
         analysis.results.append(
             {
                 "metric": metric.name,
                 "control": spec.control,
-                "treatment": treatment,
-                "method": method,
-                "primary": method == primary,
-                "units_control": n["control"],
-                "units_treatment": n["treatment"],
+                "treatment": candidate.treatment,
+                "method": candidate.method,
+                "primary": candidate.method == primary,
+                "units_control": candidate.units[0],
+                "units_treatment": candidate.units[1],
                 "control_value": _finite(c.control),
                 "treatment_value": _finite(c.treatment),
                 "lift": _finite(c.lift),
@@ -275,9 +320,15 @@ def _adjust_and_judge(
                 "relative_upper": _finite(c.relative_upper),
                 "p_value": _finite(c.p_value),
                 "p_value_adjusted": _finite(p_adj),
-                "significant": bool(significant),
+                "significant": significant,
                 "verdict": verdict(significant, c.lift, metric.good_direction),
                 "good_direction": metric.good_direction,
+                "df": _finite(c.df),
+                "lift_lower_adjusted": _finite(lift_lower),
+                "lift_upper_adjusted": _finite(lift_upper),
+                "relative_lower_adjusted": _finite(rel_lower),
+                "relative_upper_adjusted": _finite(rel_upper),
+                "adjusted_level": 1.0 - a,
             }
         )
 

@@ -15,7 +15,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from jobs.experiments.stats import Correction
+from jobs.experiments.stats import Correction, CupedMode
 from jobs.located_yaml import Location
 
 #: Catalog metric types an experiment can analyse: each is a ratio of per-unit sums, or an
@@ -58,6 +58,7 @@ class ExperimentDef:
     seed: int = 0
     correction: Correction = "bh"
     srm_threshold: float = 0.001
+    cuped: CupedMode = "per_comparison"  # CUPED's slope: per comparison, or pooled over arms
     unit_columns: tuple[tuple[str, str], ...] = ()  # source -> column joined to the unit
     active: bool = True
     where: Location | None = field(default=None, compare=False)

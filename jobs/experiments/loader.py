@@ -17,7 +17,7 @@ from jobs.experiments.definitions import (
     AssignmentSource,
     ExperimentDef,
 )
-from jobs.experiments.stats import Correction
+from jobs.experiments.stats import CUPED_MODES, Correction, CupedMode
 from jobs.located_yaml import InputError, LocatedDocument, YamlPath, did_you_mean, load_located
 from jobs.metrics.definitions import Catalog
 from jobs.metrics.loader import definition_files
@@ -50,6 +50,7 @@ EXPERIMENT_KEYS = (
     "replicates",
     "seed",
     "correction",
+    "cuped",
     "srm_threshold",
     "unit_columns",
     "active",
@@ -217,6 +218,15 @@ def _experiment(
             f"correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}",
             did_you_mean(str(correction), CORRECTIONS),
         )
+    cuped = body.get("cuped", "per_comparison")
+    if cuped not in CUPED_MODES:
+        out.add(
+            doc,
+            (*path, "cuped"),
+            "E004",
+            f"cuped must be one of {', '.join(CUPED_MODES)}, got {cuped!r}",
+            did_you_mean(str(cuped), CUPED_MODES),
+        )
     unit_columns = _unit_columns(
         doc, (*path, "unit_columns"), body.get("unit_columns"), catalog, out
     )
@@ -243,6 +253,7 @@ def _experiment(
         replicates=replicates,
         seed=seed,
         correction=cast(Correction, correction),
+        cuped=cast(CupedMode, cuped),
         srm_threshold=float(srm),
         unit_columns=unit_columns,
         active=active,

@@ -6,18 +6,27 @@ cross products of the per-unit vector v = (y, x, cy, cx), where (cy, cx) is the 
 over the unit's pre-period (the CUPED covariate; zeros when there is none). From those:
 
 - delta method: Var(R) = g' S g / n with g the gradient of y/x at the means and S the
-  covariance matrix of v (Deng, Knoblich & Lu 2018);
+  covariance matrix of v (Deng, Knoblich & Lu 2018), with n - 1 degrees of freedom;
 - CUPED / regression adjustment: R_adj = R - theta (Rc - Rc_pooled), theta the pooled
-  within-arm slope of the linearised metric on the linearised covariate (for a mean metric
-  this is exactly ANCOVA with an arm indicator);
-- absolute lift (independent arms) and relative lift (delta method on R_t / R_c);
-- Poisson bootstrap replicates: per replicate the arms' weighted sums give R_b, and the
-  lift's percentile interval and two-sided p-value;
-- sample ratio mismatch (chi-square goodness of fit), Benjamini-Hochberg and Bonferroni.
+  within-arm slope of the linearised metric on the linearised covariate, estimated on the
+  arms being compared (for a mean metric: exactly ANCOVA with an arm indicator);
+- absolute lift (independent arms) with a Welch t test and interval (Welch-Satterthwaite
+  degrees of freedom; one fewer for CUPED's estimated slope), relative lift by the delta
+  method on R_t / R_c, and Fieller's interval for the relative lift at an adjusted level
+  (it excludes 0 exactly when the absolute test rejects);
+- Poisson bootstrap replicates: per replicate the arms' weighted sums give R_b; the lift's
+  two-sided p-value 2 (1 + replicates on the far side of 0) / (B + 1), never below
+  2 / (B + 1), and percentile intervals whose ends are the order statistics that make
+  "the interval excludes 0" and "p < level" the same statement;
+- sample ratio mismatch (chi-square goodness of fit), Benjamini-Hochberg and Bonferroni,
+  and the confidence level of intervals that agree with the adjusted p-values
+  (Benjamini-Yekutieli's FCR-adjusted level for BH).
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -26,9 +35,16 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
+log = logging.getLogger(__name__)
+
 Array = NDArray[np.float64]
 Correction = Literal["bh", "bonferroni", "none"]
+CupedMode = Literal["per_comparison", "pooled"]
+CUPED_MODES: tuple[CupedMode, ...] = ("per_comparison", "pooled")
 Y, X, CY, CX = range(4)
+NAN = float("nan")
+#: Degrees of freedom a CUPED comparison gives up for its estimated slope.
+CUPED_DF = 1.0
 
 
 @dataclass(frozen=True)
@@ -109,18 +125,24 @@ class Moments:
 class ArmEstimate:
     value: float  # R, or R_adj with a covariate
     variance: float  # of the estimate
+    df: float  # degrees of freedom of the variance estimate (n - 1)
 
 
 def delta_estimate(arm: Moments) -> ArmEstimate:
     """R and its delta-method variance."""
+    if arm.n < 2:
+        return ArmEstimate(arm.ratio if arm.n else NAN, NAN, 0.0)
     g, _ = arm.gradients()
-    return ArmEstimate(arm.ratio, float(g @ arm.covariance @ g) / arm.n)
+    return ArmEstimate(arm.ratio, float(g @ arm.covariance @ g) / arm.n, float(arm.n - 1))
 
 
 def cuped_theta(arms: Sequence[Moments]) -> float:
-    """Pooled within-arm slope of the linearised metric on the linearised covariate."""
+    """Pooled within-arm slope of the linearised metric on the linearised covariate, over
+    `arms` (the two arms of a comparison by default; every arm for the pooled variant)."""
     num = den = 0.0
     for arm in arms:
+        if arm.n < 2:
+            continue
         g, h = arm.gradients()
         s = arm.covariance * (arm.n - 1)
         num += float(g @ s @ h)
@@ -130,17 +152,31 @@ def cuped_theta(arms: Sequence[Moments]) -> float:
 
 def cuped_estimate(arm: Moments, theta: float, pooled_covariate: float) -> ArmEstimate:
     """R - theta (Rc - Rc_pooled) and its delta-method variance (theta and the pooled
-    covariate ratio taken as fixed: both cancel in a difference of arms)."""
+    covariate ratio taken as fixed: both cancel in a difference of arms; the comparison
+    takes one degree of freedom off for theta)."""
+    if arm.n < 2:
+        return ArmEstimate(arm.ratio if arm.n else NAN, NAN, 0.0)
     g, h = arm.gradients()
     c = g - theta * h
     value = arm.ratio - theta * (arm.covariate_ratio - pooled_covariate)
-    return ArmEstimate(value, float(c @ arm.covariance @ c) / arm.n)
+    return ArmEstimate(value, float(c @ arm.covariance @ c) / arm.n, float(arm.n - 1))
 
 
 def pooled_covariate_ratio(arms: Sequence[Moments]) -> float:
     cy = sum(float(a.sums[CY]) for a in arms)
     cx = sum(float(a.sums[CX]) for a in arms)
     return cy / cx if cx else 0.0
+
+
+def cuped_arms(
+    control: Moments, treatment: Moments, every_arm: Sequence[Moments], mode: CupedMode
+) -> tuple[ArmEstimate, ArmEstimate]:
+    """Both arms' CUPED estimates for one comparison: theta and the pooled covariate ratio
+    from these two arms (`per_comparison`, as gbstats) or from `every_arm` (`pooled`: then
+    adding an arm changes every comparison)."""
+    basis = [control, treatment] if mode == "per_comparison" else list(every_arm)
+    theta, pooled = cuped_theta(basis), pooled_covariate_ratio(basis)
+    return cuped_estimate(control, theta, pooled), cuped_estimate(treatment, theta, pooled)
 
 
 @dataclass(frozen=True)
@@ -156,86 +192,175 @@ class Comparison:
     relative_lower: float
     relative_upper: float
     p_value: float
+    df: float = NAN  # the t test's degrees of freedom (nan for the bootstrap)
 
 
-def normal_comparison(control: ArmEstimate, treatment: ArmEstimate, alpha: float) -> Comparison:
-    """Absolute and relative lift with normal (delta-method) intervals and a z-test."""
-    z = float(stats.norm.ppf(1 - alpha / 2))
+@dataclass(frozen=True)
+class Intervals:
+    """Absolute and relative lift intervals at one confidence level (+-inf: unbounded)."""
+
+    lift_lower: float
+    lift_upper: float
+    relative_lower: float
+    relative_upper: float
+
+
+def welch_df(parts: Sequence[tuple[float, float]]) -> float:
+    """Welch-Satterthwaite degrees of freedom of a sum of independent variance estimates,
+    given as (variance, its degrees of freedom); nan when the sum is 0 or not finite."""
+    total = sum(v for v, _ in parts)
+    if not (total > 0 and math.isfinite(total)):
+        return NAN
+    spread = sum(v * v / df for v, df in parts if v > 0)
+    return total * total / spread
+
+
+def _t_quantile(level: float, df: float) -> float:
+    """The two-sided critical value of a (1 - level) interval: t_{1 - level/2, df}."""
+    return float(stats.t.isf(level / 2, df))
+
+
+def t_comparison(
+    control: ArmEstimate, treatment: ArmEstimate, alpha: float, df_reduction: float = 0.0
+) -> Comparison:
+    """Absolute lift with a Welch t test and interval (Welch-Satterthwaite df, less
+    `df_reduction` for estimated adjustment slopes); relative lift t/c - 1 with the delta
+    method's variance and its own Satterthwaite df. For a mean metric this is
+    `scipy.stats.ttest_ind(equal_var=False)`."""
     lift = treatment.value - control.value
-    se = float(np.sqrt(control.variance + treatment.variance))
-    p = float(2 * stats.norm.sf(abs(lift) / se)) if se > 0 else float("nan")
-    rel = treatment.value / control.value - 1 if control.value else float("nan")
+    variance = control.variance + treatment.variance
+    df = welch_df([(control.variance, control.df), (treatment.variance, treatment.df)])
+    df -= df_reduction
+    se = math.sqrt(variance) if variance >= 0 else NAN
+    usable = math.isfinite(lift) and se > 0 and df > 0
+    p = float(2 * stats.t.sf(abs(lift) / se, df)) if usable else NAN
+    q = _t_quantile(alpha, df) if usable else NAN
+    c, t = control.value, treatment.value
+    rel = t / c - 1 if c else NAN
     # Var(t/c) ~ Var(t)/c^2 + t^2 Var(c)/c^4 for independent arms.
-    rel_se = (
-        float(
-            np.sqrt(
-                treatment.variance / control.value**2
-                + treatment.value**2 * control.variance / control.value**4
-            )
-        )
-        if control.value
-        else float("nan")
-    )
+    rel_lower = rel_upper = NAN
+    if c and usable:
+        a, b = treatment.variance / c**2, t**2 * control.variance / c**4
+        rel_df = welch_df([(a, treatment.df), (b, control.df)]) - df_reduction
+        if rel_df > 0:
+            half = _t_quantile(alpha, rel_df) * math.sqrt(a + b)
+            rel_lower, rel_upper = rel - half, rel + half
     return Comparison(
-        control=control.value,
-        treatment=treatment.value,
+        control=c,
+        treatment=t,
         lift=lift,
-        lift_lower=lift - z * se,
-        lift_upper=lift + z * se,
+        lift_lower=lift - q * se,
+        lift_upper=lift + q * se,
         relative_lift=rel,
-        relative_lower=rel - z * rel_se,
-        relative_upper=rel + z * rel_se,
+        relative_lower=rel_lower,
+        relative_upper=rel_upper,
         p_value=p,
+        df=df if usable else NAN,
     )
+
+
+def fieller_interval(control: ArmEstimate, treatment: ArmEstimate, q: float) -> tuple[float, float]:
+    """Fieller's interval for t/c - 1 with critical value q: every rho with
+    (t - rho c)^2 <= q^2 (Var t + rho^2 Var c). It contains 0 exactly when
+    |t - c| <= q sqrt(Var t + Var c), i.e. when the absolute test does not reject.
+    (-inf, inf) when the control's value is not clearly away from 0 (the set is unbounded)."""
+    t, c, vt, vc = treatment.value, control.value, treatment.variance, control.variance
+    a = c * c - q * q * vc
+    if not (a > 0 and math.isfinite(a)):
+        return -math.inf, math.inf
+    root = q * math.sqrt(max(vt * a + vc * t * t, 0.0))
+    return (t * c - root) / a - 1, (t * c + root) / a - 1
+
+
+def t_intervals(
+    control: ArmEstimate, treatment: ArmEstimate, level: float, df_reduction: float = 0.0
+) -> Intervals:
+    """Intervals at confidence 1 - level that agree with the Welch t test at `level`: the
+    absolute lift's t interval and Fieller's interval for the relative lift, both with the
+    absolute lift's degrees of freedom."""
+    lift = treatment.value - control.value
+    se = math.sqrt(control.variance + treatment.variance)
+    df = welch_df([(control.variance, control.df), (treatment.variance, treatment.df)])
+    df -= df_reduction
+    if not (se > 0 and df > 0 and math.isfinite(lift)):
+        return Intervals(NAN, NAN, NAN, NAN)
+    q = _t_quantile(level, df)
+    low, high = fieller_interval(control, treatment, q) if control.value else (NAN, NAN)
+    return Intervals(lift - q * se, lift + q * se, low, high)
+
+
+def bootstrap_p_value(replicates: Array) -> float:
+    """Two-sided p-value of the replicate lifts against 0: 2 (1 + c) / (B + 1), c the
+    replicates at or beyond 0 on the far side (ties count on both), at most 1. Never 0:
+    the smallest is 2 / (B + 1)."""
+    b = len(replicates)
+    if b == 0:
+        return NAN
+    far = min(int(np.sum(replicates <= 0)), int(np.sum(replicates >= 0)))
+    return float(_floored_p(np.array([far]), b)[0])
+
+
+def _floored_p(far: NDArray[np.int64], b: int) -> Array:
+    """2 (1 + far) / (B + 1), at most 1, per far-side count (one expression for the p-value
+    and for the interval's order statistic, so the two agree to the last bit)."""
+    return np.minimum(1.0, 2.0 * (1.0 + far.astype(np.float64)) / float(b + 1))
+
+
+def bootstrap_interval(replicates: Array, level: float) -> tuple[float, float]:
+    """Percentile interval at confidence 1 - level: the k-th smallest and k-th largest
+    replicates, k the number of far-side counts c for which `bootstrap_p_value` would be
+    below `level` (about (B + 1) level / 2 - 1). So the interval excludes 0 exactly when
+    the p-value is below `level`; (-inf, inf) when no count could be (too few replicates
+    for the level)."""
+    b = len(replicates)
+    if b == 0:
+        return NAN, NAN
+    k = int(np.sum(_floored_p(np.arange(b + 1), b) < level))
+    if k == 0:
+        return -math.inf, math.inf
+    ordered = np.sort(replicates)
+    return float(ordered[k - 1]), float(ordered[b - k])
+
+
+def _usable(control: Array, treatment: Array) -> tuple[Array, Array]:
+    """Replicate lifts and relative lifts (finite ones) of replicates with both arms."""
+    usable = np.isfinite(treatment) & np.isfinite(control)  # a replicate with x = 0 has none
+    treatment, control = treatment[usable], control[usable]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel_b = treatment / control - 1
+    return treatment - control, rel_b[np.isfinite(rel_b)]
 
 
 def bootstrap_comparison(
     control: Array, treatment: Array, alpha: float, control_value: float, treatment_value: float
 ) -> Comparison:
     """Percentile intervals from replicate estimates of each arm (same replicate count):
-    the lift and relative lift per replicate, and a two-sided p-value from the share of
-    replicates on either side of zero."""
-    usable = np.isfinite(treatment) & np.isfinite(control)  # a replicate with x = 0 has none
-    treatment, control = treatment[usable], control[usable]
-    lift_b = treatment - control
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel_b = treatment / control - 1
-    lo, hi = 100 * alpha / 2, 100 * (1 - alpha / 2)
-    b = len(lift_b)
-    if b == 0:
-        nan = float("nan")
-        return Comparison(
-            control_value,
-            treatment_value,
-            treatment_value - control_value,
-            nan,
-            nan,
-            nan,
-            nan,
-            nan,
-            nan,
-        )
-    below = (np.sum(lift_b < 0) + 0.5 * np.sum(lift_b == 0)) / b
-    p = float(min(1.0, 2 * min(below, 1 - below)))
-    finite = rel_b[np.isfinite(rel_b)]
-    rel = treatment_value / control_value - 1 if control_value else float("nan")
+    the lift and relative lift per replicate, and the floored two-sided p-value."""
+    lift_b, _ = _usable(control, treatment)
+    rel = treatment_value / control_value - 1 if control_value else NAN
+    lift = treatment_value - control_value
+    if len(lift_b) == 0:
+        return Comparison(control_value, treatment_value, lift, NAN, NAN, rel, NAN, NAN, NAN)
+    intervals = bootstrap_intervals(control, treatment, alpha)
     return Comparison(
         control=control_value,
         treatment=treatment_value,
-        lift=treatment_value - control_value,
-        lift_lower=_percentile(lift_b, lo),
-        lift_upper=_percentile(lift_b, hi),
+        lift=lift,
+        lift_lower=intervals.lift_lower,
+        lift_upper=intervals.lift_upper,
         relative_lift=rel,
-        relative_lower=_percentile(finite, lo) if len(finite) else float("nan"),
-        relative_upper=_percentile(finite, hi) if len(finite) else float("nan"),
-        p_value=p,
+        relative_lower=intervals.relative_lower,
+        relative_upper=intervals.relative_upper,
+        p_value=bootstrap_p_value(lift_b),
     )
 
 
-def _percentile(values: Array, q: float) -> float:
-    """The replicate at the q-th percentile, by the inverse CDF (no interpolation), so that
-    an interval excludes 0 exactly when the bootstrap p-value is below alpha."""
-    return float(np.percentile(values, q, method="inverted_cdf"))
+def bootstrap_intervals(control: Array, treatment: Array, level: float) -> Intervals:
+    """Percentile intervals of the replicate lift and relative lift at confidence 1 - level."""
+    lift_b, rel_b = _usable(control, treatment)
+    low, high = bootstrap_interval(lift_b, level)
+    rel_low, rel_high = bootstrap_interval(rel_b, level) if len(rel_b) else (NAN, NAN)
+    return Intervals(low, high, rel_low, rel_high)
 
 
 def replicate_ratios(y_sums: Array, x_sums: Array) -> Array:
@@ -276,6 +401,52 @@ def adjust_p_values(p_values: Sequence[float], method: Correction) -> list[float
     adjusted = np.empty(m)
     adjusted[order] = np.minimum(stepped, 1.0)
     return [float(v) for v in adjusted]
+
+
+def adjusted_level(p_adjusted: Sequence[float], alpha: float, method: Correction) -> float:
+    """The level a of intervals that agree with `p_adjusted < alpha` over one family of m
+    comparisons: alpha without correction; alpha / m for Bonferroni; for BH, R alpha / m
+    with R the number of rejections (Benjamini & Yekutieli's FCR-adjusted intervals;
+    alpha / m when nothing is rejected). A comparison is significant exactly when its raw
+    p-value is below a, i.e. when its interval at confidence 1 - a excludes 0."""
+    m = len(p_adjusted)
+    if method == "none" or m == 0:
+        return alpha
+    if method == "bonferroni":
+        return alpha / m
+    rejected = sum(1 for p in p_adjusted if p < alpha)
+    return max(rejected, 1) * alpha / m
+
+
+def agreeing(lower: float, upper: float, lift: float, significant: bool) -> tuple[float, float]:
+    """(lower, upper) made to agree with the verdict where they disagree, which the
+    constructions above rule out except by rounding at an exact tie (p-value equal to the
+    level): the end nearest 0 moves to 0 (not significant) or just past it (significant).
+    Unbounded or missing intervals are left alone."""
+    if not (math.isfinite(lower) and math.isfinite(upper)):
+        return lower, upper
+    excludes = lower > 0 or upper < 0
+    if excludes == significant:
+        return lower, upper
+    moved = (0.0, upper) if lower > 0 else (lower, 0.0)
+    if significant:
+        if lift > 0:
+            moved = (math.nextafter(0.0, 1.0), upper)
+        elif lift < 0:
+            moved = (lower, math.nextafter(0.0, -1.0))
+        else:
+            return lower, upper
+    shift = max(abs(moved[0] - lower), abs(moved[1] - upper))
+    if shift > 1e-9 * max(upper - lower, 1e-300):
+        log.warning(
+            "interval [%g, %g] disagreed with the verdict (significant=%s) by more than "
+            "rounding; moved to [%g, %g]",
+            lower,
+            upper,
+            significant,
+            *moved,
+        )
+    return moved
 
 
 Verdict = Literal["improvement", "harm", "changed", "no significant change"]

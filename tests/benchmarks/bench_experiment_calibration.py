@@ -31,15 +31,14 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from jobs.experiments.stats import (
+    CUPED_DF,
     Comparison,
     Moments,
     bootstrap_comparison,
-    cuped_estimate,
-    cuped_theta,
+    cuped_arms,
     delta_estimate,
-    normal_comparison,
-    pooled_covariate_ratio,
     replicate_ratios,
+    t_comparison,
 )
 from udfs.poisson_bootstrap import numpy_weights
 
@@ -190,14 +189,13 @@ def simulate_experiment(scenario: Scenario, index: int) -> Experiment:
 
 
 def normal_methods(control: Units, treatment: Units) -> dict[str, Comparison]:
-    """Delta method, and CUPED with the pooled theta and pooled covariate ratio."""
+    """Delta method and CUPED (slope and covariate ratio from the two arms), both with
+    Welch t intervals, as `jobs/experiments/analysis.py` computes them."""
     c, t = control.moments(), treatment.moments()
-    theta, pooled = cuped_theta([c, t]), pooled_covariate_ratio([c, t])
+    cc, ct = cuped_arms(c, t, [c, t], "per_comparison")
     return {
-        "delta": normal_comparison(delta_estimate(c), delta_estimate(t), ALPHA),
-        "cuped": normal_comparison(
-            cuped_estimate(c, theta, pooled), cuped_estimate(t, theta, pooled), ALPHA
-        ),
+        "delta": t_comparison(delta_estimate(c), delta_estimate(t), ALPHA),
+        "cuped": t_comparison(cc, ct, ALPHA, CUPED_DF),
     }
 
 
