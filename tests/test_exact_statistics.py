@@ -243,8 +243,8 @@ def test_decimals_must_be_a_small_whole_number(where: str, value: Any) -> None:
 
 def test_decimals_change_the_version_and_the_rounding(spark: SparkSession, tmp_path: Path) -> None:
     units = [[1.25, 2.5], [0.125], [3.0, 1.0, 0.5]]
-    base = {"type": "sum", "value": "amount"}
-    metrics = [{"name": "s6", **base}, {"name": "s1", **base, "decimals": 1}]
+    base: dict[str, Any] = {"type": "sum", "value": "amount"}
+    metrics: list[dict[str, Any]] = [{"name": "s6", **base}, {"name": "s1", **base, "decimals": 1}]
     catalog = catalog_for(spark, tmp_path, events(units), metrics)
     assert catalog.metric_version("s6") != catalog.metric_version("s1")
     cells = overall(spark, tmp_path, catalog)

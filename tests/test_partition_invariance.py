@@ -82,7 +82,8 @@ def write_layout(table: pa.Table, folder: Path, files: int, shuffled: bool, seed
 def shuffle_partitions(spark: SparkSession) -> Iterator[None]:
     before = spark.conf.get("spark.sql.shuffle.partitions")
     yield
-    spark.conf.set("spark.sql.shuffle.partitions", before)
+    if before is not None:
+        spark.conf.set("spark.sql.shuffle.partitions", before)
 
 
 def published(
