@@ -4,7 +4,8 @@ The whole test catalog of `test_metric_correctness` (every metric type, window, 
 slice set) runs three times over the same rows on fractional, large values with over a
 third of the events without a unit: written as 1 file in order, as 3 files and as 16 files
 in shuffled orders, with 1, 3 and 16 shuffle partitions. Every cell of `metric_values` must
-be identical: exact sums, exact variances, sketches merged to the same registers.
+be identical: exact sums, exact variances, sketches merged to the same registers. The same
+for an experiment (`test_experiment_job`'s, with fractional watch times): every result row.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ import pytest
 from pyspark.sql import SparkSession
 
 from jobs.delta import DeltaSink
+from jobs.experiments.analysis import analyse
+from jobs.experiments.loader import experiments_from_documents
+from jobs.experiments.units import quantile_events, unit_frame
+from jobs.experiments_job import spec_for
 from jobs.located_yaml import parse_located
 from jobs.metrics.loader import catalog_from_documents
 from jobs.metrics.planner import compile_plan
@@ -30,6 +35,7 @@ from jobs.metrics.sources import table_reader
 from jobs.metrics.sql_check import SparkExpressionChecker
 from jobs.metrics.suppression import suppress
 from jobs.metrics_job import compute_metric_rows, compute_passes, publishable
+from tests import test_experiment_job as job
 from tests.test_metric_correctness import (
     END,
     START,
@@ -64,15 +70,18 @@ def fractional(events: pa.Table, rng: np.random.RandomState) -> pa.Table:
     )
 
 
-def write_layout(table: pa.Table, folder: Path, files: int, shuffled: bool, seed: int) -> str:
-    """The table as `files` Parquet files, its rows in a shuffled order if asked."""
+def write_layout(
+    table: pa.Table, folder: Path, files: int, shuffled: bool, seed: int, utc: bool = True
+) -> str:
+    """The table as `files` Parquet files, its rows in a shuffled order if asked (`ts` as
+    a UTC instant if `utc`)."""
     folder.mkdir(parents=True)
-    order = (
-        np.random.RandomState(seed).permutation(len(table)) if shuffled else np.arange(len(table))
-    )
+    rows = len(table)
+    order = np.random.RandomState(seed).permutation(rows) if shuffled else np.arange(rows)
     index = folder.name
-    ts = table.schema.get_field_index("ts")
-    table = table.set_column(ts, "ts", table["ts"].cast(pa.timestamp("us", tz="UTC")))
+    if utc:
+        ts = table.schema.get_field_index("ts")
+        table = table.set_column(ts, "ts", table["ts"].cast(pa.timestamp("us", tz="UTC")))
     for i, chunk in enumerate(np.array_split(order, files)):
         pq.write_table(table.take(pa.array(chunk)), folder / f"part-{index}-{i:02d}.parquet")
     return str(folder)
@@ -139,6 +148,46 @@ def test_every_number_is_identical_for_any_layout(
         assert other.keys() == first.keys()
         differing = [(k, first[k], other[k]) for k in first if first[k] != other[k]]
         assert differing == [], differing[:5]
+
+
+def experiment_results(
+    spark: SparkSession, root: Path, rows: dict[str, list[dict[str, Any]]], files: int
+) -> list[tuple[str, ...]]:
+    """Every result row of test_experiment_job's experiment over `rows` laid out in `files`."""
+    paths = {
+        name: write_layout(pa.Table.from_pylist(r), root / name, files, files > 1, files, False)
+        for name, r in rows.items()
+    }
+    text = job.CATALOG.format(start=job.START, end=job.END, covariate=job.COVARIATE_DAYS, **paths)
+    doc = parse_located(text, "defs.yaml")
+    catalog, problems = catalog_from_documents([doc])
+    assert not problems and catalog is not None, problems
+    exp = experiments_from_documents([doc], catalog)["exp_t"]
+    read = table_reader(spark, DeltaSink.for_session(spark, "delta-rs"), str(root / "wh"))
+    assignments = spark.read.parquet(exp.assignments.location)
+    units = unit_frame(catalog, exp, read, assignments, job.END)
+    events = quantile_events(catalog, exp, read, assignments, job.END)
+    analysis = analyse(units, spec_for(catalog, exp), events)
+    return sorted(tuple(repr(v) for v in r.values()) for r in analysis.results)
+
+
+def test_an_experiment_is_identical_for_any_layout(
+    spark: SparkSession, tmp_path: Path, shuffle_partitions: None
+) -> None:
+    assignments, views, reports = job._make_rows(np.random.default_rng(2026))
+    # Watch times at a level of 1e8 with all their digits: float sums of them depend on
+    # the order of addition.
+    for v in views:
+        if v["watch"] is not None:
+            v["watch"] = 1e8 + v["watch"] * 1.000123456789
+    rows = {"assignments": assignments, "views": views, "reports": reports}
+    runs = []
+    for files, partitions, _ in LAYOUTS:
+        spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
+        runs.append(experiment_results(spark, tmp_path / f"layout{files}", rows, files))
+    assert len(runs[0]) >= 10
+    for other in runs[1:]:
+        assert other == runs[0]
 
 
 def test_layouts_really_differ(tmp_path: Path) -> None:

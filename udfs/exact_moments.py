@@ -15,11 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
+from typing import TypeVar
 
 #: Squares and products of per-unit totals are summed in two limbs (see `from_limbs`): the
 #: high limb is the total shifted right by LIMB_BITS bits.
 LIMB_BITS = 32
 Integral = int | Decimal
+N = TypeVar("N", Fraction, float)
 
 
 def whole(value: Integral | None) -> int:
@@ -67,19 +69,29 @@ def centered(
     return Fraction(cross) - Fraction(sum_a) * Fraction(sum_b) / n
 
 
+def delta_ratio_variance(n: int, y: N, x: N, cyy: N, cxy: N, cxx: N) -> N:
+    """The delta method for R = Y / X over n clusters, from the centered sums of squares
+    and products of the per-cluster totals (cyy = sum (y_u - mean y)^2, ...):
+    n / (n - 1) * (cyy - 2 R cxy + R^2 cxx) / X^2, which is n / (n - 1) sum_u (y_u - R x_u)^2
+    / X^2 since sum_u (y_u - R x_u) = 0. The same expression for the catalog (exact
+    Fractions) and the experiments (floats from exact centered sums); needs n >= 2, X != 0."""
+    r = y / x
+    return (cyy - 2 * r * cxy + r * r * cxx) * n / ((n - 1) * x * x)
+
+
 def ratio_variance(s: ScaledSums) -> Fraction | None:
-    """Delta-method variance of R = Y / X over units that are clusters of rows:
-    n / (n - 1) * sum_u (y_u - R x_u)^2 / X^2 (None without two units or with X = 0)."""
+    """Delta-method variance of R = Y / X over units that are clusters of rows, exact
+    (None without two units or with X = 0)."""
     y, x = s.totals()
     if s.n < 2 or x == 0:
         return None
-    r = y / x
     scale_y, scale_x = 10**s.y_decimals, 10**s.x_decimals
     yy = Fraction(s.yy, scale_y * scale_y)
     xy = Fraction(s.xy, scale_y * scale_x)
     xx = Fraction(s.xx, scale_x * scale_x)
-    residual = yy - 2 * r * xy + r * r * xx
-    return Fraction(s.n, s.n - 1) * residual / (x * x)
+    return delta_ratio_variance(
+        s.n, y, x, centered(y, y, yy, s.n), centered(y, x, xy, s.n), centered(x, x, xx, s.n)
+    )
 
 
 def total_variance(total: Fraction, squares: Fraction, n: int) -> Fraction | None:

@@ -12,9 +12,9 @@ run over it, both as plain grouped sums:
   pipeline; partial aggregation keeps one row per (metric, variant, replicate) per task, so
   the B copies are never stored or shuffled.
 
-Sums are exact (DECIMAL moments; replicate sums as longs of fixed-point values, 4x faster
-than DECIMAL): the results are identical for any partitioning and any number of
-executors, not merely close.
+Sums are exact (DECIMAL moments, cross products summed in exact pieces; replicate sums as
+longs of fixed-point values, 4x faster than DECIMAL): the results are identical for any
+partitioning and any number of executors, not merely close.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from jobs.experiments.stats import Moments
+from udfs.exact_moments import centered
 from udfs.poisson_bootstrap import POISSON1_CDF, poisson_weight
 
 #: Per-unit values are rounded to 10 decimals and must stay below 1e12 in magnitude.
@@ -43,14 +44,31 @@ def exact(column: str) -> Column:
     return F.col(column).cast(EXACT)
 
 
+#: A cross product is summed in these pieces (see `_split`), each exact in DECIMAL(38,*).
+PIECES = ("hh", "hl", "lh", "ll")
+
+
+def _split(column: str) -> tuple[Column, Column]:
+    """A value v (rounded to EXACT) as its whole part h = floor(v), a DECIMAL(13,0), and its
+    fraction l = v - h in [0, 1), a DECIMAL(11,10): every product of two pieces then fits
+    DECIMAL(38,*) exactly (a product of two DECIMAL(22,10) would be rounded by Spark to 13
+    decimals), and so do their sums over billions of units."""
+    value = exact(column)
+    whole_part = F.floor(value)
+    return whole_part, (value - whole_part).cast("decimal(11,10)")
+
+
 def moment_frame(units: DataFrame) -> DataFrame:
-    """Per (metric, variant): n, sums `s_<a>` and cross products `c_<a>_<b>` of VECTOR."""
+    """Per (metric, variant): n, sums `s_<a>` and, per cross product of VECTOR, its pieces
+    `c_<a>_<b>_<hh|hl|lh|ll>` (sum of h_a h_b, h_a l_b, l_a h_b, l_a l_b): exact sums whose
+    total `collect_moments` puts back together."""
+    pieces = {a: _split(a) for a in VECTOR}
     aggs = [F.count(F.lit(1)).alias("n")]
     aggs += [F.sum(exact(a)).alias(f"s_{a}") for a in VECTOR]
-    aggs += [
-        F.sum(exact(a) * exact(b)).alias(f"c_{a}_{b}")
-        for a, b in combinations_with_replacement(VECTOR, 2)
-    ]
+    for a, b in combinations_with_replacement(VECTOR, 2):
+        (ha, la), (hb, lb) = pieces[a], pieces[b]
+        for name, product in zip(PIECES, (ha * hb, ha * lb, la * hb, la * lb), strict=True):
+            aggs.append(F.sum(product).alias(f"c_{a}_{b}_{name}"))
     return units.groupBy(*ARM).agg(*aggs)
 
 
@@ -148,23 +166,22 @@ def _exact(value: Decimal | float | int | None) -> Fraction:
 def collect_moments(moments: DataFrame) -> dict[tuple[str, str], Moments]:
     """The (small) moment frame as `Moments` per (metric, variant).
 
-    The centered cross products `c - s s' / n` are computed from the exact DECIMAL sums in
-    rational arithmetic, so no variance is lost to cancellation whatever the values' level."""
+    The cross products are exact sums, and the centered ones `c - s s' / n` are computed
+    from them in rational arithmetic (`udfs.exact_moments.centered`, as for the catalog's
+    intervals), so no variance is lost to cancellation whatever the values' level."""
     out: dict[tuple[str, str], Moments] = {}
     for row in moments.collect():
         n = int(row["n"])
         exact_sums = [_exact(row[f"s_{a}"]) for a in VECTOR]
         sums = np.array([float(s) for s in exact_sums])
-        cross, centered = np.zeros((4, 4)), np.zeros((4, 4))
+        cross, centered_cross = np.zeros((4, 4)), np.zeros((4, 4))
         for (i, a), (j, b) in combinations_with_replacement(enumerate(VECTOR), 2):
-            c = _exact(row[f"c_{a}_{b}"])
+            c = sum((_exact(row[f"c_{a}_{b}_{p}"]) for p in PIECES), Fraction(0))
             cross[i, j] = cross[j, i] = float(c)
             if n:
-                centered[i, j] = centered[j, i] = float(c - exact_sums[i] * exact_sums[j] / n)
-        # Products are rounded to the sums' decimals: a constant's variance can come out a
-        # hair below zero.
-        np.fill_diagonal(centered, np.maximum(np.diag(centered), 0.0))
-        out[(row["metric"], row["variant"])] = Moments(n, sums, cross, centered)
+                value = float(centered(exact_sums[i], exact_sums[j], c, n))
+                centered_cross[i, j] = centered_cross[j, i] = value
+        out[(row["metric"], row["variant"])] = Moments(n, sums, cross, centered_cross)
     return out
 
 

@@ -35,6 +35,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
+from udfs.exact_moments import delta_ratio_variance
+
 log = logging.getLogger(__name__)
 
 Array = NDArray[np.float64]
@@ -132,8 +134,13 @@ def delta_estimate(arm: Moments) -> ArmEstimate:
     """R and its delta-method variance."""
     if arm.n < 2:
         return ArmEstimate(arm.ratio if arm.n else NAN, NAN, 0.0)
-    g, _ = arm.gradients()
-    return ArmEstimate(arm.ratio, float(g @ arm.covariance @ g) / arm.n, float(arm.n - 1))
+    if arm.sums[X] == 0:
+        return ArmEstimate(arm.ratio, NAN, float(arm.n - 1))
+    c = arm.centered if arm.centered is not None else arm.covariance * (arm.n - 1)
+    variance = delta_ratio_variance(
+        arm.n, float(arm.sums[Y]), float(arm.sums[X]), c[Y, Y], c[Y, X], c[X, X]
+    )
+    return ArmEstimate(arm.ratio, float(variance), float(arm.n - 1))
 
 
 def cuped_theta(arms: Sequence[Moments]) -> float:

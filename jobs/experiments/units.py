@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 
 from jobs.experiments.definitions import ExperimentDef
 from jobs.metrics.definitions import Catalog, MetricDef, Part
+from jobs.metrics.passes import scaled_whole
 from jobs.metrics.sources import TableReader, prepare
 
 log = logging.getLogger(__name__)
@@ -106,9 +107,14 @@ def _window(exp: ExperimentDef, end: dt.date) -> tuple[Column, Column]:
 
 
 def _part_sum(part: Part, when: Column) -> Column:
+    """A unit's total of a part over the rows where `when` holds: an exact sum (rows, or
+    values rounded once per row to the part's decimals, as in the catalog), then a double."""
     condition = when & F.expr(part.filter) if part.filter else when
-    value = F.lit(1) if part.agg == "count" else F.expr(str(part.value))
-    return F.coalesce(F.sum(F.when(condition, value)), F.lit(0)).cast("double")
+    if part.agg == "count":
+        return F.coalesce(F.count_if(condition), F.lit(0)).cast("double")
+    decimals = part.scale
+    total = F.sum(F.when(condition, scaled_whole(str(part.value), decimals)))
+    return F.coalesce(total, F.lit(0)).cast("double") / 10.0**decimals
 
 
 def joined_events(

@@ -101,7 +101,7 @@ def _limb_fields(stat_name: str, split: bool, alias: str) -> list[Column]:
 def _total(part: Part) -> Column:
     """A part's total in a cell as a double (a sum's whole total over 10^decimals)."""
     total = F.col(stat(part.key, "sum")).cast("double")
-    return total / 10.0**part.decimals if part.decimals else total
+    return total / 10.0**part.scale if part.scale else total
 
 
 def _rows(result: DataFrame, metric: MetricDef, dimensions: tuple[str, ...]) -> DataFrame:
@@ -169,7 +169,7 @@ def _single_pass(catalog: Catalog, metric: MetricDef, rows: DataFrame, z: float)
             *_limb_fields(stat(den.key, "sumsq"), den.agg == "sum", "xx"),
             *_limb_fields(pair_stat(num.key, den.key, "cross"), "sum" in (num.agg, den.agg), "xy"),
         )
-        half = ratio_half_width(level, num.decimals or 0, den.decimals or 0)(sums)
+        half = ratio_half_width(level, num.scale, den.scale)(sums)
         r = _safe_div(y, x)
         lower, upper = r - half, r + half
         if metric.proportion:
@@ -225,8 +225,8 @@ def _cross_source(
     joined = right.join(left, on=list(KEYS), how="full_outer")
     zero = F.lit(0).cast(WHOLE)
     y_whole, x_whole = F.coalesce(F.col("__y"), zero), F.coalesce(F.col("__x"), zero)
-    y = y_whole.cast("double") / 10.0 ** (num.decimals or 0)
-    x = x_whole.cast("double") / 10.0 ** (den.decimals or 0)
+    y = y_whole.cast("double") / 10.0**num.scale
+    x = x_whole.cast("double") / 10.0**den.scale
     r = _safe_div(y, x)
     # Both sides' totals vary over the same population of units at risk: units absent from
     # one side (a viewer who filed no report) count there as zeros.
@@ -240,7 +240,7 @@ def _cross_source(
         F.col("__xx_h").alias("xx_h"),
         F.col("__xx_l").alias("xx_l"),
     )
-    half = totals_half_width(level, num.decimals or 0, den.decimals or 0)(sums)
+    half = totals_half_width(level, num.scale, den.scale)(sums)
     use = metric.ci == "delta"
     lower, upper = r - half, r + half
     if num.agg == "count":

@@ -117,6 +117,14 @@ class Part:
     def additive(self) -> bool:
         return self.agg in ("count", "sum")
 
+    @property
+    def scale(self) -> int:
+        """The decimals of its exact totals: a sum's `decimals` (default DEFAULT_DECIMALS),
+        0 for the other aggregates (whole counts)."""
+        if self.agg != "sum":
+            return 0
+        return DEFAULT_DECIMALS if self.decimals is None else self.decimals
+
     def describe(self) -> str:
         what = "count(*)" if self.agg == "count" else f"{self.agg}({self.value})"
         return f"{what} where {self.filter}" if self.filter else what

@@ -247,8 +247,8 @@ def exact_totals(catalog: Catalog, plan: Plan, results: dict[str, DataFrame]) ->
                 GateResult(
                     f"exact sums of {part.describe()} ({p.source})",
                     units == 0,
-                    f"{units} per-unit totals times 10^{part.decimals} exceed 64 bits; "
-                    f"lower `decimals` of {', '.join(metrics)} (now {part.decimals})",
+                    f"{units} per-unit totals times 10^{part.scale} exceed 64 bits; "
+                    f"lower `decimals` of {', '.join(metrics)} (now {part.scale})",
                 )
             )
     return out

@@ -127,7 +127,7 @@ def _unit_inputs(df: DataFrame, plan: PassPlan) -> DataFrame:
     ]
     for p in plan.parts:
         if p.agg == "sum":
-            summed = scaled_whole(p.value or "0", p.decimals or 0)
+            summed = scaled_whole(p.value or "0", p.scale)
             cols.append(F.when(_filter(p.filter), summed).alias(stat(p.key, "x")))
     return df.select("*", *cols)
 
