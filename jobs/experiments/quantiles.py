@@ -3,7 +3,7 @@
 Every event carries its unit's Poisson(1) weight in each replicate, so a replicate's
 quantile is the weighted quantile of the arm's events: the smallest value v with
 (weighted events <= v) >= q * (weighted events). Computing it needs no per-replicate copy
-of the events. Each arm gets a grid of G candidate values (approximate percentiles of its
+of the events. Each arm gets a grid of G candidate values (exact percentiles of its
 events over q +- 6 standard errors, where the standard error uses the unit count and so
 bounds most clustering); each event is binned on that grid, and one Spark aggregation
 gives, per (replicate, bin), the weighted count of the events in it: sum over units of
@@ -114,18 +114,18 @@ def _grids(
     shapes: dict[str, tuple[float, int]],
     with_points: bool,
 ) -> tuple[dict[str, _Grid], dict[str, float]]:
-    """Per variant of `shapes` (variant -> (span in SE, candidates)): its grid (approximate
+    """Per variant of `shapes` (variant -> (span in SE, candidates)): its grid (exact
     percentiles over q +- span SE, ends replaced by the exact extremes where the span
     reaches 0 or 1) and, `with_points`, its exact quantile."""
     distinct = sorted(set(shapes.values()))
-    aggs = [F.min("value").alias("low"), F.max("value").alias("high")]
-    if with_points:
-        aggs.append(F.percentile("value", F.lit(q)).alias("point"))
-    aggs += [
-        F.percentile_approx("value", grid_probabilities(q, units, size, span), 100_000).alias(
-            f"grid_{i}"
-        )
-        for i, (span, size) in enumerate(distinct)
+    # Every grid and the point from one exact percentile aggregate (one buffer per arm): the
+    # same values for any partitioning, unlike percentile_approx's sketch beyond some tens of
+    # thousands of events.
+    wanted = [q] + [p for span, size in distinct for p in grid_probabilities(q, units, size, span)]
+    aggs = [
+        F.min("value").alias("low"),
+        F.max("value").alias("high"),
+        F.percentile("value", F.array(*[F.lit(p) for p in wanted])).alias("exact"),
     ]
     rows = (
         events.where((F.col("metric") == metric) & F.col("variant").isin(list(shapes)))
@@ -133,12 +133,17 @@ def _grids(
         .agg(*aggs)
         .collect()
     )
+    offsets, start = {}, 1
+    for span, size in distinct:
+        offsets[(span, size)] = start
+        start += size
     grids, points = {}, {}
     for row in rows:
         variant = str(row["variant"])
         span, size = shapes[variant]
         probabilities = grid_probabilities(q, units, size, span)
-        values = np.asarray(row[f"grid_{distinct.index((span, size))}"], dtype=float)
+        first = offsets[(span, size)]
+        values = np.asarray(row["exact"][first : first + size], dtype=float)
         at_min, at_max = probabilities[0] == 0.0, probabilities[-1] == 1.0
         if at_min:
             values[0] = float(row["low"])
@@ -146,7 +151,7 @@ def _grids(
             values[-1] = float(row["high"])
         grids[variant] = _Grid(np.unique(values), at_min, at_max)
         if with_points:
-            points[variant] = float(row["point"])
+            points[variant] = float(row["exact"][0])
     return grids, points
 
 
