@@ -74,7 +74,7 @@ def random_case(seed: int) -> tuple[Family, list[list[Fraction]], dict[Cell, lis
     published = rng.sample(
         [(s, iv) for s in SETS for iv in intervals], rng.randint(3, min(14, 4 * len(intervals)))
     )
-    family = Family(relations="margins", anchors={0})
+    family = Family(relations="margins")
     known_rows: list[list[Fraction]] = []
     hidden: dict[Cell, list[Fraction]] = {}
     p_hidden = rng.choice([0.2, 0.4, 0.6])
@@ -121,7 +121,7 @@ def cell(dims: SliceSet, values: tuple[str, ...], a: int, b: int) -> Cell:
 
 def test_rolling_window_difference() -> None:
     """1d(t) = 7d(t) - 7d(t-1) + 1d(t-7): the issue's route, on one slice."""
-    family = Family(anchors={0})
+    family = Family()
     day = 24
     for t in range(7, 20):
         family.known.add(cell((), (), (t - 6) * day, (t + 1) * day))  # 7d windows
@@ -133,7 +133,7 @@ def test_rolling_window_difference() -> None:
 
 
 def test_lone_hidden_sibling_is_recovered_and_a_pair_is_not() -> None:
-    family = Family(anchors={0})
+    family = Family()
     family.known.add(cell((), (), 0, 1))
     for v in "abc":
         family.known.add(cell(("c",), (v,), 0, 1))
@@ -148,7 +148,7 @@ def test_lone_hidden_sibling_is_recovered_and_a_pair_is_not() -> None:
 def test_two_way_table_bridge_is_recovered() -> None:
     """Every row and column of the hidden pattern has two hidden cells, yet the cell that
     bridges two hidden 2x2 blocks is determined (sibling-group suppression misses it)."""
-    family = Family(anchors={0})
+    family = Family()
     rows, cols = "abcd", "pqrs"
     family.known.add(cell((), (), 0, 1))
     for r in rows:

@@ -5,27 +5,27 @@ A family is one additive or identical quantity published in many cells: the sum 
 (slice cell, time interval [a, b)); a slice cell is (slice set, its values), sets as sorted
 dimension tuples. Some cells are known (published, or absent and so zero), some hidden.
 
-Unknowns are prefix sums C(slice cell, t): the statistic over [segment start, t). A cell is
-C(b) - C(a), so every known cell is a known difference of two nodes, and a hidden cell is
-recoverable iff C(b) - C(a) is determined by the knowns and the relations:
-- time: nodes joined by known cells form components whose members differ by known amounts
-  (a union-find); a segment's start (`anchors`) is zero by definition;
-- slices (`relations`): at every point t, a slice cell's prefix sum is the sum of its
-  children's along one more dimension ("margins": every dimension, through the
-  intersection-closed lattice of the sets published at t, intermediate sets included;
-  "attributes": only along unit attributes, between published sets; "none"). A value never
-  seen in a set could still hold events in time that no cell of that set covers, so each
-  relation carries a remainder: zero, or one unknown shared by the points between which the
-  set's cells cover all time.
-Over the components: substitution of equations with one unknown, removal of unknowns that
-only one equation holds, then, per connected block, the null space of the equations over the
-integers (python-flint, exact): a hidden cell is recoverable iff its vector is orthogonal to
-that null space (it lies in the row space of the equations).
+Unknowns are the statistic over *elementary intervals*: per slice set, the time between
+consecutive endpoints of the cells of that set and of finer ones (a set with hourly cells
+has hours, one with daily windows days). A cell is the sum of its elementary intervals.
+- Time: per slice cell, a union-find over its cells' endpoints, joined by known cells: the
+  sum between two points of one component is known (one equation per consecutive pair), and
+  a hidden cell whose ends fall in one component is recoverable by differences alone.
+- Slices (`relations`): for every cover (parent set, child set with more dimensions) of the
+  family's slice-set lattice (the sets and all their intersections: "margins"; or direct
+  pairs differing only in unit attributes: "attributes"; or none), in every elementary
+  interval of the child that cells of the child (or finer sets) cover, a parent value is the
+  sum of its children. Only covered time: a value never seen there had no events there.
+Then: substitution of equations with one unknown, removal of unknowns that only one equation
+holds, and per connected block the null space of the equations over the integers
+(python-flint, exact): a hidden cell is recoverable iff its vector is orthogonal to that null
+space, i.e. lies in the row space of the equations.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,7 +37,7 @@ SliceSet = tuple[str, ...]
 SliceCell = tuple[SliceSet, tuple[str, ...]]
 Cell = tuple[SliceCell, int, int]
 Relations = Literal["margins", "attributes", "none"]
-#: How a recoverable cell was found: by differences of known cells along its own series
+#: How a recoverable cell was found: by differences of known cells of its own series
 #: ("differences"), by substituting equations with one unknown ("substitution"), or by
 #: elimination over a block of equations ("elimination").
 Method = Literal["differences", "substitution", "elimination"]
@@ -45,16 +45,13 @@ Method = Literal["differences", "substitution", "elimination"]
 
 @dataclass
 class Family:
-    """The cells of one statistic, with what is known and what is hidden."""
+    """The cells of one statistic, with what is known and what is hidden. Cells of
+    statistics that do not add up over time sit on private time axes (disjoint intervals)."""
 
     relations: Relations = "margins"
     attributes: frozenset[str] = frozenset()
     known: set[Cell] = field(default_factory=set)
     hidden: set[Cell] = field(default_factory=set)
-    #: Starts of time segments: every prefix sum is zero there by definition. A shared time
-    #: axis has one (its first point); a private one (a statistic with no additivity over
-    #: time) one per (window, period).
-    anchors: set[int] = field(default_factory=set)
 
 
 class _UnionFind:
@@ -77,11 +74,7 @@ class _UnionFind:
     def union(self, a: int, b: int) -> None:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
-            # The anchor (0) stays a root, so "known" is `find(x) == 0`.
-            if ra == 0:
-                self.parent[rb] = ra
-            else:
-                self.parent[ra] = rb
+            self.parent[ra] = rb
 
 
 def _project(cell: SliceCell, onto: SliceSet) -> SliceCell:
@@ -106,14 +99,6 @@ def _closure(sets: Iterable[SliceSet]) -> set[SliceSet]:
     return out
 
 
-def _below(lattice: set[SliceSet], sets: Iterable[SliceSet]) -> set[SliceSet]:
-    """The members of `lattice` contained in one of `sets`. Covers are always taken in the
-    family's whole lattice (so that a relation's remainder means the same at every point);
-    sets finer than all those with cells at a point would only add free unknowns there."""
-    tops = [set(s) for s in sets]
-    return {s for s in lattice if any(set(s) <= t for t in tops)}
-
-
 def _covers(lattice: set[SliceSet]) -> list[tuple[SliceSet, SliceSet]]:
     """(parent, child) pairs of the lattice with nothing of the lattice strictly between."""
     pairs = []
@@ -127,38 +112,7 @@ def _covers(lattice: set[SliceSet]) -> list[tuple[SliceSet, SliceSet]]:
     return pairs
 
 
-class _Coverage:
-    """Per slice set, the time its own cells (or those of finer sets) cover, to tell the
-    points between which a value never seen in the set cannot have held events."""
-
-    def __init__(self, family: Family) -> None:
-        spans: dict[SliceSet, list[tuple[int, int]]] = defaultdict(list)
-        for (dims, _), a, b in family.known | family.hidden:
-            spans[dims].append((a, b))
-        self.merged = {s: _merge(v) for s, v in spans.items()}
-        self.anchors = sorted(family.anchors)
-        self._cache: dict[SliceSet, list[tuple[int, int]]] = {}
-
-    def of(self, slice_set: SliceSet) -> list[tuple[int, int]]:
-        if slice_set not in self._cache:
-            mine = set(slice_set)
-            spans = [x for s, v in self.merged.items() if mine <= set(s) for x in v]
-            self._cache[slice_set] = _merge(spans)
-        return self._cache[slice_set]
-
-    def gap_before(self, slice_set: SliceSet, t: int) -> tuple[int, int]:
-        """(segment start, time in [segment start, t) that the set's cells do not cover)."""
-        i = bisect.bisect_right(self.anchors, t) - 1
-        start = self.anchors[i] if i >= 0 else t
-        covered = 0
-        for a, b in self.of(slice_set):
-            lo, hi = max(a, start), min(b, t)
-            if hi > lo:
-                covered += hi - lo
-        return start, (t - start) - covered
-
-
-def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     out: list[tuple[int, int]] = []
     for a, b in sorted(spans):
         if out and a <= out[-1][1]:
@@ -168,79 +122,23 @@ def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-@dataclass
-class _System:
-    """Nodes, their union-find over known cells, and the slice relations as equations."""
+class _Axis:
+    """A slice set's elementary intervals: consecutive endpoints of the cells of the set and
+    of finer sets, where such cells cover the time."""
 
-    uf: _UnionFind
-    node: dict[tuple[SliceCell, int], int]
-    equations: list[dict[int, int]]  # node -> coefficient
+    def __init__(self, points: set[int], spans: list[tuple[int, int]]) -> None:
+        self.points = sorted(points)
+        self.index = {p: i for i, p in enumerate(self.points)}
+        starts = [a for a, _ in spans]
+        covered = []
+        for a, b in itertools.pairwise(self.points):
+            i = bisect.bisect_right(starts, a) - 1
+            covered.append(i >= 0 and spans[i][1] >= b)
+        self.covered = covered
 
-
-def _build(family: Family) -> _System:
-    uf = _UnionFind()
-    uf.add()  # 0: the anchor (known zero)
-    node: dict[tuple[SliceCell, int], int] = {}
-    anchor_set = family.anchors
-
-    def node_of(cell: SliceCell, t: int) -> int:
-        key = (cell, t)
-        got = node.get(key)
-        if got is None:
-            got = node[key] = uf.add()
-            if t in anchor_set:
-                uf.union(0, got)
-        return got
-
-    cells = family.known | family.hidden
-    at_point: dict[int, set[SliceSet]] = defaultdict(set)
-    values: dict[SliceSet, set[tuple[str, ...]]] = defaultdict(set)
-    for sc, a, b in cells:
-        at_point[a].add(sc[0])
-        at_point[b].add(sc[0])
-        values[sc[0]].add(sc[1])
-        node_of(sc, a)
-        node_of(sc, b)
-    for sc, a, b in family.known:
-        uf.union(node_of(sc, a), node_of(sc, b))
-    equations: list[dict[int, int]] = []
-    if family.relations != "none":
-        coverage = _Coverage(family)
-        domain = _Domain(values)
-        remainder: dict[tuple[SliceSet, SliceSet, tuple[str, ...], int, int], int] = {}
-        lattice = _closure(values) if family.relations == "margins" else set()
-        lattices: dict[frozenset[SliceSet], list[tuple[SliceSet, SliceSet]]] = {}
-        for t, sets in at_point.items():
-            if family.relations == "margins":
-                key = frozenset(sets)
-                if key not in lattices:
-                    lattices[key] = _covers(_below(lattice, sets))
-                pairs = lattices[key]
-            else:
-                pairs = [
-                    (p, c)
-                    for p in sets
-                    for c in sets
-                    if set(p) < set(c) and set(c) - set(p) <= family.attributes
-                ]
-            for parent, child in pairs:
-                start, gap = coverage.gap_before(child, t)
-                groups: dict[tuple[str, ...], list[tuple[str, ...]]] = defaultdict(list)
-                for v in domain.of(child):
-                    groups[_project((child, v), parent)[1]].append(v)
-                for pv in domain.of(parent) | set(groups):
-                    eq: dict[int, int] = defaultdict(int)
-                    eq[node_of((parent, pv), t)] += 1
-                    for cv in groups.get(pv, ()):
-                        eq[node_of((child, cv), t)] -= 1
-                    if gap:
-                        # Values of `child` never seen may hold events in the uncovered time.
-                        key = (parent, child, pv, start, gap)
-                        if key not in remainder:
-                            remainder[key] = uf.add()
-                        eq[remainder[key]] -= 1
-                    equations.append(dict(eq))
-    return _System(uf, node, equations)
+    def between(self, a: int, b: int) -> range:
+        """Indexes of the elementary intervals that make up [a, b)."""
+        return range(self.index[a], self.index[b])
 
 
 class _Domain:
@@ -261,26 +159,120 @@ class _Domain:
         return self._cache[slice_set]
 
 
+@dataclass
+class _System:
+    equations: list[dict[int, int]]  # unknown -> coefficient
+    targets: dict[Cell, dict[int, int]]  # hidden cells not recovered by differences
+    verdict: dict[Cell, Method | None]
+
+
+def _build(family: Family) -> _System:
+    cells = family.known | family.hidden
+    values: dict[SliceSet, set[tuple[str, ...]]] = defaultdict(set)
+    own_points: dict[SliceSet, set[int]] = defaultdict(set)
+    own_spans: dict[SliceSet, list[tuple[int, int]]] = defaultdict(list)
+    by_slice: dict[SliceCell, list[Cell]] = defaultdict(list)
+    for cell in cells:
+        sc, a, b = cell
+        values[sc[0]].add(sc[1])
+        own_points[sc[0]] |= {a, b}
+        own_spans[sc[0]].append((a, b))
+        by_slice[sc].append(cell)
+    lattice = _closure(values) if family.relations == "margins" else set(values)
+    axes: dict[SliceSet, _Axis] = {}
+    for x in lattice:
+        finer = [s for s in values if set(x) <= set(s)]
+        points = set().union(*(own_points[s] for s in finer))
+        spans = _merge(span for s in finer for span in own_spans[s])
+        axes[x] = _Axis(points, spans)
+    unknown: dict[tuple[SliceCell, int], int] = {}
+
+    def var(sc: SliceCell, i: int) -> int:
+        key = (sc, i)
+        got = unknown.get(key)
+        if got is None:
+            got = unknown[key] = len(unknown)
+        return got
+
+    equations: list[dict[int, int]] = []
+    targets: dict[Cell, dict[int, int]] = {}
+    verdict: dict[Cell, Method | None] = {}
+    for sc, own in by_slice.items():
+        axis = axes[sc[0]]
+        uf = _UnionFind()
+        node: dict[int, int] = {}
+        for _, a, b in own:
+            for p in (a, b):
+                if p not in node:
+                    node[p] = uf.add()
+        for cell in own:
+            if cell in family.known:
+                uf.union(node[cell[1]], node[cell[2]])
+        members: dict[int, list[int]] = defaultdict(list)
+        for p, n in node.items():
+            members[uf.find(n)].append(p)
+        for group in members.values():
+            ordered = sorted(group)
+            for a, b in itertools.pairwise(ordered):
+                equations.append({var(sc, i): 1 for i in axis.between(a, b)})
+        for cell in own:
+            if cell in family.hidden:
+                _, a, b = cell
+                if uf.find(node[a]) == uf.find(node[b]):
+                    verdict[cell] = "differences"
+                else:
+                    targets[cell] = {var(sc, i): 1 for i in axis.between(a, b)}
+    if family.relations != "none" and targets:
+        domain = _Domain(values)
+        if family.relations == "margins":
+            pairs = _covers(lattice)
+        else:
+            pairs = [
+                (p, c)
+                for p in lattice
+                for c in lattice
+                if set(p) < set(c) and set(c) - set(p) <= family.attributes
+            ]
+        for parent, child in pairs:
+            _cover_equations(parent, child, axes, domain, var, equations)
+    return _System(equations, targets, verdict)
+
+
+def _cover_equations(
+    parent: SliceSet,
+    child: SliceSet,
+    axes: dict[SliceSet, _Axis],
+    domain: _Domain,
+    var: object,
+    equations: list[dict[int, int]],
+) -> None:
+    """parent value = sum of its children, in each covered elementary interval of `child`."""
+    assert callable(var)
+    groups: dict[tuple[str, ...], list[tuple[str, ...]]] = defaultdict(list)
+    for v in domain.of(child):
+        groups[_project((child, v), parent)[1]].append(v)
+    fine, coarse = axes[parent], axes[child]
+    for i, (a, b) in enumerate(itertools.pairwise(coarse.points)):
+        if not coarse.covered[i]:
+            continue
+        parts = fine.between(a, b)
+        for pv, children in groups.items():
+            eq: dict[int, int] = {var((parent, pv), j): 1 for j in parts}
+            for cv in children:
+                eq[var((child, cv), i)] = -1
+            equations.append(eq)
+
+
 def recoverable(family: Family) -> dict[Cell, Method | None]:
     """For every hidden cell: how it can be recovered exactly, or None if it cannot."""
     system = _build(family)
-    uf = system.uf
-    verdict: dict[Cell, Method | None] = {}
-    targets: dict[Cell, dict[int, int]] = {}
-    for cell in family.hidden:
-        sc, a, b = cell
-        ra, rb = uf.find(system.node[(sc, a)]), uf.find(system.node[(sc, b)])
-        if ra == rb:
-            verdict[cell] = "differences"
-            continue
-        vec = {r: c for r, c in ((rb, 1), (ra, -1)) if r != 0}
-        targets[cell] = vec
-    if not targets:
+    verdict = system.verdict
+    if not system.targets:
         return verdict
-    equations = _over_components(system)
+    equations = system.equations
     known = _substitute(equations)
     pending: dict[Cell, dict[int, int]] = {}
-    for cell, vec in targets.items():
+    for cell, vec in system.targets.items():
         left = {v: c for v, c in vec.items() if v not in known}
         if not left:
             verdict[cell] = "substitution"
@@ -292,22 +284,6 @@ def recoverable(family: Family) -> dict[Cell, Method | None]:
     _prune(equations, target_vars)
     verdict.update(_eliminate(equations, pending))
     return verdict
-
-
-def _over_components(system: _System) -> list[dict[int, int]]:
-    """The equations with each node replaced by its component (anchor dropped)."""
-    find = system.uf.find
-    out = []
-    for eq in system.equations:
-        vec: dict[int, int] = defaultdict(int)
-        for n, c in eq.items():
-            r = find(n)
-            if r != 0:
-                vec[r] += c
-        cleaned = {v: c for v, c in vec.items() if c}
-        if cleaned:
-            out.append(cleaned)
-    return out
 
 
 def _substitute(equations: list[dict[int, int]]) -> set[int]:
@@ -394,27 +370,39 @@ def _eliminate(
         eqs = [equations[i] for i in blocks[block]]
         columns = sorted({v for eq in eqs for v in eq})
         col = {v: j for j, v in enumerate(columns)}
-        basis = _null_space(eqs, col)
+        rows, scale = _row_echelon(eqs, col)
+        pivot = {next(iter(r)): r for r in rows}
         for cell, part in items:
             if out[cell] is None:
                 continue
-            for vector in basis:
-                if sum(c * vector[col[v]] for v, c in part.items()) != 0:
-                    out[cell] = None
-                    break
+            # In the row space iff scale * target = sum of target[pivot] * (its RREF row).
+            combined: dict[int, int] = defaultdict(int)
+            for v, c in part.items():
+                row = pivot.get(col[v])
+                if row is not None:
+                    for j, x in row.items():
+                        combined[j] += c * x
+            wanted = {col[v]: scale * c for v, c in part.items()}
+            if any(combined.get(j, 0) != wanted.get(j, 0) for j in combined.keys() | wanted):
+                out[cell] = None
     return out
 
 
-def _null_space(eqs: list[dict[int, int]], col: dict[int, int]) -> list[list[int]]:
-    """A basis of {x : A x = 0} over the rationals (as integer vectors), A the equations."""
+def _row_echelon(
+    eqs: list[dict[int, int]], col: dict[int, int]
+) -> tuple[list[dict[int, int]], int]:
+    """The nonzero rows of the reduced row echelon form of the equations, over the
+    integers (python-flint: rows R and scale d with R / d the form over the rationals), each
+    as {column: entry}, its pivot (= d) first; and d."""
     n = len(col)
-    rows = []
+    dense = []
     for eq in eqs:
         row = [0] * n
         for v, c in eq.items():
             row[col[v]] = c
-        rows.append(row)
-    matrix = flint.fmpz_mat(rows)
-    space, nullity = matrix.nullspace()
-    entries = space.tolist()
-    return [[int(entries[i][j]) for i in range(n)] for j in range(nullity)]
+        dense.append(row)
+    reduced, scale, rank = flint.fmpz_mat(dense).rref()
+    out = []
+    for entries in reduced.tolist()[: int(rank)]:
+        out.append({j: int(x) for j, x in enumerate(entries) if x != 0})
+    return out, int(scale)
