@@ -337,6 +337,9 @@ def compile_plan(catalog: Catalog, selection: list[str] | None = None) -> Plan:
                     # Cross products for the delta method; only sums and counts have them.
                     pairs[(n.key, d.key)] = None
                     squares_of.update((n.key, d.key))
+        # Suppression is decided per part cell on the part's own distinct units (numerators
+        # too, not only the units a metric publishes): every part counts its units.
+        units_of.update(parts)
         windows = {w for m in metrics for w in m.windows}
         unit = catalog.sources[source].unit
         slice_sets = _order({s for m in metrics for s in m.slices})

@@ -56,6 +56,7 @@ class Finding:
     route: str
     stat: Stat  # the statistic recovered
     how: str
+    method: str = ""  # "known" (shown by another row), a `Method`, or "derived"
 
     def describe(self) -> str:
         return f"{describe_row(self.row)}: {self.stat.describe()} {self.how}"
@@ -209,7 +210,11 @@ def audit(
             built_in,
             time.perf_counter() - began - built_in,
         )
-    report.findings.extend(_derived(rows, catalog, judged))
+    found = {f.row.key for f in report.findings}
+    for finding in _derived(rows, catalog, judged):
+        if finding.row.key not in found:
+            found.add(finding.row.key)
+            report.findings.append(finding)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -248,12 +253,13 @@ def _judge(
     for stat in stats.carried:
         how = status[stat]
         if (row.key, stat) in targets and how is not None:
-            return Finding(row, stage.name, stat, _how(how, stat, row, publishers, stage))
+            text = _how(how, stat, row, publishers, stage)
+            return Finding(row, stage.name, stat, text, how)
     if all(status[s] is not None for s in stats.value):
         stat = next((s for s in stats.value if status[s] != "known"), stats.value[0])
         how = status[stat]
         assert how is not None
-        return Finding(row, stage.name, stat, _how(how, stat, row, publishers, stage))
+        return Finding(row, stage.name, stat, _how(how, stat, row, publishers, stage), how)
     return None
 
 
@@ -287,12 +293,13 @@ def _derived(
         present = [r for r in inputs if r is not None]
         if row.suppressed and present and all(not r.suppressed for r in present):
             if judged is None or row.key in judged:
-                out.append(Finding(row, "derived", marker, "is computed from its shown inputs"))
+                text = "is computed from its shown inputs"
+                out.append(Finding(row, "derived", marker, text, "derived"))
         elif not row.suppressed:
             for r in present:
                 if r.suppressed and (judged is None or r.key in judged):
                     text = f"enters {row.metric}, which is shown"
-                    out.append(Finding(r, "derived", marker, text))
+                    out.append(Finding(r, "derived", marker, text, "derived"))
     return out
 
 

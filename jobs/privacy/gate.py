@@ -73,30 +73,21 @@ def run_rows(frame: DataFrame, catalog: Catalog) -> list[Row]:
 
 
 def privacy_gate(
-    spark: SparkSession,
-    sink: DeltaSink,
-    catalog: Catalog,
-    table: str,
-    final: DataFrame,
-    dates: list[dt.date],
-    metrics: Iterable[str],
+    catalog: Catalog, final: DataFrame, published: list[Row]
 ) -> tuple[GateResult, AuditReport]:
-    """Audit the run's rows with the table's: the gate fails when a suppressed cell the run
-    writes is recoverable, or when a cell already published becomes recoverable because of
-    the run (one the table alone already gave away is reported, not blamed on the run)."""
+    """Audit the rows a run is about to write (`final`, as written) with what the table
+    already shows (`published_rows`): the gate fails when a suppressed cell the run writes
+    is recoverable, or when a cell already published becomes recoverable because of the run
+    (one that the table alone already gave away is reported, not blamed on the run)."""
     began = time.perf_counter()
-    metrics = list(metrics)
     new = run_rows(final, catalog)
-    old = published_rows(
-        spark, sink, catalog, table, min(dates), max(dates), replaced=(dates, metrics)
-    )
-    rows = new + old
+    rows = new + published
     report = audit(rows, catalog, stages=(FULL,))
     mine = {r.key for r in new}
     found = report.findings
-    already: set[tuple[str, str, str, int, object]] = set()
+    already: set[object] = set()
     if any(f.row.key not in mine for f in found):
-        already = {f.row.key for f in audit(old, catalog, stages=(FULL,)).findings}
+        already = {f.row.key for f in audit(published, catalog, stages=(FULL,)).findings}
     blamed = [f for f in found if f.row.key not in already]
     seconds = time.perf_counter() - began
     if not blamed:
@@ -105,12 +96,11 @@ def privacy_gate(
             f"published rows ({seconds:.1f} s)"
         )
         if found:
-            detail += f"; {len(found)} already recoverable before this run"
+            detail += f"; {len(found)} were already recoverable before this run"
         return GateResult(GATE_NAME, True, detail), report
     routes = sorted({f.route for f in blamed})
     detail = (
         f"{len(blamed):,} suppressed cells would be recoverable (routes: {', '.join(routes)}); "
         "see docs/privacy.md"
     )
-    examples = tuple(f.describe() for f in blamed[:5])
-    return GateResult(GATE_NAME, False, detail, examples), report
+    return GateResult(GATE_NAME, False, detail, tuple(f.describe() for f in blamed[:5])), report

@@ -62,9 +62,13 @@ def metadata_frame(
     )
 
 
-def collect_rows(frame: DataFrame, history: bool = False) -> list[Row]:
-    """The metadata frame's rows as `Row`s (one small row per cell reaches the driver)."""
-    table = frame.toArrow() if hasattr(frame, "toArrow") else pa.Table.from_pandas(frame.toPandas())
+def collect_rows(
+    frame: DataFrame, history: bool = False, table: pa.Table | None = None
+) -> list[Row]:
+    """The metadata frame's rows as `Row`s (one small row per cell reaches the driver;
+    `table`: the frame already collected)."""
+    if table is None:
+        table = frame.toArrow()
     out = []
     for r in table.to_pylist():
         slice_set = r["slice_set"]
