@@ -178,14 +178,14 @@ def protect(
 
 
 def _derived(pub: _Publication) -> None:
-    """Derived rows: suppressed under their own minimum cell size or where an input is."""
+    """Derived rows are suppressed where an input is (shown or absent inputs make a derived
+    value computable, so hiding it then would protect nothing)."""
     for key, row in pub.run.items():
         metric = pub.catalog.metrics.get(row.metric)
         if metric is None or metric.type != "derived":
             continue
-        k = metric.min_cell_size or pub.catalog.settings.min_cell_size
         inputs = [(dep, *key[1:]) for dep in metric.depends_on]
-        if (row.units or 0) < k or any(
+        if any(
             i in pub.hidden_rows or (i not in pub.run and not _table_row_shown(pub, i))
             for i in inputs
         ):
