@@ -84,7 +84,9 @@ def test_metrics_route_count_shown_as_a_numerator() -> None:
     found = routes(rows)
     assert sorted(found) == ["metrics"]
     assert sorted(found["metrics"]) == ["bad 1d ('FR',)", "bad 1d ('GB',)"]
-    aligned = day_rows("bad", 0, hidden=("GB", "FR")) + day_rows("bad_share", 0, hidden=("GB", "FR"))
+    aligned = day_rows("bad", 0, hidden=("GB", "FR")) + day_rows(
+        "bad_share", 0, hidden=("GB", "FR")
+    )
     assert routes(aligned) == {}
 
 

@@ -26,10 +26,10 @@ from jobs.metrics.definitions import Catalog, Part, QuantilePart
 from jobs.metrics.gate_result import GateResult, PublishGateError
 from jobs.metrics.passes import stat
 from jobs.metrics.planner import Plan, slice_set_name
-from jobs.privacy.protect import Decision, RowKey, UnitCounts, protect
+from jobs.privacy.protect import Decision, RowKey, StatCell, UnitCounts, protect
 from jobs.privacy.publication import Row
 from jobs.privacy.reading import collect_rows
-from jobs.privacy.stats import units_stat
+from jobs.privacy.stats import part_stat, units_stat
 
 log = logging.getLogger(__name__)
 NUMBERS = ("value", "numerator", "denominator", "units", "ci_lower", "ci_upper")
@@ -63,9 +63,9 @@ def _grain() -> Column:
 
 def run_rows(
     catalog: Catalog, metrics: DataFrame
-) -> tuple[list[Row], dict[RowKey, tuple[str, str]]]:
-    """The run's metric rows (before suppression) as audit metadata, and each row's
-    (slice_set, slice_id) as the passes named them."""
+) -> tuple[list[Row], dict[RowKey, tuple[str, str]], set[RowKey]]:
+    """The run's metric rows (before suppression) as audit metadata, each row's
+    (slice_set, slice_id) as the passes named them, and the rows whose value is null or 0."""
     frame = metrics.select(
         "metric",
         _grain().alias("grain"),
@@ -77,6 +77,7 @@ def run_rows(
         F.lit(False).alias("suppressed"),
         F.col("units").cast("long").alias("units"),
         F.lit("").alias("version"),
+        (F.coalesce(F.col("value"), F.lit(0.0)) == 0).alias("empty"),
     )
     table = frame.toArrow()
     rows = collect_rows(frame, table=table)
@@ -91,26 +92,37 @@ def run_rows(
             strict=True,
         )
     )
-    return rows, names
+    empty = {r.key for r, e in zip(rows, table.column("empty").to_pylist(), strict=True) if e}
+    return rows, names, empty
 
 
-def unit_counts(catalog: Catalog, plan: Plan, results: dict[str, DataFrame]) -> UnitCounts:
+def unit_counts(
+    catalog: Catalog, plan: Plan, results: dict[str, DataFrame]
+) -> tuple[UnitCounts, set[StatCell]]:
     """Distinct units per (units statistic, grain, window, period, slice cell), from every
-    part's units in the pass results: one small row per cell and part."""
+    part's units in the pass results, and the cells where an additive part's total is not
+    zero (rows without a unit count there, but as no unit): one small row per cell and part."""
     parts: dict[str, Part | QuantilePart] = {}
     for p in plan.passes:
         every: list[Part | QuantilePart] = [*p.parts, *p.quantile_parts]
         for part in every:
             parts[part.key] = part
-    out: UnitCounts = {}
+    units_out: UnitCounts = {}
+    nonzero: set[StatCell] = set()
     for p in plan.passes:
         result = results[p.name]
         columns = set(result.columns)
-        keys = [k for k in (*[x.key for x in p.parts], *[q.key for q in p.quantile_parts])]
+        keys = [*[x.key for x in p.parts], *[q.key for q in p.quantile_parts]]
         present = [k for k in keys if stat(k, "units") in columns]
         if not present:
             continue
         dims = [d for d in catalog.dimensions if d in columns]
+
+        def total(k: str) -> Column:
+            name = stat(k, "sum")
+            additive = isinstance(parts[k], Part) and parts[k].additive  # type: ignore[union-attr]
+            return F.col(name) if additive and name in columns else F.lit(None).cast("double")
+
         long = result.select(
             _grain().alias("grain"),
             "window",
@@ -120,12 +132,16 @@ def unit_counts(catalog: Catalog, plan: Plan, results: dict[str, DataFrame]) -> 
             F.explode(
                 F.array(
                     *[
-                        F.struct(F.lit(k).alias("k"), F.col(stat(k, "units")).alias("u"))
+                        F.struct(
+                            F.lit(k).alias("k"),
+                            F.col(stat(k, "units")).cast("long").alias("u"),
+                            (total(k) != 0).alias("nz"),
+                        )
                         for k in present
                     ]
                 )
             ).alias("x"),
-        ).select("*", "x.k", "x.u")
+        ).select("*", "x.k", "x.u", "x.nz")
         for r in long.drop("x").toArrow().to_pylist():
             names = (
                 ()
@@ -133,11 +149,14 @@ def unit_counts(catalog: Catalog, plan: Plan, results: dict[str, DataFrame]) -> 
                 else tuple(sorted(r["slice_set"].split(",")))
             )
             cell = (names, tuple(str(r[d]) for d in names))
-            units = units_stat(catalog, parts[r["k"]])
-            key = (units, r["grain"], r["window"], int(r["period"]), cell)
-            n = int(r["u"] or 0)
-            out[key] = max(out.get(key, 0), n)
-    return out
+            part = parts[r["k"]]
+            period = int(r["period"])
+            key = (units_stat(catalog, part), r["grain"], r["window"], period, cell)
+            units_out[key] = max(units_out.get(key, 0), int(r["u"] or 0))
+            if r["nz"]:
+                assert isinstance(part, Part)
+                nonzero.add((part_stat(catalog, part), r["grain"], r["window"], period, cell))
+    return units_out, nonzero
 
 
 def suppress(
@@ -149,10 +168,12 @@ def suppress(
 ) -> DataFrame:
     """`metrics` with a `suppressed` flag and no numbers in suppressed cells; `published`
     is what the table already shows (see `jobs.privacy.gate.published_rows`)."""
-    rows, names = run_rows(catalog, metrics)
-    units = unit_counts(catalog, plan, results)
+    rows, names, empty = run_rows(catalog, metrics)
+    units, nonzero = unit_counts(catalog, plan, results)
     rounds = catalog.settings.suppression_rounds
-    decision = protect(rows, units, published, catalog, max_rounds=rounds)
+    decision = protect(
+        rows, units, published, catalog, nonzero=nonzero, empty=empty, max_rounds=rounds
+    )
     _stop_if_unresolved(decision, rounds)
     keys = [(k[0], k[2], k[3], *names[k]) for k in decision.suppressed]
     spark = metrics.sparkSession

@@ -134,9 +134,14 @@ def protect(
     published: Sequence[Row],
     catalog: Catalog,
     *,
+    nonzero: set[StatCell] | None = None,
+    empty: set[RowKey] | None = None,
     max_rounds: int = 20,
 ) -> Decision:
-    """Decide which of the run's rows to suppress (see the module docstring)."""
+    """Decide which of the run's rows to suppress (see the module docstring). `nonzero`:
+    the cells where an additive statistic is not zero; `empty`: rows whose value is null or
+    zero. A cell with no units and nothing in it is a zero and is shown; one with no units
+    but something in it (rows without a unit) has contributors nobody counted: hidden."""
     began = time.perf_counter()
     pub = _Publication(run, published, catalog)
     pub.units = units
@@ -144,8 +149,16 @@ def protect(
     for cell in pub.carriers:
         stat = cell[0]
         n = pub.size(cell)
-        if 0 < n < pub.k.get(stat, 0):
-            pub.hide(cell)
+        if n >= pub.k.get(stat, 0):
+            continue
+        if n == 0:
+            if stat.kind == "units":
+                continue
+            if stat.kind == "sum" and nonzero is not None and cell not in nonzero:
+                continue
+            if stat.kind != "sum" and all(k in (empty or set()) for k in pub.carriers[cell]):
+                continue
+        pub.hide(cell)
     decision.primary = len(pub.hidden)
     _derived(pub)
     before = len(pub.hidden)
