@@ -118,11 +118,6 @@ def unit_counts(
             continue
         dims = [d for d in catalog.dimensions if d in columns]
 
-        def total(k: str) -> Column:
-            name = stat(k, "sum")
-            additive = isinstance(parts[k], Part) and parts[k].additive  # type: ignore[union-attr]
-            return F.col(name) if additive and name in columns else F.lit(None).cast("double")
-
         long = result.select(
             _grain().alias("grain"),
             "window",
@@ -135,7 +130,7 @@ def unit_counts(
                         F.struct(
                             F.lit(k).alias("k"),
                             F.col(stat(k, "units")).cast("long").alias("u"),
-                            (total(k) != 0).alias("nz"),
+                            (_total(parts[k], columns) != 0).alias("nz"),
                         )
                         for k in present
                     ]
@@ -157,6 +152,14 @@ def unit_counts(
                 assert isinstance(part, Part)
                 nonzero.add((part_stat(catalog, part), r["grain"], r["window"], period, cell))
     return units_out, nonzero
+
+
+def _total(part: Part | QuantilePart, columns: set[str]) -> Column:
+    """An additive part's total in a pass result (null for other parts)."""
+    name = stat(part.key, "sum")
+    if isinstance(part, Part) and part.additive and name in columns:
+        return F.col(name)
+    return F.lit(None).cast("double")
 
 
 def suppress(
