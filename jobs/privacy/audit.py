@@ -153,8 +153,11 @@ def _verdicts(built: Built) -> dict[FamilyKey, dict[Cell, Method | None]]:
 def _status(
     built: Built, verdicts: dict[FamilyKey, dict[Cell, Method | None]], row: Row, stat: Stat
 ) -> str | None:
-    """'known', a recovery method, or None (hidden and not recoverable) in one stage."""
+    """'known' (another row shows it), 'zero' (a metric that would show it has no row
+    there), a recovery method, or None (hidden and not recoverable) in one stage."""
     key, cell = built.cell_of[(row.key, stat)]
+    if cell in built.zeros.get(key, ()):
+        return "zero"
     if cell in built.families[key].known:
         return "known"
     return verdicts[key].get(cell)
@@ -221,15 +224,16 @@ def audit(
 
 def _publishers(
     rows: Sequence[Row], stats: dict[str, MetricStats]
-) -> dict[tuple[Stat, str, str, int, SliceCell], str]:
-    """(statistic, cell) -> a metric whose unsuppressed row shows it (for explanations)."""
-    out: dict[tuple[Stat, str, str, int, SliceCell], str] = {}
-    for row in rows:
+) -> dict[tuple[Stat, str, str, int, SliceCell], tuple[str, bool]]:
+    """(statistic, cell) -> (a metric whose unsuppressed row shows it, whether only an
+    older version does), for explanations."""
+    out: dict[tuple[Stat, str, str, int, SliceCell], tuple[str, bool]] = {}
+    for row in sorted(rows, key=lambda r: r.history, reverse=True):
         s = stats.get(row.metric)
         if s is None or row.suppressed or row.absent:
             continue
         for stat in s.carried:
-            out.setdefault((stat, row.grain, row.window, row.period, row.cell), row.metric)
+            out[(stat, row.grain, row.window, row.period, row.cell)] = (row.metric, row.history)
     return out
 
 
@@ -246,17 +250,19 @@ def _judge(
     built: Built,
     verdicts: dict[FamilyKey, dict[Cell, Method | None]],
     targets: set[tuple[tuple[str, str, str, int, SliceCell], Stat]],
-    publishers: dict[tuple[Stat, str, str, int, SliceCell], str],
+    publishers: dict[tuple[Stat, str, str, int, SliceCell], tuple[str, bool]],
     stage: Stage,
 ) -> Finding | None:
     status = {stat: _status(built, verdicts, row, stat) for stat in stats.carried}
     for stat in stats.carried:
         how = status[stat]
-        if (row.key, stat) in targets and how is not None:
+        # A zero is no one's count: it is never sensitive.
+        if (row.key, stat) in targets and how is not None and how != "zero":
             text = _how(how, stat, row, publishers, stage)
             return Finding(row, stage.name, stat, text, how)
     if all(status[s] is not None for s in stats.value):
-        stat = next((s for s in stats.value if status[s] != "known"), stats.value[0])
+        chosen = next((s for s in stats.value if status[s] not in ("known", "zero")), None)
+        stat = chosen or next((s for s in stats.value if status[s] == "known"), stats.value[0])
         how = status[stat]
         assert how is not None
         return Finding(row, stage.name, stat, _how(how, stat, row, publishers, stage), how)
@@ -267,13 +273,15 @@ def _how(
     how: str,
     stat: Stat,
     row: Row,
-    publishers: dict[tuple[Stat, str, str, int, SliceCell], str],
+    publishers: dict[tuple[Stat, str, str, int, SliceCell], tuple[str, bool]],
     stage: Stage,
 ) -> str:
+    if how == "zero":
+        return "is zero (a metric that shows it has no row there)"
     if how != "known":
         return METHOD_TEXT[how]
-    who = publishers.get((stat, row.grain, row.window, row.period, row.cell), "?")
-    return f"is published by {who}" + (" (in an older version)" if stage.history else "")
+    who, old = publishers.get((stat, row.grain, row.window, row.period, row.cell), ("?", False))
+    return f"is published by {who}" + (" in an older version of the table" if old else "")
 
 
 def _derived(

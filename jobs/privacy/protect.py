@@ -29,8 +29,8 @@ from dataclasses import dataclass, field, replace
 
 from jobs.metrics.definitions import Catalog
 from jobs.privacy.audit import AuditReport, Finding, audit
-from jobs.privacy.engine import SliceCell
-from jobs.privacy.publication import FULL, HOURS_PER_DAY, Row, project
+from jobs.privacy.engine import SliceCell, recoverable
+from jobs.privacy.publication import FULL, HOURS_PER_DAY, Row, build, project
 from jobs.privacy.stats import Stat, all_metric_stats, stat_thresholds, units_of
 
 log = logging.getLogger(__name__)
@@ -289,7 +289,7 @@ def _hide_smallest(pub: _Publication, cells: Iterable[StatCell]) -> bool:
 
 
 def _fix(pub: _Publication, finding: Finding) -> bool:
-    """Hide one more run cell on the route of a recoverable cell."""
+    """Hide one more run cell (or a small set) on the route of a recoverable cell."""
     row = finding.row
     if finding.method == "derived":
         if row.key in pub.run and row.key not in pub.hidden_rows:
@@ -299,14 +299,98 @@ def _fix(pub: _Publication, finding: Finding) -> bool:
     cell = stat_cell(finding.stat, row)
     if finding.method == "known":
         return pub.hide(cell)  # shown by another run row: hide it there too
-    stat = finding.stat
-    if stat.time_additive and finding.method == "differences":
-        return _hide_smallest(pub, _series_neighbours(pub, cell)) or _hide_smallest(
-            pub, _siblings(pub, cell)
-        )
+    for candidate in _candidates(pub, cell, finding.method):
+        if not _still_recoverable(pub, cell, candidate):
+            return any([pub.hide(c) for c in candidate])
+    # Nothing small enough closes it at once: take a step and let the next audit look again.
     return _hide_smallest(pub, _siblings(pub, cell)) or _hide_smallest(
         pub, _series_neighbours(pub, cell)
     )
+
+
+#: How many candidate sets `_candidates` tries per recoverable cell.
+CANDIDATES = 12
+
+
+def _candidates(pub: _Publication, cell: StatCell, method: str) -> list[list[StatCell]]:
+    """Small sets of shown run cells whose hiding may close a route to `cell`, fewest units
+    first: a shown window or day of its series around it; a sibling alone; a sibling with
+    its children that match the cell's hidden children in a finer set (a rectangle, as
+    complementary suppression in a table with margins needs)."""
+    series = sorted(_series_neighbours(pub, cell), key=lambda c: (pub.size(c), c[4], c[2]))
+    siblings = sorted(_siblings(pub, cell), key=lambda c: (pub.size(c), c[4]))
+    related = sorted(_related(pub, cell), key=lambda c: (pub.size(c), c[4]))
+    out: list[list[StatCell]] = []
+    if method == "differences":
+        out += [[c] for c in series[:4]]
+    out += [[c] for c in related[:4]]
+    for sibling in siblings[:4]:
+        out.append([sibling])
+        rectangle = [sibling, *_matching_children(pub, cell, sibling)]
+        if len(rectangle) > 1:
+            out.append(rectangle)
+    if method != "differences":
+        out += [[c] for c in series[:4]]
+    runs = [c for c in out if all(x in pub.carriers and pub.known(x) for x in c)]
+    return runs[:CANDIDATES]
+
+
+def _related(pub: _Publication, cell: StatCell) -> list[StatCell]:
+    """Shown cells of the same statistic and period one dimension finer or coarser that
+    refine or contain the cell (its children and parents)."""
+    stat, grain, window, period, (dims, _) = cell
+    out = []
+    for other in pub.by_period.get((stat, grain, window, period), ()):
+        odims, _ = other[4]
+        if abs(len(odims) - len(dims)) != 1 or not pub.known(other):
+            continue
+        finer, coarser = (other[4], cell[4]) if len(odims) > len(dims) else (cell[4], other[4])
+        if set(coarser[0]) < set(finer[0]) and project(finer, coarser[0]) == coarser:
+            out.append(other)
+    return out
+
+
+def _matching_children(pub: _Publication, cell: StatCell, sibling: StatCell) -> list[StatCell]:
+    """For each hidden child of `cell` along one more dimension, the sibling's child with
+    the same value there (shown ones only)."""
+    stat, grain, window, period, (dims, values) = cell
+    _, _, _, _, (_, other) = sibling
+    out = []
+    for child in pub.by_period.get((stat, grain, window, period), ()):
+        cdims, cvalues = child[4]
+        if len(cdims) != len(dims) + 1 or not set(dims) < set(cdims) or pub.known(child):
+            continue
+        if project(child[4], dims)[1] != values:
+            continue
+        index = dict(zip(dims, other, strict=True))
+        twin_values = tuple(index.get(d, v) for d, v in zip(cdims, cvalues, strict=True))
+        twin: StatCell = (stat, grain, window, period, (cdims, twin_values))
+        if twin in pub.carriers and pub.known(twin):
+            out.append(twin)
+    return out
+
+
+def _still_recoverable(pub: _Publication, cell: StatCell, hide: list[StatCell]) -> bool:
+    """Whether `cell` stays recoverable with `hide` hidden too: the engine on this one
+    statistic's family (rows of the metrics that show it, run and table)."""
+    stat = cell[0]
+    metrics = {m for m, s in pub.stats.items() if stat in s.carried}
+    extra: set[RowKey] = set()
+    for c in hide:
+        extra.update(pub.carriers.get(c, ()))
+    rows = [
+        replace(r, suppressed=r.key in pub.hidden_rows or r.key in extra)
+        for r in pub.run.values()
+        if r.metric in metrics
+    ]
+    rows += [r for r in pub.published if r.metric in metrics]
+    built = build(rows, pub.catalog, pub.stats, FULL)
+    key = next(k for r in rows for k in [(r.key, stat)] if stat_cell(stat, r) == cell)
+    family_key, target = built.cell_of[key]
+    family = built.families[family_key]
+    if target in family.known:
+        return True
+    return recoverable(family).get(target) is not None
 
 
 def _series_neighbours(pub: _Publication, cell: StatCell) -> list[StatCell]:

@@ -87,6 +87,8 @@ class Built:
     """One stage's families and where each row's statistics sit in them."""
 
     families: dict[FamilyKey, Family] = field(default_factory=dict)
+    #: Cells known only because a metric that shows the statistic has no row there: zero.
+    zeros: dict[FamilyKey, set[Cell]] = field(default_factory=dict)
     cell_of: dict[tuple[tuple[str, str, str, int, SliceCell], Stat], tuple[FamilyKey, Cell]] = (
         field(default_factory=dict)
     )
@@ -190,6 +192,7 @@ def build(
     zeros = list(absent_rows(current, catalog, stats, domains))
     out = Built()
     status: dict[FamilyKey, dict[Cell, bool]] = defaultdict(dict)  # cell -> known
+    shown: dict[FamilyKey, set[Cell]] = defaultdict(set)  # known from a real row
     private: dict[FamilyKey, dict[tuple[str, str, int], int]] = defaultdict(dict)
 
     def place(row: Row, stat: Stat) -> tuple[FamilyKey, Cell]:
@@ -214,6 +217,8 @@ def build(
             known = not row.suppressed
             cells = status[key]
             cells[cell] = cells.get(cell, False) or known
+            if known and not row.absent:
+                shown[key].add(cell)
             if not row.absent:
                 out.cell_of[(row.key, stat)] = (key, cell)
     for key, cells in status.items():
@@ -221,5 +226,6 @@ def build(
         family = Family(stat.relations, stat.attributes)
         for cell, known in cells.items():
             (family.known if known else family.hidden).add(cell)
+        out.zeros[key] = family.known - shown[key]
         out.families[key] = family
     return out
