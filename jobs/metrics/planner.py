@@ -426,8 +426,10 @@ def render_plan(catalog: Catalog, plan: Plan) -> str:
         lines.extend(f"  - {n} = {catalog.metrics[n].expression}" for n in plan.derived)
     settings = catalog.settings
     lines.append(
-        f"Then: confidence intervals ({settings.confidence_level:.0%}), suppression of cells "
-        f"with fewer than {settings.min_cell_size} units (with complementary suppression), "
-        f"publish gates (on failure: {settings.gates_on_failure})."
+        f"Then: confidence intervals ({settings.confidence_level:.0%}), publish gates (on "
+        f"failure: {settings.gates_on_failure}), suppression of every statistic (numerators "
+        f"too) with fewer than {settings.min_cell_size} units in every metric that shows it, "
+        "with time and complementary suppression until the privacy audit finds no "
+        "recoverable cell (a gate that always fails the run)."
     )
     return "\n".join(lines) + "\n"
