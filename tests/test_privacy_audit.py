@@ -120,7 +120,8 @@ def test_hours_route_one_hidden_hour() -> None:
 
 def test_versions_route_cell_shown_before_a_restatement() -> None:
     now = day_rows("n", 0, hidden=("GB", "FR"))
-    before = [replace(r, history=True, suppressed=False, version="v0") for r in now]
+    # An older version, with a smaller minimum cell size, showed them (3 units each).
+    before = [replace(r, history=True, suppressed=False, version="v0", units=3) for r in now]
     assert routes(now) == {}
     assert sorted(routes(now + before)["versions"]) == ["n 1d ('FR',)", "n 1d ('GB',)"]
 

@@ -77,6 +77,7 @@ def run_rows(
         F.lit(False).alias("suppressed"),
         F.col("units").cast("long").alias("units"),
         F.lit("").alias("version"),
+        *[F.col(c).cast("double").alias(c) for c in ("value", "numerator", "denominator")],
         (F.coalesce(F.col("value"), F.lit(0.0)) == 0).alias("empty"),
     )
     table = frame.toArrow()

@@ -1,14 +1,16 @@
 """The privacy audit: which suppressed rows the published rows give away, and by which route.
 
-A suppressed row is **recoverable** when
-- (value) every statistic its value is computed from is published elsewhere or linearly
+A suppressed row is **recoverable** when it hides a statistic that *could be sensitive* and
+- (value) every statistic its value is computed from is shown elsewhere or linearly
   recoverable: the number it hides can be computed; or
-- (statistic) a statistic it shows is hidden in every row, *could be sensitive*, and is
-  linearly recoverable. A hidden statistic is known not to be sensitive when a published
-  row shows at least the minimum cell size of units for it in a cell inside this one (same
-  or finer slice, within its time): units only grow with the cell, so the hidden cell
-  holds at least as many. Such statistics (a ratio's denominator hidden with its numerator,
-  say) may be recoverable without harm; the rest may not.
+- (statistic) a statistic it shows that could be sensitive is shown elsewhere or linearly
+  recoverable.
+A hidden statistic is known not to be sensitive when it is shown as zero somewhere (a zero
+is nobody's count; absent cells are zeros too), or when a shown row reports at least the
+minimum cell size of units for it in a cell inside this one (same or finer slice, within its
+time): units only grow with the cell, so the hidden cell holds at least as many. Rows that
+hide only such statistics (a ratio's denominator hidden with its numerator, a window hidden
+for a hidden day) protect nothing themselves and may be computable without harm.
 Derived metrics publish functions of other rows: a derived row shown while one of its inputs
 is hidden, or hidden while all its inputs are shown, is recoverable by the route "derived".
 
@@ -40,6 +42,7 @@ from jobs.privacy.publication import (
     Row,
     Stage,
     build,
+    changed_history,
     project,
 )
 from jobs.privacy.stats import MetricStats, Stat, all_metric_stats, stat_thresholds, units_of
@@ -111,9 +114,16 @@ class _Sensitivity:
                 if stat not in self.units_stat:
                     self.units_stat[stat] = units_of(stat, catalog)
         shown: dict[tuple[Stat, SliceCell], list[tuple[int, int, int]]] = defaultdict(list)
+        #: Statistics shown as exactly zero somewhere: a zero is nobody's count.
+        self.zeros: set[tuple[Stat, str, str, int, SliceCell]] = set()
         for row in rows:
             shows = stats.get(row.metric)
-            if row.suppressed or row.absent or shows is None or row.units is None:
+            if row.suppressed or row.absent or shows is None:
+                continue
+            for stat, number in _numbers(shows, row):
+                if number == 0:
+                    self.zeros.add((stat, row.grain, row.window, row.period, row.cell))
+            if row.units is None:
                 continue
             if shows.units is None:
                 continue
@@ -125,6 +135,8 @@ class _Sensitivity:
         self.shown = {key: sorted(v) for key, v in shown.items()}
 
     def could_be_sensitive(self, stat: Stat, row: Row) -> bool:
+        if (stat, row.grain, row.window, row.period, row.cell) in self.zeros:
+            return False
         units = self.units_stat.get(stat)
         if units is None:
             return True
@@ -138,6 +150,21 @@ class _Sensitivity:
                 return False
             i += 1
         return True
+
+
+def _numbers(shows: MetricStats, row: Row) -> list[tuple[Stat, float | None]]:
+    """The statistics a shown row gives numbers for, with those numbers."""
+    if not row.numbers:
+        return []
+    value, numerator, denominator = (*row.numbers, None, None, None)[:3]
+    out: list[tuple[Stat, float | None]] = []
+    if shows.numerator is not None:
+        out.append((shows.numerator, numerator))
+    if len(shows.value) == 2:
+        out.append((shows.value[1], denominator))
+    elif shows.numerator is None:
+        out.append((shows.value[0], value))
+    return out
 
 
 def _subsets(dims: tuple[str, ...], k: int) -> list[tuple[str, ...]]:
@@ -186,7 +213,10 @@ def audit(
     )
     domains = Domains(rows, stats)
     full = build(rows, catalog, stats, FULL, domains)
-    sensitivity = _Sensitivity(rows, stats, catalog)
+    # History rows that show other numbers than today's count other things: not evidence.
+    changed = changed_history(rows)
+    comparable = [r for r in rows if (r.metric, r.date, r.version) not in changed or not r.history]
+    sensitivity = _Sensitivity(comparable, stats, catalog)
     report.families = len(full.families)
     targets = {
         (r.key, stat)
@@ -194,7 +224,7 @@ def audit(
         for stat in stats[r.metric].carried
         if sensitivity.could_be_sensitive(stat, r)
     }
-    publishers = _publishers(rows, stats)
+    publishers = _publishers(comparable, stats)
     left = {r.key: r for r in suppressed}
     for stage in stages:
         began = time.perf_counter()
@@ -260,7 +290,10 @@ def _judge(
         if (row.key, stat) in targets and how is not None and how != "zero":
             text = _how(how, stat, row, publishers, stage)
             return Finding(row, stage.name, stat, text, how)
-    if all(status[s] is not None for s in stats.value):
+    # A row that hides nothing that could be sensitive (its statistics are zeros, or shown
+    # with enough units elsewhere) protects nothing: its value may be computable.
+    sensitive = any((row.key, s) in targets for s in stats.carried)
+    if sensitive and all(status[s] is not None for s in stats.value):
         chosen = next((s for s in stats.value if status[s] not in ("known", "zero")), None)
         stat = chosen or next((s for s in stats.value if status[s] == "known"), stats.value[0])
         how = status[stat]

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 
 from jobs.metrics.definitions import Catalog
 from jobs.privacy.engine import Cell, Family, SliceCell, SliceSet
@@ -42,6 +42,7 @@ class Row:
     version: str
     history: bool = False  # only in an older version of the table
     absent: bool = False  # no row: the metric wrote the partition, the cell had no events
+    numbers: tuple[float | None, ...] = ()  # value, numerator, denominator of a shown row
 
     @property
     def date(self) -> int:
@@ -178,6 +179,28 @@ def absent_rows(
                                 )
 
 
+def changed_history(rows: Sequence[Row]) -> set[tuple[str, int, str]]:
+    """(metric, date, version) groups of history rows that show other numbers than the
+    current rows in some cell both show: a restatement that changed what is counted (a new
+    filter) or re-ran a date on new data. Their statistics are not the current ones, so they
+    are kept apart; groups with no such difference are taken as the same numbers."""
+    current = {r.key: r.numbers for r in rows if not r.history and r.numbers}
+    changed = set()
+    for r in rows:
+        if r.history and r.numbers and r.key in current and not _same(r.numbers, current[r.key]):
+            changed.add((r.metric, r.date, r.version))
+    return changed
+
+
+def _same(a: tuple[float | None, ...], b: tuple[float | None, ...]) -> bool:
+    for x, y in zip(a, b, strict=False):
+        if (x is None) != (y is None):
+            return False
+        if x is not None and y is not None and abs(x - y) > 1e-12 * max(1.0, abs(x), abs(y)):
+            return False
+    return True
+
+
 def build(
     rows: list[Row],
     catalog: Catalog,
@@ -190,6 +213,7 @@ def build(
     current = [r for r in rows if not r.history]
     used = rows if stage.history else current
     zeros = list(absent_rows(current, catalog, stats, domains))
+    changed = changed_history(rows) if stage.history else set()
     out = Built()
     status: dict[FamilyKey, dict[Cell, bool]] = defaultdict(dict)  # cell -> known
     shown: dict[FamilyKey, set[Cell]] = defaultdict(set)  # known from a real row
@@ -212,14 +236,17 @@ def build(
         s = stats.get(row.metric)
         if s is None:
             continue
-        for stat in s.carried:
+        for base in s.carried:
+            stat = base
+            if row.history and (row.metric, row.date, row.version) in changed:
+                stat = replace(base, ident=(*base.ident, f"@{row.version}"))
             key, cell = place(row, stat)
             known = not row.suppressed
             cells = status[key]
             cells[cell] = cells.get(cell, False) or known
             if known and not row.absent:
                 shown[key].add(cell)
-            if not row.absent:
+            if not row.absent and not row.history:
                 out.cell_of[(row.key, stat)] = (key, cell)
     for key, cells in status.items():
         stat = key[0]

@@ -28,6 +28,8 @@ from jobs.delta.location import filesystem, table_uri
 from jobs.privacy.publication import Row
 
 log = logging.getLogger(__name__)
+#: Numbers of shown rows the audit compares across table versions.
+NUMBERS = ("value", "numerator", "denominator")
 
 
 def metadata_frame(
@@ -59,6 +61,7 @@ def metadata_frame(
         "suppressed",
         F.col("units").cast("long").alias("units"),
         F.coalesce(F.col("definition_version"), F.lit("")).alias("version"),
+        *[F.col(c).cast("double").alias(c) for c in NUMBERS],
     )
 
 
@@ -85,6 +88,7 @@ def collect_rows(
                 None if r["units"] is None else int(r["units"]),
                 r["version"],
                 history,
+                numbers=() if r["suppressed"] else tuple(r.get(c) for c in NUMBERS),
             )
         )
     return out
