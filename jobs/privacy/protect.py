@@ -160,9 +160,9 @@ def protect(
                 continue
         pub.hide(cell)
     decision.primary = len(pub.hidden)
-    _derived(pub)
     before = len(pub.hidden)
     _rules(pub)
+    _derived(pub)
     decision.by_rules = len(pub.hidden) - before
     old = audit(pub.published, catalog, stages=(FULL,)) if pub.published else None
     already = {f.row.key for f in old.findings} if old else set()
@@ -179,8 +179,8 @@ def protect(
         if not any(changed):
             decision.unresolved = todo
             break
-        _derived(pub)
         _rules(pub)
+        _derived(pub)
         decision.by_audit += len(pub.hidden) - before
     else:
         decision.unresolved = todo
@@ -292,10 +292,15 @@ def _fix(pub: _Publication, finding: Finding) -> bool:
     """Hide one more run cell (or a small set) on the route of a recoverable cell."""
     row = finding.row
     if finding.method == "derived":
-        if row.key in pub.run and row.key not in pub.hidden_rows:
-            pub.hidden_rows.add(row.key)
-            return True
-        return False
+        # Hide the derived rows of the run that show a function of this hidden row.
+        shown = [
+            (name, *row.key[1:])
+            for name, m in pub.catalog.metrics.items()
+            if m.type == "derived" and (row.metric in m.depends_on or name == row.metric)
+        ]
+        keys = [k for k in shown if k in pub.run and k not in pub.hidden_rows]
+        pub.hidden_rows.update(keys)
+        return bool(keys)
     cell = stat_cell(finding.stat, row)
     if finding.method == "known":
         return pub.hide(cell)  # shown by another run row: hide it there too
