@@ -1224,8 +1224,12 @@ def test_published_suppression_follows_the_rule(run: Run, metric: str) -> None:
     assert all(c["definition_version"] and c["run_id"] == "t" for c in published.values())
 
 
+NUMBER_COLUMNS = ("value", "numerator", "denominator")
+
+
 def published_rows_of(run: Run, flip: set[tuple[str, Key]] | None = None) -> list[AuditRow]:
-    """What the job wrote, as the audit reads it (`flip`: rows to show instead of hide)."""
+    """What the job wrote, as the audit reads it: keys, flags, and the numbers and units of
+    shown rows (`flip`: rows to show instead of hide, with their computed numbers)."""
     out = []
     epoch = dt.date(1970, 1, 1)
     for metric, cells in run.published.items():
@@ -1238,8 +1242,20 @@ def published_rows_of(run: Run, flip: set[tuple[str, Key]] | None = None) -> lis
             else:
                 period = (dt.date.fromisoformat(key[0]) - epoch).days
             hidden = bool(c["suppressed"]) and (metric, key) not in (flip or set())
+            shown = run.rows[metric][key] if hidden is False else None
+            numbers = () if shown is None else tuple(shown[n] for n in NUMBER_COLUMNS)
             out.append(
-                AuditRow(metric, c["grain"], c["window"], period, cell, hidden, c["units"], "v")
+                AuditRow(
+                    metric,
+                    c["grain"],
+                    c["window"],
+                    period,
+                    cell,
+                    hidden,
+                    None if hidden else run.rows[metric][key]["units"],
+                    "v",
+                    numbers=numbers,
+                )
             )
     return out
 
