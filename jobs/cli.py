@@ -87,7 +87,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_experiment_command(sub)
     _add_monitoring_commands(sub)
     _add_package_command(sub)
+    _add_privacy_command(sub)
     return parser
+
+
+def _add_privacy_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from jobs.metrics_cli import add_defs_argument
+    from jobs.privacy_cli import add_audit_privacy_arguments
+
+    text = (
+        "audit metric_values for suppressed cells that its published rows give away (by "
+        "every linear route: slices, metrics, windows, hours, versions); exit status 3 when "
+        "any is recoverable"
+    )
+    cmd = sub.add_parser("audit-privacy", help=text, description=text[0].upper() + text[1:] + ".")
+    _add_common(cmd)
+    add_defs_argument(cmd)
+    add_audit_privacy_arguments(cmd)
+    cmd.set_defaults(handler=_handler("jobs.privacy_cli", "run_audit_privacy_command"))
 
 
 def _add_package_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

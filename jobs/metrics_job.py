@@ -37,6 +37,7 @@ from jobs.metrics.passes import pass_frame
 from jobs.metrics.planner import PassPlan, Plan
 from jobs.metrics.sources import estimated_rows, lookups_to_narrow, prepare, table_reader
 from jobs.metrics.suppression import suppress
+from jobs.privacy.gate import privacy_gate, published_rows
 from jobs.run_log import new_run_id
 
 log = logging.getLogger(__name__)
@@ -328,11 +329,23 @@ def run_metrics(
         if catalog.settings.gates_on_failure == "fail":
             raise PublishGateError(gates)
         log.warning("publish gates failed; writing anyway (settings.gates.on_failure: warn)")
+    table = os.path.join(warehouse, METRIC_VALUES)
     with stage(log, "suppression"):
-        final = publishable(catalog, suppress(catalog, plan, rows), run_id).localCheckpoint()
+        # What the table already shows (around these dates, and in its history): the
+        # rows this run replaces stay readable by time travel, so they count as shown.
+        published = published_rows(
+            spark, sink, catalog, table, start, end, replaced=(dates, plan.metrics)
+        )
+        hidden = suppress(catalog, plan, rows, results, published)
+        final = publishable(catalog, hidden, run_id).localCheckpoint()
         total = final.count()
         suppressed = final.where("suppressed").count()
-    table = os.path.join(warehouse, METRIC_VALUES)
+    with stage(log, "privacy gate"):
+        privacy, _ = privacy_gate(catalog, final, published)
+        (log.info if privacy.passed else log.warning)("%s", privacy)
+    gates = [*gates, privacy]
+    if not privacy.passed:
+        raise PublishGateError(gates)
     with stage(log, f"writing {total:,} rows to {table}"):
         result = sink.write(
             final,

@@ -49,6 +49,8 @@ from jobs.metrics_job import (
     compute_passes,
     run_metrics,
 )
+from jobs.privacy.audit import audit
+from jobs.privacy.publication import Row as AuditRow
 
 START, END = dt.date(2026, 3, 26), dt.date(2026, 3, 28)
 OUTPUT_DATES = [START + dt.timedelta(days=i) for i in range((END - START).days + 1)]
@@ -720,6 +722,25 @@ class Reference:
             }
         return cells
 
+    def presence(self, source: str, flag: str, value: str) -> dict[Key, tuple[int, bool]]:
+        """Per cell of every window and slice set of both grains: the distinct units of the
+        rows where `flag` holds and `value` is not null, and whether their values sum to
+        something other than zero (rows without a unit count there, as no unit)."""
+        unit = UNITS[source]
+        out: dict[Key, tuple[int, bool]] = {}
+        for grain in ("day", "hour"):
+            sql = f"""
+                SELECT period, win, slice_id,
+                       count(DISTINCT CASE WHEN ({flag}) AND ({value}) IS NOT NULL
+                                           THEN {unit} END),
+                       coalesce(sum(CASE WHEN ({flag}) THEN TRY_CAST({value} AS DOUBLE) END), 0)
+                FROM {self.rows(source, grain)}
+                GROUP BY ALL
+            """
+            for period, win, sid, units, total in self.con.execute(sql).fetchall():
+                out[(period_key(period, grain), win, sid)] = (int(units), float(total) != 0)
+        return out
+
     def compute(self) -> dict[str, dict[Key, Cell]]:
         out: dict[str, dict[Key, Cell]] = {}
         for name in NAMES:
@@ -825,43 +846,116 @@ def independent_totals_interval(
     return (r - half) * per, (r + half) * per
 
 
-def expected_suppression(expected: dict[str, dict[Key, Cell]]) -> dict[str, set[Key]]:
-    """Primary, then complementary suppression to a fixed point; derived from inputs."""
-    out: dict[str, set[Key]] = {}
+#: What each metric's rows show, as statistics spelled out from the YAML: (kind, source,
+#: rows, value). A statistic shown by two metrics is one number (the issue's route "across
+#: metrics"); `units` statistics are distinct units of the rows that carry a value.
+Stat = tuple[str, str, str, str]
+SHOWS: dict[str, dict[str, Stat]] = {
+    "n_events": {"value": ("sum", "events", "TRUE", "1")},
+    "n_bad": {"value": ("sum", "events", "is_bad", "1")},
+    "total_amount": {"value": ("sum", "events", "TRUE", "amount")},
+    "mean_feed_amount": {
+        "value": ("sum", "events", "surface = 'feed'", "amount"),
+        "den": ("sum", "events", "surface = 'feed' AND amount IS NOT NULL", "1"),
+    },
+    "bad_share": {"value": ("sum", "events", "is_bad", "1"), "den": ("sum", "events", "TRUE", "1")},
+    "bad_amount_per_100": {
+        "value": ("sum", "events", "amount IS NOT NULL AND is_bad", "amount"),
+        "den": ("sum", "events", "amount IS NOT NULL", "1"),
+    },
+    "active_users": {"value": ("units", "events", "TRUE", "1")},
+    "bad_items": {"value": ("distinct", "events", "is_bad", "item_id")},
+    "approx_items": {"value": ("approx", "events", "TRUE", "item_id")},
+    "p90_amount": {"value": ("quantile 0.9", "events", "TRUE", "amount")},
+    "p50_amount": {"value": ("quantile 0.5", "events", "TRUE", "amount")},
+    "median_bad_amount": {"value": ("quantile 0.5", "events", "is_bad", "amount")},
+    "n_events_hourly": {"value": ("sum", "events", "TRUE", "1")},
+    "bad_share_hourly": {
+        "value": ("sum", "events", "is_bad", "1"),
+        "den": ("sum", "events", "TRUE", "1"),
+    },
+    "spam_reports_per_1k": {
+        "value": ("sum", "reports", "reason = 'spam'", "1"),
+        "den": ("sum", "events", "TRUE", "1"),
+    },
+    "ctr": {
+        "value": ("sum", "impressions", "clicked", "1"),
+        "den": ("sum", "impressions", "TRUE", "1"),
+    },
+    "bad_per_feed_event": {
+        "value": ("sum", "events", "is_bad", "1"),
+        "den": ("sum", "events", "surface = 'feed'", "1"),
+    },
+    "ctr_delta": {
+        "value": ("sum", "impressions", "clicked", "1"),
+        "den": ("sum", "impressions", "TRUE", "1"),
+    },
+}
+
+
+def shown_stats(metric: str) -> list[Stat]:
+    """Every statistic a row shows: its value's (and denominator's), and its units (those
+    of the denominator's rows, or of the value's where there is no denominator)."""
+    shows = SHOWS[metric]
+    kind, source, rows, value = shows.get("den", shows["value"])
+    units: Stat = ("units", source, rows, "1" if kind == "units" else value)
+    return list(dict.fromkeys([shows["value"], *([shows["den"]] if "den" in shows else []), units]))
+
+
+def presence_of(stat: Stat) -> tuple[str, str, str]:
+    """The rows whose distinct units decide whether a statistic is small in a cell."""
+    _, source, rows, value = stat
+    return source, rows, value
+
+
+def mandatory_suppression(
+    expected: dict[str, dict[Key, Cell]], reference: Reference
+) -> dict[str, set[Key]]:
+    """The cells the rules require hidden, whatever else complementary suppression adds:
+    a statistic with 0 < units < k in a cell (numerators too; k the largest minimum cell
+    size of the metrics that show it; no units but something in it counts as small) is
+    hidden in every row that shows it; a 7- or 28-day window holding a published day on
+    which the statistic is hidden is hidden too; derived rows follow their inputs."""
+    k: dict[Stat, int] = defaultdict(int)
     for name in BASE:
-        cells = expected[name]
-        flags = {k: c["units"] < threshold(name) for k, c in cells.items()}
-        sets = slice_sets_of(name)
-        for _ in range(50):
-            changed = False
-            for dim in DIMS:
-                groups: dict[tuple[Any, ...], list[Key]] = defaultdict(list)
-                for key in cells:
-                    sset = tuple(sorted(slice_dims(key[2])))
-                    if dim in sset and tuple(d for d in sset if d != dim) in sets:
-                        dims = slice_dims(key[2])
-                        others = tuple(dims.get(d) for d in DIMS if d != dim)
-                        groups[(key[0], key[1], sset, others)].append(key)
-                newly = []
-                for members in groups.values():
-                    if sum(flags[k] for k in members) == 1:
-                        candidates = [k for k in members if not flags[k]]
-                        if candidates:
-                            newly.append(min(candidates, key=lambda k: (cells[k]["units"], k[2])))
-                for key in newly:
-                    flags[key] = True
-                    changed = True
-            if not changed:
-                break
-        out[name] = {k for k, f in flags.items() if f}
+        for stat in shown_stats(name):
+            k[stat] = max(k[stat], threshold(name))
+    units = {p: reference.presence(*p) for p in {presence_of(x) for x in k}}
+    hidden: set[tuple[Stat, Key]] = set()
+    for name in BASE:
+        for key, cell in expected[name].items():
+            for stat in shown_stats(name):
+                n, nonzero = units[presence_of(stat)].get(key, (0, False))
+                something = nonzero if stat[0] == "sum" else cell["value"] not in (None, 0.0)
+                if 0 < n < k[stat] or (n == 0 and stat[0] != "units" and something):
+                    hidden.add((stat, key))
+    days = {d.isoformat() for d in OUTPUT_DATES}
+    changed = True
+    while changed:
+        changed = False
+        for name in BASE:
+            for key in expected[name]:
+                period, window, sid = key
+                if window not in ("7d", "28d"):
+                    continue
+                first = dt.date.fromisoformat(period) - dt.timedelta(days=int(window[:-1]) - 1)
+                inside = {
+                    (first + dt.timedelta(days=i)).isoformat() for i in range(int(window[:-1]))
+                }
+                for stat in shown_stats(name):
+                    if stat[0] != "sum" or (stat, key) in hidden:
+                        continue
+                    if any((stat, (d, "1d", sid)) in hidden for d in inside & days):
+                        hidden.add((stat, key))
+                        changed = True
+    out = {
+        name: {key for key in expected[name] if any((x, key) in hidden for x in shown_stats(name))}
+        for name in BASE
+    }
     for name in DERIVED:
         o = ORACLE[name]
         assert isinstance(o, Quotient)
-        out[name] = {
-            k
-            for k, c in expected[name].items()
-            if c["units"] < threshold(name) or k in out[o.a] or k in out[o.b]
-        }
+        out[name] = {k_ for k_ in expected[name] if k_ in out[o.a] or k_ in out[o.b]}
     return out
 
 
@@ -877,11 +971,12 @@ class Run:
     rows: dict[str, dict[Key, Cell]]  # compute_metric_rows, before suppression
     published: dict[str, dict[Key, Cell]]  # metric_values as written by run_metrics
     expected: dict[str, dict[Key, Cell]]
-    suppressed: dict[str, set[Key]]  # expected
+    suppressed: dict[str, set[Key]]  # required by the rules (complementary cells come on top)
     summary: RunSummary
     parent_gate: GateResult  # over every metric but the cross-source one
     warnings: list[str]  # what computing the passes logged at WARNING
     frame: DataFrame  # compute_metric_rows, before suppression, as Spark rows
+    results: dict[str, DataFrame]  # the passes' results
 
 
 @pytest.fixture(scope="module")
@@ -928,7 +1023,8 @@ def run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Run:
         period = period_key(cell["period_start"], cell["grain"])
         published[cell["metric"]][(period, cell["window"], cell["slice_id"])] = cell
 
-    expected = Reference(tables).compute()
+    reference = Reference(tables)
+    expected = reference.compute()
     return Run(
         catalog,
         plan,
@@ -937,11 +1033,12 @@ def run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Run:
         dict(rows),
         dict(published),
         expected,
-        expected_suppression(expected),
+        mandatory_suppression(expected, reference),
         summary,
         gate,
         warnings,
         frame,
+        results,
     )
 
 
@@ -1130,10 +1227,12 @@ def test_hourly_cells_are_hours_of_the_output_dates(run: Run) -> None:
 
 @pytest.mark.parametrize("metric", NAMES)
 def test_published_suppression_follows_the_rule(run: Run, metric: str) -> None:
+    """Every cell the rules require hidden is hidden (complementary cells come on top), and
+    hidden cells show no number."""
     published, expected = run.published[metric], run.expected[metric]
     assert sorted(published) == sorted(expected)
     got = {k for k, c in published.items() if c["suppressed"]}
-    assert sorted(got) == sorted(run.suppressed[metric])
+    assert sorted(run.suppressed[metric] - got) == []
     numbers = ("value", "numerator", "denominator", "units", "ci_lower", "ci_upper")
     for key in got:
         assert all(published[key][c] is None for c in numbers), key
@@ -1144,34 +1243,94 @@ def test_published_suppression_follows_the_rule(run: Run, metric: str) -> None:
     assert all(c["definition_version"] and c["run_id"] == "t" for c in published.values())
 
 
+NUMBER_COLUMNS = ("value", "numerator", "denominator")
+
+
+def published_rows_of(run: Run, flip: set[tuple[str, Key]] | None = None) -> list[AuditRow]:
+    """What the job wrote, as the audit reads it: keys, flags, and the numbers and units of
+    shown rows (`flip`: rows to show instead of hide, with their computed numbers)."""
+    out = []
+    epoch = dt.date(1970, 1, 1)
+    for metric, cells in run.published.items():
+        for key, c in cells.items():
+            dims = tuple(sorted(slice_dims(key[2])))
+            cell = (dims, tuple(slice_dims(key[2])[d] for d in dims))
+            if c["grain"] == "hour":
+                start = dt.datetime.fromisoformat(key[0])
+                period = int((start - dt.datetime(1970, 1, 1)).total_seconds()) // 3600
+            else:
+                period = (dt.date.fromisoformat(key[0]) - epoch).days
+            hidden = bool(c["suppressed"]) and (metric, key) not in (flip or set())
+            shown = run.rows[metric][key] if hidden is False else None
+            numbers = () if shown is None else tuple(shown[n] for n in NUMBER_COLUMNS)
+            out.append(
+                AuditRow(
+                    metric,
+                    c["grain"],
+                    c["window"],
+                    period,
+                    cell,
+                    hidden,
+                    None if hidden else run.rows[metric][key]["units"],
+                    "v",
+                    numbers=numbers,
+                )
+            )
+    return out
+
+
+def test_published_cells_hide_what_they_must_and_give_nothing_away(run: Run) -> None:
+    """The published table passes the audit (whose engine matches brute force), while
+    showing any cell the rules require hidden, or hiding none beyond them, does not."""
+    assert audit(published_rows_of(run), run.catalog).findings == []
+    required = {(m, k) for m, keys in run.suppressed.items() for k in keys}
+    hidden = {(m, k) for m, cells in run.published.items() for k, c in cells.items()
+              if c["suppressed"]}  # fmt: skip
+    extra = hidden - required
+    assert extra  # complementary suppression had work to do
+    only_required = published_rows_of(run, flip=extra)
+    assert audit(only_required, run.catalog).findings != []
+
+
 def test_suppression_data_exercises_every_rule(run: Run) -> None:
-    """The fixture has primary, complementary and derived-only suppressed cells."""
-    primary = complementary = 0
+    """The fixture has small numerators under large denominators, windows hidden for a
+    hidden day, complementary cells, and derived-only suppressed cells."""
+    primary = small_numerator = windows = 0
     for name in BASE:
         for key in run.suppressed[name]:
-            if run.expected[name][key]["units"] < threshold(name):
+            units = run.expected[name][key]["units"]
+            if units < threshold(name):
                 primary += 1
+            elif key[1] == "1d":
+                small_numerator += 1
             else:
-                complementary += 1
+                windows += 1
+    hidden = {(m, k) for m, cells in run.published.items() for k, c in cells.items()
+              if c["suppressed"]}  # fmt: skip
+    complementary = len(hidden - {(m, k) for m, keys in run.suppressed.items() for k in keys})
     inherited = [
         k
         for k in run.suppressed["amount_per_user"]
         if run.expected["amount_per_user"][k]["units"] >= MIN_CELL
     ]
     assert primary >= 10
+    assert small_numerator >= 3
+    assert windows >= 3
     assert complementary >= 3
     assert inherited
-    # The per-metric threshold of 2 applies to the hourly count, not the default 5.
+    # The per-metric threshold of 2 applies to the hourly count alone ([country] hours),
+    # not where the hourly ratio shows the same count ([] hours: 5).
     hourly = run.expected["n_events_hourly"]
     assert any(2 <= c["units"] < MIN_CELL for c in hourly.values())
 
 
 def test_suppression_that_has_not_settled_stops_the_run(run: Run) -> None:
-    """One round adds complementary cells here, so one round cannot show that it settled;
-    the run must stop rather than publish cells that may be recoverable."""
+    """One audit finds recoverable cells here and hides more, so one audit cannot show that
+    suppression settled: the run must stop rather than publish cells that may be
+    recoverable."""
     tight = replace(run.catalog, settings=replace(run.catalog.settings, suppression_rounds=1))
     with pytest.raises(PublishGateError, match=r"raise settings\.suppression_rounds") as caught:
-        suppress(tight, run.plan, run.frame)
+        suppress(tight, run.plan, run.frame, run.results)
     assert [r.name for r in caught.value.results] == ["complementary suppression settled"]
     assert "nothing was written" in str(caught.value)
     # The settings' rounds are enough for this fixture (its suppression test shows the cells).
@@ -1180,7 +1339,9 @@ def test_suppression_that_has_not_settled_stops_the_run(run: Run) -> None:
 
 def test_run_summary_counts_rows_and_suppressed_cells(run: Run) -> None:
     assert run.summary.rows == sum(len(c) for c in run.expected.values())
-    assert run.summary.suppressed == sum(len(s) for s in run.suppressed.values())
+    hidden = sum(c["suppressed"] for cells in run.published.values() for c in cells.values())
+    assert run.summary.suppressed == hidden
+    assert run.summary.suppressed >= sum(len(s) for s in run.suppressed.values())
     assert run.summary.dates == tuple(OUTPUT_DATES)
     assert set(run.summary.metrics) == set(NAMES)
 
@@ -1445,10 +1606,9 @@ def test_units_count_only_rows_that_carry_the_value(spark: SparkSession, tmp_pat
     assert not problems and catalog is not None
     plan = compile_plan(catalog)
     sink = DeltaSink.for_session(spark, "delta-rs")
-    rows = compute_metric_rows(
-        catalog, plan, compute_passes(spark, sink, catalog, plan, str(tmp_path), START, START)
-    )
-    got = {r["metric"]: r.asDict() for r in suppress(catalog, plan, rows).collect()}
+    results = compute_passes(spark, sink, catalog, plan, str(tmp_path), START, START)
+    rows = compute_metric_rows(catalog, plan, results)
+    got = {r["metric"]: r.asDict() for r in suppress(catalog, plan, rows, results).collect()}
     assert {m: got[m]["units"] for m in got} == {m: None for m in got}
     assert all(got[m]["suppressed"] and got[m]["value"] is None for m in got)
     before = {r["metric"]: r["units"] for r in rows.collect()}

@@ -171,7 +171,8 @@ class Settings:
     volume_history_days: int = 28
     volume_min_ratio: float = 0.5
     volume_max_ratio: float = 2.0
-    suppression_rounds: int = 5
+    #: Audits the suppression may run (each hides more cells on the routes it finds).
+    suppression_rounds: int = 20
     #: Decimals kept of each row's value in sums and means (a metric may set its own).
     decimals: int = DEFAULT_DECIMALS
 

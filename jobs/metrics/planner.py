@@ -337,6 +337,9 @@ def compile_plan(catalog: Catalog, selection: list[str] | None = None) -> Plan:
                     # Cross products for the delta method; only sums and counts have them.
                     pairs[(n.key, d.key)] = None
                     squares_of.update((n.key, d.key))
+        # Suppression is decided per part cell on the part's own distinct units (numerators
+        # too, not only the units a metric publishes): every part counts its units.
+        units_of.update(parts)
         windows = {w for m in metrics for w in m.windows}
         unit = catalog.sources[source].unit
         slice_sets = _order({s for m in metrics for s in m.slices})
@@ -423,8 +426,10 @@ def render_plan(catalog: Catalog, plan: Plan) -> str:
         lines.extend(f"  - {n} = {catalog.metrics[n].expression}" for n in plan.derived)
     settings = catalog.settings
     lines.append(
-        f"Then: confidence intervals ({settings.confidence_level:.0%}), suppression of cells "
-        f"with fewer than {settings.min_cell_size} units (with complementary suppression), "
-        f"publish gates (on failure: {settings.gates_on_failure})."
+        f"Then: confidence intervals ({settings.confidence_level:.0%}), publish gates (on "
+        f"failure: {settings.gates_on_failure}), suppression of every statistic (numerators "
+        f"too) with fewer than {settings.min_cell_size} units in every metric that shows it, "
+        "with time and complementary suppression until the privacy audit finds no "
+        "recoverable cell (a gate that always fails the run)."
     )
     return "\n".join(lines) + "\n"

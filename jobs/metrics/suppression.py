@@ -1,40 +1,44 @@
-"""Small-cell suppression with complementary suppression, computed in Spark.
+"""Small-cell suppression decided over the whole publication (see docs/privacy.md).
 
-Primary: a cell whose distinct units are below the metric's minimum cell size is
-suppressed. Complementary: within a group of sibling cells (same metric, period, window,
-slice set and values of all dimensions but one, whose parent slice set is also published),
-a lone suppressed cell could be recovered as parent minus siblings, so the smallest
-unsuppressed sibling is suppressed too; repeated until a round changes nothing (if that
-takes more than `settings.suppression_rounds`, the run stops: nothing is written). Derived
-metrics are suppressed wherever one of their inputs is. Suppressed cells publish no numbers.
+Spark computes every part's distinct units per cell (the passes) and the metric rows; the
+decision runs on the driver on cell metadata only (`jobs.privacy.protect`: keys, units per
+statistic, flags; one small row per published cell, grouped by statistic): primary
+suppression per statistic and cell (numerators too, the same pattern in every metric that
+shows a statistic), the time rules (a window holding a hidden day is hidden; hours of a day),
+complementary suppression in every slice relation, then the exact audit over the run's rows
+and what the table already publishes, hiding one more cell on each route it finds until it
+finds none. Derived metrics are suppressed where an input is. Suppressed rows publish no
+numbers. If the audit still finds a recoverable cell after `settings.suppression_rounds`
+audits, or finds one that only already-published cells give away, the run stops: nothing is
+written.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from collections.abc import Sequence
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from jobs.metrics.definitions import Catalog
+from jobs.metrics.definitions import Catalog, Part, QuantilePart
 from jobs.metrics.gate_result import GateResult, PublishGateError
+from jobs.metrics.passes import stat
 from jobs.metrics.planner import Plan, slice_set_name
+from jobs.privacy.protect import Decision, RowKey, StatCell, UnitCounts, protect
+from jobs.privacy.publication import Row
+from jobs.privacy.reading import collect_rows
+from jobs.privacy.stats import part_stat, units_stat
 
 log = logging.getLogger(__name__)
 NUMBERS = ("value", "numerator", "denominator", "units", "ci_lower", "ci_upper")
-
-
-def _threshold(catalog: Catalog, names: list[str]) -> Column:
-    expr = F.lit(catalog.settings.min_cell_size)
-    for name in names:
-        own = catalog.metrics[name].min_cell_size
-        if own is not None:
-            expr = F.when(F.col("metric") == name, F.lit(own)).otherwise(expr)
-    return expr
+GATE_NAME = "no suppressed cell is recoverable"
 
 
 def sibling_links(catalog: Catalog, names: list[str]) -> list[str]:
-    """'metric|slice set|dimension' for each published child set whose parent is published."""
+    """'metric|slice set|dimension' for each published child set whose parent is published
+    (the parent-consistency gate's pairs)."""
     links = []
     for name in names:
         sets = catalog.metrics[name].slices
@@ -46,105 +50,179 @@ def sibling_links(catalog: Catalog, names: list[str]) -> list[str]:
     return links
 
 
-def _round(df: DataFrame, dims: tuple[str, ...], links: list[str]) -> DataFrame:
-    """One round of complementary suppression over every dimension."""
-    link_array = F.array(*[F.lit(x) for x in links]) if links else F.array().cast("array<string>")
-    for dim in dims:
-        others = [d for d in dims if d != dim]
-        linked = F.array_contains(link_array, F.concat_ws("|", "metric", "slice_set", F.lit(dim)))
-        group = F.when(
-            linked & F.col(dim).isNotNull(), F.to_json(F.struct(*[F.col(d) for d in others]))
-        )
-        keyed = df.withColumn("__g", group)
-        siblings = Window.partitionBy("metric", "period", "window", "slice_set", "__g")
-        ranked = keyed.withColumn(
-            "__n_sup", F.sum(F.col("suppressed").cast("int")).over(siblings)
-        ).withColumn(
-            "__rank",
-            F.row_number().over(
-                siblings.orderBy(F.col("suppressed"), F.col("units"), F.col("slice_id"))
-            ),
-        )
-        # Unsuppressed cells sort first (suppressed=false), smallest units first: rank 1.
-        extra = (
-            F.col("__g").isNotNull()
-            & (F.col("__n_sup") == 1)
-            & (F.col("__rank") == 1)
-            & ~F.col("suppressed")
-        )
-        df = ranked.withColumn("suppressed", F.col("suppressed") | extra).drop(
-            "__g", "__n_sup", "__rank"
-        )
-    return df
+def _period(grain: Column) -> Column:
+    """Days (daily) or hours (hourly) since 1970-01-01, from a `period` timestamp."""
+    hours = F.floor(F.unix_timestamp(F.col("period")) / 3600).cast("long")
+    days = F.datediff(F.to_date(F.col("period")), F.lit(dt.date(1970, 1, 1))).cast("long")
+    return F.when(grain == "hour", hours).otherwise(days)
 
 
-def suppress(catalog: Catalog, plan: Plan, metrics: DataFrame) -> DataFrame:
-    """`metrics` with a `suppressed` flag and no numbers in suppressed cells."""
-    base_names = [n for n in plan.metrics if catalog.metrics[n].type != "derived"]
-    dims = catalog.dimensions
-    base = metrics.where(~F.col("metric").isin(list(plan.derived)))
-    flagged = base.withColumn(
-        "suppressed", F.coalesce(F.col("units"), F.lit(0)) < _threshold(catalog, base_names)
+def _grain() -> Column:
+    return F.when(F.col("window") == "1h", F.lit("hour")).otherwise(F.lit("day"))
+
+
+def run_rows(
+    catalog: Catalog, metrics: DataFrame
+) -> tuple[list[Row], dict[RowKey, tuple[str, str]], set[RowKey]]:
+    """The run's metric rows (before suppression) as audit metadata, each row's
+    (slice_set, slice_id) as the passes named them, and the rows whose value is null or 0."""
+    frame = metrics.select(
+        "metric",
+        _grain().alias("grain"),
+        "window",
+        _period(_grain()).alias("period"),
+        "slice_set",
+        "slice_id",
+        *[F.col(d).cast("string").alias(d) for d in catalog.dimensions],
+        F.lit(False).alias("suppressed"),
+        F.col("units").cast("long").alias("units"),
+        F.lit("").alias("version"),
+        *[F.col(c).cast("double").alias(c) for c in ("value", "numerator", "denominator")],
+        (F.coalesce(F.col("value"), F.lit(0.0)) == 0).alias("empty"),
     )
-    links = sibling_links(catalog, base_names)
-    flagged = flagged.localCheckpoint()
-    before = flagged.where("suppressed").count()
-    log.info("primary suppression: %d cells under the minimum cell size", before)
+    table = frame.toArrow()
+    rows = collect_rows(frame, table=table)
+    names = dict(
+        zip(
+            [r.key for r in rows],
+            zip(
+                table.column("slice_set").to_pylist(),
+                table.column("slice_id").to_pylist(),
+                strict=True,
+            ),
+            strict=True,
+        )
+    )
+    empty = {r.key for r, e in zip(rows, table.column("empty").to_pylist(), strict=True) if e}
+    return rows, names, empty
+
+
+def unit_counts(
+    catalog: Catalog, plan: Plan, results: dict[str, DataFrame]
+) -> tuple[UnitCounts, set[StatCell]]:
+    """Distinct units per (units statistic, grain, window, period, slice cell), from every
+    part's units in the pass results, and the cells where an additive part's total is not
+    zero (rows without a unit count there, but as no unit): one small row per cell and part."""
+    parts: dict[str, Part | QuantilePart] = {}
+    for p in plan.passes:
+        every: list[Part | QuantilePart] = [*p.parts, *p.quantile_parts]
+        for part in every:
+            parts[part.key] = part
+    units_out: UnitCounts = {}
+    nonzero: set[StatCell] = set()
+    for p in plan.passes:
+        result = results[p.name]
+        columns = set(result.columns)
+        keys = [*[x.key for x in p.parts], *[q.key for q in p.quantile_parts]]
+        present = [k for k in keys if stat(k, "units") in columns]
+        if not present:
+            continue
+        dims = [d for d in catalog.dimensions if d in columns]
+
+        long = result.select(
+            _grain().alias("grain"),
+            "window",
+            _period(_grain()).alias("period"),
+            "slice_set",
+            *[F.col(d).cast("string").alias(d) for d in dims],
+            F.explode(
+                F.array(
+                    *[
+                        F.struct(
+                            F.lit(k).alias("k"),
+                            F.col(stat(k, "units")).cast("long").alias("u"),
+                            (_total(parts[k], columns) != 0).alias("nz"),
+                        )
+                        for k in present
+                    ]
+                )
+            ).alias("x"),
+        ).select("*", "x.k", "x.u", "x.nz")
+        for r in long.drop("x").toArrow().to_pylist():
+            names = (
+                ()
+                if r["slice_set"] in ("overall", "", None)
+                else tuple(sorted(r["slice_set"].split(",")))
+            )
+            cell = (names, tuple(str(r[d]) for d in names))
+            part = parts[r["k"]]
+            period = int(r["period"])
+            key = (units_stat(catalog, part), r["grain"], r["window"], period, cell)
+            units_out[key] = max(units_out.get(key, 0), int(r["u"] or 0))
+            if r["nz"]:
+                assert isinstance(part, Part)
+                nonzero.add((part_stat(catalog, part), r["grain"], r["window"], period, cell))
+    return units_out, nonzero
+
+
+def _total(part: Part | QuantilePart, columns: set[str]) -> Column:
+    """An additive part's total in a pass result (null for other parts)."""
+    name = stat(part.key, "sum")
+    if isinstance(part, Part) and part.additive and name in columns:
+        return F.col(name)
+    return F.lit(None).cast("double")
+
+
+def suppress(
+    catalog: Catalog,
+    plan: Plan,
+    metrics: DataFrame,
+    results: dict[str, DataFrame],
+    published: Sequence[Row] = (),
+) -> DataFrame:
+    """`metrics` with a `suppressed` flag and no numbers in suppressed cells; `published`
+    is what the table already shows (see `jobs.privacy.gate.published_rows`)."""
+    rows, names, empty = run_rows(catalog, metrics)
+    units, nonzero = unit_counts(catalog, plan, results)
     rounds = catalog.settings.suppression_rounds
-    for i in range(rounds):
-        flagged = _round(flagged, dims, links).localCheckpoint()
-        count = flagged.where("suppressed").count()
-        log.info("suppression round %d: %d suppressed cells", i + 1, count)
-        if count == before:
-            break
-        before = count
-    else:
-        raise PublishGateError([_unsettled(rounds, before)])
-    result = flagged
-    if plan.derived:
-        result = result.unionByName(_derived_suppression(catalog, plan, metrics, flagged))
-    return result.select(
-        *[c for c in result.columns if c not in NUMBERS],
+    decision = protect(
+        rows, units, published, catalog, nonzero=nonzero, empty=empty, max_rounds=rounds
+    )
+    _stop_if_unresolved(decision, rounds)
+    keys = [(k[0], k[2], k[3], *names[k]) for k in decision.suppressed]
+    spark = metrics.sparkSession
+    schema = "metric string, window string, __p long, slice_set string, slice_id string"
+    hidden = spark.createDataFrame(keys or [], schema).withColumn("__hidden", F.lit(True))
+    keyed = metrics.withColumn("__p", _period(_grain()))
+    flagged = (
+        keyed.join(
+            F.broadcast(hidden), ["metric", "window", "__p", "slice_set", "slice_id"], "left"
+        )
+        .withColumn("suppressed", F.coalesce(F.col("__hidden"), F.lit(False)))
+        .drop("__hidden", "__p")
+    )
+    log.info("suppression: %s", decision.describe())
+    return flagged.select(
+        *[c for c in flagged.columns if c not in NUMBERS],
         *[F.when(~F.col("suppressed"), F.col(c)).alias(c) for c in NUMBERS],
     )
 
 
-def _unsettled(rounds: int, suppressed: int) -> GateResult:
-    """The report for complementary suppression still adding cells after its last round.
-
-    Publishing then could leave a lone suppressed cell recoverable from its parent and
-    siblings, so this stops the run whatever `settings.gates.on_failure` says."""
-    return GateResult(
-        "complementary suppression settled",
-        False,
-        f"round {rounds} of settings.suppression_rounds ({rounds}) still suppressed more cells "
-        f"({suppressed} in all), so some suppressed cells could be recoverable; raise "
-        "settings.suppression_rounds in the catalog's settings",
+def _stop_if_unresolved(decision: Decision, rounds: int) -> None:
+    if not decision.unresolved:
+        return
+    examples = tuple(f.describe() for f in decision.unresolved[:5])
+    if decision.audits >= rounds:
+        raise PublishGateError(
+            [
+                GateResult(
+                    "complementary suppression settled",
+                    False,
+                    f"after {rounds} audits (settings.suppression_rounds) "
+                    f"{len(decision.unresolved):,} suppressed cells are still recoverable; "
+                    "raise settings.suppression_rounds in the catalog's settings",
+                    examples,
+                )
+            ]
+        )
+    raise PublishGateError(
+        [
+            GateResult(
+                GATE_NAME,
+                False,
+                f"{len(decision.unresolved):,} suppressed cells are recoverable from cells "
+                "already published, which this run cannot hide (see docs/privacy.md)",
+                examples,
+            )
+        ]
     )
-
-
-def _derived_suppression(
-    catalog: Catalog, plan: Plan, metrics: DataFrame, flagged: DataFrame
-) -> DataFrame:
-    """Derived rows, suppressed where any input is (inputs are processed in order)."""
-    keys = ["period", "window", "slice_id"]
-    flags = flagged.select("metric", *keys, "suppressed")
-    out = None
-    for name in plan.derived:
-        rows = metrics.where(F.col("metric") == name)
-        deps = catalog.metrics[name].depends_on
-        dep_flags = (
-            flags.where(F.col("metric").isin(list(deps)))
-            .groupBy(*keys)
-            .agg(F.max(F.col("suppressed").cast("int")).alias("__any"))
-        )
-        own = F.coalesce(F.col("units"), F.lit(0)) < _threshold(catalog, [name])
-        marked = (
-            rows.join(dep_flags, on=keys, how="left")
-            .withColumn("suppressed", own | (F.coalesce(F.col("__any"), F.lit(1)) == 1))
-            .drop("__any")
-        )
-        flags = flags.unionByName(marked.select("metric", *keys, "suppressed"))
-        out = marked if out is None else out.unionByName(marked)
-    assert out is not None
-    return out
