@@ -112,9 +112,8 @@ def published(
     assert not problems and catalog is not None, problems
     plan = compile_plan(catalog)
     results = compute_passes(spark, sink, catalog, plan, warehouse, START, END)
-    final = publishable(
-        catalog, suppress(catalog, plan, compute_metric_rows(catalog, plan, results)), "t"
-    )
+    rows_before = compute_metric_rows(catalog, plan, results)
+    final = publishable(catalog, suppress(catalog, plan, rows_before, results), "t")
     rows = [r.asDict() for r in final.collect()]
     # repr is exact for floats (it reads back to the same bits).
     return {
