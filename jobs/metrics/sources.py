@@ -168,31 +168,55 @@ def dimension_value(expr: str) -> Column:
     return F.coalesce(F.expr(expr).cast("string"), F.lit(NONE_VALUE))
 
 
+def source_rows(
+    source: SourceDef,
+    sources: dict[str, SourceDef],
+    read: TableReader,
+    date_range: tuple[str, str] | None = None,
+    narrowed: frozenset[str] = frozenset(),
+    checked: bool = False,
+) -> DataFrame:
+    """The source's rows in `date_range` (inclusive ISO dates), joined and derived.
+
+    The range prunes by the date column when the source has one and filters on the time
+    column's date. Rows a contract checks (`checked`) keep what it must see: rows without a
+    time, and rows of the partitions read whose time is outside the range; the contract's
+    screen filters them (`Screen`)."""
+    df = read(source)
+    if date_range is not None:
+        start, end = (F.lit(d).cast("date") for d in date_range)
+        if source.date_column:
+            df = df.where(F.col(source.date_column).between(start, end))
+        in_range = F.to_date(F.col(source.time_column)).between(start, end)
+        if not checked:
+            df = df.where(in_range)
+        elif not source.date_column:
+            df = df.where(in_range | F.col(source.time_column).isNull())
+    df = with_joins(df, source, lambda name: read(sources[name]), narrowed)
+    return with_derived_columns(df, source)
+
+
+#: A source contract's screen of a pass's rows (see `contracts.PassContract`).
+Screen = Callable[[DataFrame], DataFrame]
+
+
 def prepare(
     source: SourceDef,
     sources: dict[str, SourceDef],
     read: TableReader,
     date_range: tuple[str, str] | None = None,
     narrowed: frozenset[str] = frozenset(),
+    screen: Screen | None = None,
 ) -> DataFrame:
-    """The source's rows, joined, derived, filtered and with dimension columns added.
+    """The source's rows, joined, derived, screened, filtered and with dimension columns.
 
-    `date_range` (inclusive ISO dates) prunes by the date column when the source has one and
-    always filters on the time column's date; `narrowed`: see `with_joins`.
+    `date_range` (inclusive ISO dates): see `source_rows`; `narrowed`: see `with_joins`;
+    `screen`: a contract's screen of the joined and derived rows (it leaves out the rows
+    outside `date_range` itself).
     """
-    df = read(source)
-    if date_range is not None:
-        start, end = date_range
-        if source.date_column:
-            df = df.where(
-                F.col(source.date_column).between(
-                    F.lit(start).cast("date"), F.lit(end).cast("date")
-                )
-            )
-        day = F.to_date(F.col(source.time_column))
-        df = df.where(day.between(F.lit(start).cast("date"), F.lit(end).cast("date")))
-    df = with_joins(df, source, lambda name: read(sources[name]), narrowed)
-    df = with_derived_columns(df, source)
+    df = source_rows(source, sources, read, date_range, narrowed, checked=screen is not None)
+    if screen is not None:
+        df = screen(df)
     if source.filter:
         df = df.where(F.expr(source.filter))
     return df.select(
