@@ -216,15 +216,20 @@ def _key_text(columns: list[str]) -> Column:
     return F.concat_ws(", ", *parts)
 
 
+_HASH_DIGITS = 16
+
+
 def _least_by_hash(flag: Column, text: Column, salt: int) -> Column:
     """Among rows where `flag` holds, the `text` with the least hash salted by `salt`: an
-    example that does not depend on the order rows arrive in."""
-    pair = F.struct(F.xxhash64(text, F.lit(salt)).alias("h"), text.alias("t"))
-    return F.min(F.when(flag, pair))
+    example that does not depend on the order rows arrive in. Text behind the hash's 16
+    hex digits, so that the least string is the least hash (observations hand plain
+    values back to Python, not structs)."""
+    digits = F.lpad(F.hex(F.xxhash64(text, F.lit(salt))), _HASH_DIGITS, "0")
+    return F.min(F.when(flag, F.concat(digits, text)))
 
 
 def _examples(found: list[Any]) -> tuple[str, ...]:
-    texts = [row["t"] for row in found if row is not None]
+    texts = [str(v)[_HASH_DIGITS:] for v in found if v is not None]
     return tuple(sorted(dict.fromkeys(texts)))
 
 

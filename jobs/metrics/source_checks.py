@@ -128,10 +128,10 @@ def summary_lines(checks: Sequence[CheckResult]) -> list[str]:
     sources = len({c.source for c in checks})
     line = (
         f"  source checks: {len(checks) - len(violated)}/{len(checks)} passed over "
-        f"{sources} sources"
+        f"{sources} source{'s' if sources != 1 else ''}"
     )
     if removed:
-        line += f", {removed:,} rows left out (quarantine)"
+        line += f", {removed:,} violating rows left out (quarantine)"
     return [line, *[f"    {c}" for c in violated]]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from deltalake import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -61,10 +62,21 @@ def estimated_rows(source: SourceDef, warehouse: str, first: str, last: str) -> 
     return sum(known) if len(known) == len(records) else None
 
 
-def latest_source_date(source: SourceDef, read: TableReader, warehouse: str) -> dt.date | None:
-    """The last date `source` has rows for, None when it has none: from the Delta log's
-    partition values when the source is partitioned by its date column (no data read),
-    else from one Spark aggregate."""
+@dataclass(frozen=True)
+class SourceDates:
+    """The last date a source has rows for up to today (None: none), and its last date
+    after today (None: none, as it should be: rows in the future break its contract)."""
+
+    latest: dt.date | None
+    future: dt.date | None
+
+
+def source_dates(
+    source: SourceDef, read: TableReader, warehouse: str, today: dt.date
+) -> SourceDates:
+    """The source's last date up to `today` and after it: from the Delta log's partition
+    values when the source is partitioned by its date column (no data read), else from one
+    Spark aggregate."""
     if source.format == "delta" and source.date_column:
         try:
             adds = DeltaTable(source_path(source, warehouse)).get_add_actions(flatten=True)
@@ -81,10 +93,20 @@ def latest_source_date(source: SourceDef, read: TableReader, warehouse: str) -> 
                 )
                 if day is not None and rows != 0
             ]
-            return max(days, default=None)
-    column = source.date_column or source.time_column
-    value = read(source).agg(F.max(F.to_date(F.col(column)))).collect()[0][0]
-    return value  # type: ignore[no-any-return]
+            return SourceDates(
+                max((d for d in days if d <= today), default=None),
+                max((d for d in days if d > today), default=None),
+            )
+    day = F.to_date(F.col(source.date_column or source.time_column))
+    row = (
+        read(source)
+        .agg(
+            F.max(F.when(day <= F.lit(today), day)).alias("latest"),
+            F.max(F.when(day > F.lit(today), day)).alias("future"),
+        )
+        .collect()[0]
+    )
+    return SourceDates(row["latest"], row["future"])
 
 
 def source_path(source: SourceDef, warehouse: str) -> str:
