@@ -344,10 +344,16 @@ def _totals(summaries: list[RunSummary]) -> str:
     rows = sum(s.rows for s in summaries)
     seconds = sum(s.seconds for s in summaries)
     first, last = summaries[0].dates[0], summaries[-1].dates[-1]
-    return (
-        f"metric_values: {rows:,} rows for {len(summaries[0].metrics)} metrics on "
-        f"{first}..{last} in {len(summaries)} commits, table version {summaries[-1].version}, "
-        f"run {summaries[-1].run_id}, {seconds:.1f} s\n  table: {summaries[-1].table}"
+    from jobs.metrics.source_checks import chunk_lines
+
+    return "\n".join(
+        [
+            f"metric_values: {rows:,} rows for {len(summaries[0].metrics)} metrics on "
+            f"{first}..{last} in {len(summaries)} commits, table version "
+            f"{summaries[-1].version}, run {summaries[-1].run_id}, {seconds:.1f} s",
+            f"  table: {summaries[-1].table}",
+            *chunk_lines([c for s in summaries for c in s.checks]),
+        ]
     )
 
 

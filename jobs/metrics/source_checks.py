@@ -135,6 +135,25 @@ def summary_lines(checks: Sequence[CheckResult]) -> list[str]:
     return [line, *[f"    {c}" for c in violated]]
 
 
+def chunk_lines(checks: Sequence[CheckResult]) -> list[str]:
+    """The source checks of a run in several chunks (commits): violations summed per
+    (source, check)."""
+    if not checks:
+        return []
+    totals: dict[tuple[str, str], list[int]] = {}
+    for c in checks:
+        total = totals.setdefault((c.source, c.check.describe()), [0, 0])
+        total[0] += c.violations
+        total[1] += c.rows_checked
+    violated = {k: v for k, v in totals.items() if v[0]}
+    lines = [f"  source checks: {len(totals) - len(violated)}/{len(totals)} passed in every chunk"]
+    lines += [
+        f"    {source} {what}: {n:,} violations over {rows:,} rows checked"
+        for (source, what), (n, rows) in sorted(violated.items())
+    ]
+    return lines
+
+
 def log_results(checks: Iterable[CheckResult]) -> None:
     """One line per source, and one warning per check that found violations."""
     by_source: dict[str, list[CheckResult]] = {}
