@@ -1,21 +1,20 @@
 """Source contracts at run time: checked inside each source's metric pass, no extra action.
 
 A pass reads its prepared rows in several branches (the unit branch, shuffled by unit, and
-the value, sketch and dictionary branches). `PassContract` screens each branch's rows the
-same way, right after the joins and derived columns: each row check becomes a flag, rows
-with a flag whose policy is `quarantine` are left out, then the rows outside the pass's
+the value, sketch and dictionary branches). `PassContract.kept` screens each branch's rows
+the same way, right after the joins and derived columns: each row check becomes a flag,
+rows with a flag whose policy is `quarantine` are left out, then the rows outside the pass's
 dates (or without a time) are. Every branch computes the same flags from the same columns,
 so each leaves out exactly the same rows.
 
-Counting rides on the pass's one Spark action:
-- row checks: the unit branch reads every row exactly once, before its shuffle, so its
-  rows carry an `Observation` (`counted`): per check a count and a few example keys, the
-  examples being the rows with the least salted hash of their key (the same whatever the
-  partitioning);
-- a declared unique key: rows grouped by the key (an extra aggregation of the key columns
-  only), reduced to one row of totals that is unioned into the pass's result, observed
-  there and filtered out again (`with_duplicates`). With policy `quarantine`, every branch
-  keeps one row per key: the first by all its columns in order (deterministic).
+Counting rides on the pass's one Spark action (`with_totals`): one more branch of the pass
+aggregates the flagged rows into one row of totals (per check a count and a few example
+keys: the rows with the least salted hash of their key, the same whatever the
+partitioning); a declared unique key adds an aggregation of the key columns by key, reduced
+to one row too. These rows are unioned into the pass's result, read by an `Observation` at
+the top of the pass (where Spark always reports it: one below a shuffle may never be
+reported) and filtered out again. With a unique key's policy `quarantine`, every branch
+keeps one row per key: the first by all its columns in order (deterministic).
 """
 
 from __future__ import annotations
@@ -35,7 +34,12 @@ from jobs.metrics.source_checks import CheckResult
 
 EXAMPLES = 3
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_MARK = "__dup_row"
+_MARK = "__contract_totals"
+
+
+def _total(name: str) -> str:
+    """A total's column in the pass's result, while it rides along."""
+    return f"__contract_{name}"
 
 
 class PassContract:
@@ -54,8 +58,7 @@ class PassContract:
         checks = source.contract.all_checks(source.unit, source.time_column, source.date_column)
         self.row_checks = [c for c in checks if c.per_row]
         self.unique = source.contract.unique
-        self._rows = Observation(f"source contract of {name}")
-        self._duplicates = Observation(f"duplicate keys of {name}") if self.unique else None
+        self._totals = Observation(f"source contract of {name}")
 
     # --- screening the rows of a branch ---------------------------------------------------
 
@@ -63,36 +66,35 @@ class PassContract:
         """`rows` without the quarantined ones and those outside the pass's dates."""
         return self._screened(self._flagged(rows))
 
-    def counted(self, rows: DataFrame) -> DataFrame:
-        """Like `kept`, with every row counted first (once per pass: the unit branch)."""
+    def with_totals(self, result: DataFrame, rows: DataFrame) -> DataFrame:
+        """The pass's `result` with the checks' totals riding on its action (see the module
+        docstring). `rows`: the source's rows as `kept` takes them."""
         flagged = self._flagged(rows)
-        return self._screened(flagged.observe(self._rows, *self._row_counts()))
-
-    def with_duplicates(self, result: DataFrame, rows: DataFrame) -> DataFrame:
-        """The pass's `result` with the duplicate-key count riding on its action (see the
-        module docstring); unchanged without a unique key. `rows`: as for `kept`."""
-        if self.unique is None or self._duplicates is None:
-            return result
-        keys = list(self.unique.columns)
-        screened = self._dated(self._flagged(rows).where(~self._quarantined()))
-        known = screened.select(*keys).where(~_any_null(keys))
-        groups = known.groupBy(*keys).agg(F.count(F.lit(1)).alias("__n")).where("__n > 1")
-        text = _key_text(keys)
-        totals = groups.agg(
-            F.sum(F.col("__n") - 1).alias("__dup_rows"),
-            F.count(F.lit(1)).alias("__dup_keys"),
-            *[_least_by_hash(F.lit(True), text, i).alias(f"__dup_e{i}") for i in range(EXAMPLES)],
-        )
-        marked = totals.select(F.lit(True).alias(_MARK), "*")
-        extra = marked.columns
-        union = result.unionByName(marked, allowMissingColumns=True)
-        observed = union.observe(
-            self._duplicates,
-            F.max("__dup_rows").alias("rows"),
-            F.max("__dup_keys").alias("keys"),
-            *[F.max(f"__dup_e{i}").alias(f"e{i}") for i in range(EXAMPLES)],
-        )
-        return observed.where(F.col(_MARK).isNull()).drop(*extra)
+        totals = [flagged.agg(*self._row_counts())]
+        if self.unique is not None:
+            keys = list(self.unique.columns)
+            screened = self._dated(flagged.where(~self._quarantined()))
+            known = screened.select(*keys).where(~_any_null(keys))
+            groups = known.groupBy(*keys).agg(F.count(F.lit(1)).alias("__n")).where("__n > 1")
+            text = _key_text(keys)
+            examples = [
+                _least_by_hash(F.lit(True), text, e).alias(f"dup_e{e}") for e in range(EXAMPLES)
+            ]
+            totals.append(
+                groups.agg(
+                    F.sum(F.col("__n") - 1).alias("dup_rows"),
+                    F.count(F.lit(1)).alias("dup_keys"),
+                    *examples,
+                )
+            )
+        names = [c for frame in totals for c in frame.columns]
+        marked = result
+        for frame in totals:
+            ride = [F.col(c).alias(_total(c)) for c in frame.columns]
+            extra = frame.select(F.lit(True).alias(_MARK), *ride)
+            marked = marked.unionByName(extra, allowMissingColumns=True)
+        observed = marked.observe(self._totals, *[F.max(_total(c)).alias(c) for c in names])
+        return observed.where(F.col(_MARK).isNull()).drop(_MARK, *[_total(c) for c in names])
 
     def _flagged(self, rows: DataFrame) -> DataFrame:
         flags = [
@@ -117,10 +119,7 @@ class PassContract:
         return kept
 
     def _row_counts(self) -> list[Column]:
-        aggs = [
-            F.count(F.lit(1)).alias("rows"),
-            F.count_if(self._quarantined()).alias("removed"),
-        ]
+        aggs = [F.count(F.lit(1)).alias("rows")]
         ids = self._id_columns()
         for i, check in enumerate(self.row_checks):
             flag = F.col(_flag(i))
@@ -140,18 +139,16 @@ class PassContract:
 
     def results(self) -> list[CheckResult]:
         """Every check's result (call once the pass's action has run)."""
-        seen = self._rows.get
+        seen = self._totals.get
         rows = int(seen.get("rows") or 0)
         out = []
         for i, check in enumerate(self.row_checks):
             examples = _examples([seen.get(f"e{i}_{e}") for e in range(EXAMPLES)])
             out.append(self._result(check, rows, int(seen.get(f"n{i}") or 0), examples))
-        if self.unique is not None and self._duplicates is not None:
-            dups = self._duplicates.get
-            examples = _examples([dups.get(f"e{e}") for e in range(EXAMPLES)])
-            extra = int(dups.get("rows") or 0)
-            result = self._result(self.unique, rows, extra, examples)
-            out.append(replace(result, keys=int(dups.get("keys") or 0)))
+        if self.unique is not None:
+            examples = _examples([seen.get(f"dup_e{e}") for e in range(EXAMPLES)])
+            result = self._result(self.unique, rows, int(seen.get("dup_rows") or 0), examples)
+            out.append(replace(result, keys=int(seen.get("dup_keys") or 0)))
         return out
 
     def _result(
