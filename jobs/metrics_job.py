@@ -225,6 +225,12 @@ def compute_checked_passes(
             narrowed = lookups_to_narrow(source, catalog.sources, rows, whole_table_rows)
             screen = contract.kept if contract else None
             prepared = prepare(source, catalog.sources, read, window(p), narrowed, screen)
+            # The unit branch reads each row once: the contract counts the rows there.
+            counted = (
+                prepare(source, catalog.sources, read, window(p), narrowed, contract.counted)
+                if contract
+                else None
+            )
             n = unit_partitions(rows, p.unit_expansion(output_days), partitions)
             known = "unknown" if rows is None else f"{rows:,}"
             log.info("%s: %s source rows, %s partitions by unit", p.name, known, n)
@@ -236,14 +242,22 @@ def compute_checked_passes(
             # lineage, so later steps neither rescan the source nor re-plan the pass.
             hashed = hashed_dimensions(p, rows, p.unit_expansion(output_days))
             frame = pass_frame(
-                prepared, p, source.time_column, source.unit, start, end, n, hashed=hashed
+                prepared,
+                p,
+                source.time_column,
+                source.unit,
+                start,
+                end,
+                n,
+                hashed=hashed,
+                unit_rows=counted,
             )
             if contract is not None:
-                # The checks' totals ride on the pass's action (see `contracts`).
+                # The duplicate keys' totals ride on the pass's action (see `contracts`).
                 rows_read = source_rows(
                     source, catalog.sources, read, window(p), narrowed, checked=True
                 )
-                frame = contract.with_totals(frame, rows_read)
+                frame = contract.with_duplicates(frame, rows_read)
             if not hashed:
                 return frame.localCheckpoint(eager=True)
             # The check of dimensions and unit attributes rides on the same action.

@@ -7,19 +7,23 @@ rows with a flag whose policy is `quarantine` are left out, then the rows outsid
 dates (or without a time) are. Every branch computes the same flags from the same columns,
 so each leaves out exactly the same rows.
 
-Counting rides on the pass's one Spark action (`with_totals`): one more branch of the pass
-aggregates the flagged rows into one row of totals (per check a count and a few example
-keys: the rows with the least salted hash of their key, the same whatever the
-partitioning); a declared unique key adds an aggregation of the key columns by key, reduced
-to one row too. These rows are unioned into the pass's result, read by an `Observation` at
-the top of the pass (where Spark always reports it: one below a shuffle may never be
-reported) and filtered out again. With a unique key's policy `quarantine`, every branch
-keeps one row per key: the first by all its columns in order (deterministic).
+Counting rides on the pass's one Spark action:
+- row checks: the unit branch reads every row exactly once, before its shuffle, so its
+  rows carry an `Observation` (`counted`): per check a count and a few example keys (the
+  rows with the least salted hash of their key: the same whatever the partitioning). An
+  observation in a shuffle stage that comes out empty is only reported because the
+  session excludes adaptive execution's empty-relation rule (`jobs.session`); `results`
+  waits for it a bounded time, never forever;
+- a declared unique key: the kept rows' key columns grouped by key (an extra aggregation),
+  reduced to one row of totals that is unioned into the pass's result, observed there and
+  filtered out again (`with_duplicates`). With policy `quarantine`, every branch keeps one
+  row per key: the first by all its columns in order (deterministic).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from dataclasses import replace
 from functools import reduce
 from typing import Any
@@ -35,6 +39,8 @@ from jobs.metrics.source_checks import CheckResult
 EXAMPLES = 3
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MARK = "__contract_totals"
+#: How long `results` waits for Spark to report a pass's observations after its action.
+RESULT_WAIT_S = 120.0
 
 
 def _total(name: str) -> str:
@@ -53,12 +59,14 @@ class PassContract:
         name: str,
     ) -> None:
         self.source = source
+        self.name = name
         self.first, self.last = (dt.date.fromisoformat(d) for d in dates)
         self.now = now if now.tzinfo else now.replace(tzinfo=dt.UTC)
         checks = source.contract.all_checks(source.unit, source.time_column, source.date_column)
         self.row_checks = [c for c in checks if c.per_row]
         self.unique = source.contract.unique
-        self._totals = Observation(f"source contract of {name}")
+        self._rows = Observation(f"source contract of {name}")
+        self._duplicates = Observation(f"duplicate keys of {name}") if self.unique else None
 
     # --- screening the rows of a branch ---------------------------------------------------
 
@@ -66,34 +74,32 @@ class PassContract:
         """`rows` without the quarantined ones and those outside the pass's dates."""
         return self._screened(self._flagged(rows))
 
-    def with_totals(self, result: DataFrame, rows: DataFrame) -> DataFrame:
-        """The pass's `result` with the checks' totals riding on its action (see the module
-        docstring). `rows`: the source's rows as `kept` takes them."""
+    def counted(self, rows: DataFrame) -> DataFrame:
+        """Like `kept`, every row counted first (once per pass: for the unit branch)."""
         flagged = self._flagged(rows)
-        totals = [flagged.agg(*self._row_counts())]
-        if self.unique is not None:
-            keys = list(self.unique.columns)
-            screened = self._dated(flagged.where(~self._quarantined()))
-            known = screened.select(*keys).where(~_any_null(keys))
-            groups = known.groupBy(*keys).agg(F.count(F.lit(1)).alias("__n")).where("__n > 1")
-            text = _key_text(keys)
-            examples = [
-                _least_by_hash(F.lit(True), text, e).alias(f"dup_e{e}") for e in range(EXAMPLES)
-            ]
-            totals.append(
-                groups.agg(
-                    F.sum(F.col("__n") - 1).alias("dup_rows"),
-                    F.count(F.lit(1)).alias("dup_keys"),
-                    *examples,
-                )
-            )
-        names = [c for frame in totals for c in frame.columns]
-        marked = result
-        for frame in totals:
-            ride = [F.col(c).alias(_total(c)) for c in frame.columns]
-            extra = frame.select(F.lit(True).alias(_MARK), *ride)
-            marked = marked.unionByName(extra, allowMissingColumns=True)
-        observed = marked.observe(self._totals, *[F.max(_total(c)).alias(c) for c in names])
+        return self._screened(flagged.observe(self._rows, *self._row_counts()))
+
+    def with_duplicates(self, result: DataFrame, rows: DataFrame) -> DataFrame:
+        """The pass's `result` with the duplicate-key totals riding on its action (see the
+        module docstring); unchanged without a unique key. `rows`: as `kept` takes them."""
+        if self.unique is None or self._duplicates is None:
+            return result
+        keys = list(self.unique.columns)
+        screened = self._dated(self._flagged(rows).where(~self._quarantined()))
+        known = screened.select(*keys).where(~_any_null(keys))
+        # Shuffled by key first: keys are nearly all distinct, so an aggregation before the
+        # shuffle would only add a pass over a hash table as large as the input.
+        groups = known.repartition(*keys).groupBy(*keys).agg(F.count(F.lit(1)).alias("__n"))
+        text = _key_text(keys)
+        examples = [_least_by_hash(F.lit(True), text, e).alias(f"e{e}") for e in range(EXAMPLES)]
+        totals = groups.where("__n > 1").agg(
+            F.sum(F.col("__n") - 1).alias("rows"), F.count(F.lit(1)).alias("keys"), *examples
+        )
+        names = totals.columns
+        ride = [F.col(c).alias(_total(c)) for c in names]
+        marked = totals.select(F.lit(True).alias(_MARK), *ride)
+        union = result.unionByName(marked, allowMissingColumns=True)
+        observed = union.observe(self._duplicates, *[F.max(_total(c)).alias(c) for c in names])
         return observed.where(F.col(_MARK).isNull()).drop(_MARK, *[_total(c) for c in names])
 
     def _flagged(self, rows: DataFrame) -> DataFrame:
@@ -137,18 +143,19 @@ class PassContract:
 
     # --- results, after the pass's action ---------------------------------------------------
 
-    def results(self) -> list[CheckResult]:
+    def results(self, wait_s: float = RESULT_WAIT_S) -> list[CheckResult]:
         """Every check's result (call once the pass's action has run)."""
-        seen = self._totals.get
+        seen = _observed(self._rows, self.name, wait_s)
         rows = int(seen.get("rows") or 0)
         out = []
         for i, check in enumerate(self.row_checks):
             examples = _examples([seen.get(f"e{i}_{e}") for e in range(EXAMPLES)])
             out.append(self._result(check, rows, int(seen.get(f"n{i}") or 0), examples))
-        if self.unique is not None:
-            examples = _examples([seen.get(f"dup_e{e}") for e in range(EXAMPLES)])
-            result = self._result(self.unique, rows, int(seen.get("dup_rows") or 0), examples)
-            out.append(replace(result, keys=int(seen.get("dup_keys") or 0)))
+        if self.unique is not None and self._duplicates is not None:
+            dups = _observed(self._duplicates, self.name, wait_s)
+            examples = _examples([dups.get(f"e{e}") for e in range(EXAMPLES)])
+            result = self._result(self.unique, rows, int(dups.get("rows") or 0), examples)
+            out.append(replace(result, keys=int(dups.get("keys") or 0)))
         return out
 
     def _result(
@@ -163,6 +170,22 @@ class PassContract:
             read_from=self.first,
             read_to=self.last,
         )
+
+
+def _observed(observation: Observation, name: str, wait_s: float) -> dict[str, Any]:
+    """The observation's values; a `RuntimeError` if Spark has not reported them within
+    `wait_s` seconds of the action (they arrive within moments: a run must fail, not hang,
+    if a plan ever drops the observed node)."""
+    found: dict[str, Any] = {}
+    waiter = threading.Thread(target=lambda: found.update(observation.get), daemon=True)
+    waiter.start()
+    waiter.join(wait_s)
+    if waiter.is_alive():
+        raise RuntimeError(
+            f"{name}: Spark did not report the source contract's counts within {wait_s:.0f} s "
+            "of the pass; rerun, and report it as a bug"
+        )
+    return found
 
 
 def _flag(i: int) -> str:
