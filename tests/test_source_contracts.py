@@ -234,23 +234,25 @@ def checked_catalog(
 
 
 def clean_rows_sql(first: dt.date, last: dt.date) -> str:
-    """The events the contract keeps, in DuckDB SQL: dated inside their partition and the
-    range, amount >= 0, kind allowed, one row per non-null id (the first by every column
-    in order, nulls last)."""
+    """The events the contract keeps of the dates [first, last] a pass reads, in DuckDB SQL:
+    one row per non-null id (the first by every column in order, nulls last), then those
+    dated inside their partition with amount >= 0 and an allowed kind."""
     kinds = ", ".join(f"'{k}'" for k in ALLOWED_KINDS)
     order = ", ".join(f"{c} ASC NULLS LAST" for c in COLUMNS)
     return f"""
-        WITH screened AS (
+        WITH dated AS (
             SELECT * FROM events
-            WHERE ts IS NOT NULL AND CAST(ts AS DATE) = day
-              AND day BETWEEN DATE '{first}' AND DATE '{last}'
-              AND NOT coalesce(amount < 0, FALSE)
-              AND NOT coalesce(kind NOT IN ({kinds}), FALSE)
+            WHERE day BETWEEN DATE '{first}' AND DATE '{last}'
+              AND CAST(ts AS DATE) BETWEEN DATE '{first}' AND DATE '{last}'
         ), ranked AS (
             SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY {order}) AS rn
-            FROM screened
+            FROM dated
         )
-        SELECT * EXCLUDE (rn) FROM ranked WHERE rn = 1 OR event_id IS NULL
+        SELECT * EXCLUDE (rn) FROM ranked
+        WHERE (rn = 1 OR event_id IS NULL)
+          AND CAST(ts AS DATE) = day
+          AND NOT coalesce(amount < 0, FALSE)
+          AND NOT coalesce(kind NOT IN ({kinds}), FALSE)
     """
 
 
@@ -269,10 +271,12 @@ def expected_cells(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], flo
         "distinct_events": "count(DISTINCT event_id)",
         "p50_amount": "quantile_cont(amount, 0.5)",
     }
+    # The pass reads the 7-day window's lookback: kept rows are decided over those dates.
+    con.execute(f"CREATE TABLE kept AS {clean_rows_sql(START - dt.timedelta(days=6), END)}")
     for window in (1, 7):
         for day in DAYS:
             first = day - dt.timedelta(days=window - 1)
-            clean = clean_rows_sql(first, day)
+            clean = f"SELECT * FROM kept WHERE CAST(ts AS DATE) BETWEEN '{first}' AND '{day}'"
             names = aggs if window == 1 else {"n_events": aggs["n_events"]}
             for name, agg in names.items():
                 for group in ("'all'", "'country=' || country"):

@@ -14,10 +14,11 @@ Counting rides on the pass's one Spark action:
   observation in a shuffle stage that comes out empty is only reported because the
   session excludes adaptive execution's empty-relation rule (`jobs.session`); `results`
   waits for it a bounded time, never forever;
-- a declared unique key: the kept rows' key columns grouped by key (an extra aggregation),
-  reduced to one row of totals that is unioned into the pass's result, observed there and
-  filtered out again (`with_duplicates`). With policy `quarantine`, every branch keeps one
-  row per key: the first by all its columns in order (deterministic).
+- a declared unique key: the key columns of the rows of the pass's dates grouped by key (an
+  extra aggregation), reduced to one row of totals that is unioned into the pass's result,
+  observed there and filtered out again (`with_duplicates`). With policy `quarantine`,
+  every branch keeps one row per key, the first by all its columns in order
+  (deterministic), before the other checks' quarantine applies.
 """
 
 from __future__ import annotations
@@ -85,11 +86,8 @@ class PassContract:
         if self.unique is None or self._duplicates is None:
             return result
         keys = list(self.unique.columns)
-        screened = self._dated(self._flagged(rows).where(~self._quarantined()))
-        known = screened.select(*keys).where(~_any_null(keys))
-        # Shuffled by key first: keys are nearly all distinct, so an aggregation before the
-        # shuffle would only add a pass over a hash table as large as the input.
-        groups = known.repartition(*keys).groupBy(*keys).agg(F.count(F.lit(1)).alias("__n"))
+        known = self._dated(rows).select(*keys).where(~_any_null(keys))
+        groups = known.groupBy(*keys).agg(F.count(F.lit(1)).alias("__n"))
         text = _key_text(keys)
         examples = [_least_by_hash(F.lit(True), text, e).alias(f"e{e}") for e in range(EXAMPLES)]
         totals = groups.where("__n > 1").agg(
@@ -118,11 +116,14 @@ class PassContract:
         return df.where(day.between(F.lit(self.first), F.lit(self.last)))
 
     def _screened(self, flagged: DataFrame) -> DataFrame:
-        kept = self._dated(flagged.where(~self._quarantined()))
-        kept = kept.drop(*[_flag(i) for i in range(len(self.row_checks))])
+        """Rows of the pass's dates, one per key where duplicates are quarantined, without
+        the rows a quarantined check flags."""
+        flags = [_flag(i) for i in range(len(self.row_checks))]
+        kept = self._dated(flagged)
         if self.unique is not None and self.unique.policy == "quarantine":
-            kept = _first_per_key(kept, list(self.unique.columns))
-        return kept
+            columns = [c for c in kept.columns if c not in flags]
+            kept = _first_per_key(kept, list(self.unique.columns), columns)
+        return kept.where(~self._quarantined()).drop(*flags)
 
     def _row_counts(self) -> list[Column]:
         aggs = [F.count(F.lit(1)).alias("rows")]
@@ -257,11 +258,11 @@ def _any_null(columns: list[str]) -> Column:
     return reduce(lambda a, b: a | b, [F.col(c).isNull() for c in columns])
 
 
-def _first_per_key(df: DataFrame, keys: list[str]) -> DataFrame:
-    """One row per key: the first by every (sortable) column in order, nulls last, so the
-    pick does not depend on partitioning. Rows with a null in the key are not duplicates
-    of each other and are all kept."""
-    sortable = [c for c in df.columns if not isinstance(df.schema[c].dataType, MapType)]
+def _first_per_key(df: DataFrame, keys: list[str], columns: list[str]) -> DataFrame:
+    """One row per key: the first by every (sortable) one of `columns` in order, nulls
+    last, so the pick does not depend on partitioning. Rows with a null in the key are not
+    duplicates of each other and are all kept."""
+    sortable = [c for c in columns if not isinstance(df.schema[c].dataType, MapType)]
     order = [F.col(c).asc_nulls_last() for c in sortable]
     first = F.row_number().over(Window.partitionBy(*keys).orderBy(*order))
     picked = df.withColumn("__first", first)
