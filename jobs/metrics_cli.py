@@ -22,8 +22,8 @@ from jobs.logs import stage
 from jobs.metrics.definitions import Catalog, SourceDef
 from jobs.metrics.loader import load_catalog
 from jobs.metrics.planner import Plan, compile_plan, render_plan
-from jobs.metrics.sources import TableReader, latest_source_date, table_reader
-from jobs.run_dates import DateSpec, check_landed, run_date, yesterday_utc
+from jobs.metrics.sources import TableReader, source_dates, table_reader
+from jobs.run_dates import DateSpec, check_landed, run_date, today_utc, yesterday_utc
 from jobs.run_log import note
 
 if TYPE_CHECKING:
@@ -95,11 +95,28 @@ def run_plan(args: argparse.Namespace, config: AppConfig) -> int:
 
 
 def latest_dates(
-    read: TableReader, sources: Iterable[SourceDef], warehouse: str
+    read: TableReader,
+    sources: Iterable[SourceDef],
+    warehouse: str,
+    today: dt.date | None = None,
 ) -> dict[str, dt.date | None]:
-    """Each source's last date with data (None: no rows at all), for the sources whose
-    data marks a day as landed (not those that `may_be_empty`, unless all of them may)."""
-    return {s.name: latest_source_date(s, read, warehouse) for s in marking_landed(sources)}
+    """Each source's last date with data up to `today` (default: today in UTC; None: no
+    rows), for the sources whose data marks a day as landed (not those that `may_be_empty`,
+    unless all of them may). Rows dated after today are a contract violation (future_time):
+    they never make a date look landed, and each such source is named in a warning."""
+    day = today or today_utc()
+    found = {s.name: source_dates(s, read, warehouse, day) for s in marking_landed(sources)}
+    for name, dates in sorted(found.items()):
+        if dates.future is not None:
+            log.warning(
+                "%s has rows dated up to %s, after today (%s, UTC): rows in the future break "
+                "its contract (future_time); dates after today are never chosen, and a run "
+                "over them stops",
+                name,
+                dates.future,
+                day,
+            )
+    return {name: dates.latest for name, dates in found.items()}
 
 
 def marking_landed(sources: Iterable[SourceDef]) -> list[SourceDef]:
@@ -109,9 +126,14 @@ def marking_landed(sources: Iterable[SourceDef]) -> list[SourceDef]:
     return [s for s in chosen if not s.may_be_empty] or chosen
 
 
-def latest_date_of(read: TableReader, sources: Iterable[SourceDef], warehouse: str) -> dt.date:
-    """The last date that every one of `sources` that has data has data for."""
-    ends = [d for d in latest_dates(read, sources, warehouse).values() if d is not None]
+def latest_date_of(
+    read: TableReader,
+    sources: Iterable[SourceDef],
+    warehouse: str,
+    today: dt.date | None = None,
+) -> dt.date:
+    """The last date up to today that every one of `sources` that has data has data for."""
+    ends = [d for d in latest_dates(read, sources, warehouse, today).values() if d is not None]
     if not ends:
         raise RuntimeError("no source has any data; run `safety-metrics generate` first")
     return min(ends)
@@ -122,21 +144,27 @@ def day_to_compute(
     config: AppConfig,
     read: TableReader,
     sources: Iterable[SourceDef],
+    today: dt.date | None = None,
 ) -> dt.date:
     """The date a job computes: `--date`, else the configuration's `default_date`
-    (`yesterday` in UTC, or `latest`: the last date every source has). A date past some
-    source's data raises `DataNotReadyError` (exit status 75: retry later)."""
+    (`yesterday` in UTC, or `latest`: the last date up to today (UTC) that every source has).
+    A date past some source's data raises `DataNotReadyError` (exit status 75: retry
+    later)."""
     chosen = list(sources)
     wanted = spec or config.default_date
     if wanted == "latest":
-        day = latest_date_of(read, chosen, config.warehouse)
-        log.info("date: %s, the latest date every source has data for", day)
+        day = latest_date_of(read, chosen, config.warehouse, today)
+        log.info(
+            "date: %s, the latest date up to today (%s, UTC) every source has data for",
+            day,
+            today or today_utc(),
+        )
         return day
     day = yesterday_utc() if wanted == "yesterday" else wanted
     assert isinstance(day, dt.date)
     if spec is None:
         log.info("no --date given: computing %s (default_date: %s, UTC)", day, wanted)
-    check_landed(day, latest_dates(read, chosen, config.warehouse))
+    check_landed(day, latest_dates(read, chosen, config.warehouse, today))
     return day
 
 
@@ -316,10 +344,16 @@ def _totals(summaries: list[RunSummary]) -> str:
     rows = sum(s.rows for s in summaries)
     seconds = sum(s.seconds for s in summaries)
     first, last = summaries[0].dates[0], summaries[-1].dates[-1]
-    return (
-        f"metric_values: {rows:,} rows for {len(summaries[0].metrics)} metrics on "
-        f"{first}..{last} in {len(summaries)} commits, table version {summaries[-1].version}, "
-        f"run {summaries[-1].run_id}, {seconds:.1f} s\n  table: {summaries[-1].table}"
+    from jobs.metrics.source_checks import chunk_lines
+
+    return "\n".join(
+        [
+            f"metric_values: {rows:,} rows for {len(summaries[0].metrics)} metrics on "
+            f"{first}..{last} in {len(summaries)} commits, table version "
+            f"{summaries[-1].version}, run {summaries[-1].run_id}, {seconds:.1f} s",
+            f"  table: {summaries[-1].table}",
+            *chunk_lines([c for s in summaries for c in s.checks]),
+        ]
     )
 
 

@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -23,6 +24,7 @@ from pyspark.util import inheritable_thread_target
 from jobs.delta import DeltaSink
 from jobs.logs import stage
 from jobs.metrics.assemble import derived_frames, long_frame, metric_frames
+from jobs.metrics.contracts import PassContract
 from jobs.metrics.definitions import Catalog, SourceDef
 from jobs.metrics.gate_result import GateResult, PublishGateError
 from jobs.metrics.gates import (
@@ -35,7 +37,20 @@ from jobs.metrics.gates import (
 )
 from jobs.metrics.passes import pass_frame
 from jobs.metrics.planner import PassPlan, Plan
-from jobs.metrics.sources import estimated_rows, lookups_to_narrow, prepare, table_reader
+from jobs.metrics.source_checks import (
+    CheckResult,
+    ContractError,
+    log_results,
+    record_checks,
+    summary_lines,
+)
+from jobs.metrics.sources import (
+    estimated_rows,
+    lookups_to_narrow,
+    prepare,
+    source_rows,
+    table_reader,
+)
 from jobs.metrics.suppression import suppress
 from jobs.privacy.gate import privacy_gate, published_rows
 from jobs.run_log import new_run_id
@@ -59,6 +74,7 @@ class RunSummary:
     seconds: float
     version: int | None
     headline: tuple[tuple[str, str, float | None], ...] = field(default=())
+    checks: tuple[CheckResult, ...] = field(default=())
 
     def render(self) -> str:
         first, last = self.dates[0], self.dates[-1]
@@ -69,6 +85,7 @@ class RunSummary:
             f"run {self.run_id}, {self.seconds:.1f} s",
             f"  table: {self.table}",
             f"  gates: {sum(g.passed for g in self.gates)}/{len(self.gates)} passed",
+            *summary_lines(self.checks),
         ]
         if self.headline:
             lines.append(f"  overall values on {last} (1d):")
@@ -137,11 +154,42 @@ def compute_passes(
     start: dt.date,
     end: dt.date,
     concurrent: int = PARALLEL_PASSES,
+    *,
+    now: dt.datetime | None = None,
+    contracts: bool = True,
 ) -> dict[str, DataFrame]:
+    """`compute_checked_passes` without the checks' results (which are logged)."""
+    results, _ = compute_checked_passes(
+        spark, sink, catalog, plan, warehouse, start, end, concurrent, now=now, contracts=contracts
+    )
+    return results
+
+
+def compute_checked_passes(
+    spark: SparkSession,
+    sink: DeltaSink,
+    catalog: Catalog,
+    plan: Plan,
+    warehouse: str,
+    start: dt.date,
+    end: dt.date,
+    concurrent: int = PARALLEL_PASSES,
+    *,
+    now: dt.datetime | None = None,
+    contracts: bool = True,
+) -> tuple[dict[str, DataFrame], list[CheckResult]]:
     """Run every pass (one Spark action each), `concurrent` at a time, largest first; pass
-    name -> its checkpointed wide result. Passes are independent: running them side by side
-    fills the cores a small pass leaves idle (planning, code generation, a few tasks)."""
+    name -> its checkpointed wide result, and the results of the sources' contract checks
+    (each pass checks its source's rows on the same action; `now`, default the current
+    time, is what a time in the future is judged against). Passes are independent: running
+    them side by side fills the cores a small pass leaves idle (planning, code generation,
+    a few tasks). A check with policy `fail` that finds violations raises `ContractError`
+    once every pass has run.
+
+    `contracts=False` skips the checks (the benchmark's baseline): every row is read as
+    it is, as before contracts existed."""
     read = table_reader(spark, sink, warehouse)
+    moment = now or dt.datetime.now(dt.UTC)
     partitions = shuffle_partitions(spark)
     output_days = (end - start).days + 1
 
@@ -161,8 +209,15 @@ def compute_passes(
     def whole_table_rows(source: SourceDef) -> int | None:
         return estimated_rows(source, warehouse, "0001-01-01", "9999-12-31")
 
+    checks = {
+        p.name: PassContract(catalog.sources[p.source], window(p), moment, p.name)
+        for p in plan.passes
+        if contracts
+    }
+
     def run(i: int, p: PassPlan) -> DataFrame:
         source = catalog.sources[p.source]
+        contract = checks.get(p.name)
         with stage(
             log,
             f"[pass {i}/{len(plan.passes)}] {p.name}: {len(p.metrics)} metrics, "
@@ -170,7 +225,14 @@ def compute_passes(
         ):
             rows = rows_of[p.name]
             narrowed = lookups_to_narrow(source, catalog.sources, rows, whole_table_rows)
-            prepared = prepare(source, catalog.sources, read, window(p), narrowed)
+            screen = contract.kept if contract else None
+            prepared = prepare(source, catalog.sources, read, window(p), narrowed, screen)
+            # The unit branch reads each row once: the contract counts the rows there.
+            counted = (
+                prepare(source, catalog.sources, read, window(p), narrowed, contract.counted)
+                if contract
+                else None
+            )
             n = unit_partitions(rows, p.unit_expansion(output_days), partitions)
             known = "unknown" if rows is None else f"{rows:,}"
             log.info("%s: %s source rows, %s partitions by unit", p.name, known, n)
@@ -182,8 +244,22 @@ def compute_passes(
             # lineage, so later steps neither rescan the source nor re-plan the pass.
             hashed = hashed_dimensions(p, rows, p.unit_expansion(output_days))
             frame = pass_frame(
-                prepared, p, source.time_column, source.unit, start, end, n, hashed=hashed
+                prepared,
+                p,
+                source.time_column,
+                source.unit,
+                start,
+                end,
+                n,
+                hashed=hashed,
+                unit_rows=counted,
             )
+            if contract is not None:
+                # The duplicate keys' totals ride on the pass's action (see `contracts`).
+                rows_read = source_rows(
+                    source, catalog.sources, read, window(p), narrowed, checked=True
+                )
+                frame = contract.with_duplicates(frame, rows_read)
             if not hashed:
                 return frame.localCheckpoint(eager=True)
             # The check of dimensions and unit attributes rides on the same action.
@@ -225,7 +301,12 @@ def compute_passes(
         futures = {
             name: pool.submit(target, i, by_name[name]) for i, name in enumerate(order, start=1)
         }
-        return {p.name: futures[p.name].result() for p in plan.passes}
+        results = {p.name: futures[p.name].result() for p in plan.passes}
+    found = [r for p in plan.passes if p.name in checks for r in checks[p.name].results()]
+    log_results(found)
+    if any(r.stops_run for r in found):
+        raise ContractError(found)
+    return results, found
 
 
 def compute_metric_rows(catalog: Catalog, plan: Plan, results: dict[str, DataFrame]) -> DataFrame:
@@ -307,16 +388,27 @@ def run_metrics(
     end: dt.date,
     *,
     run_id: str | None = None,
+    now: dt.datetime | None = None,
 ) -> RunSummary:
-    """Compute `plan` for every date in [start, end] and replace those dates' rows."""
+    """Compute `plan` for every date in [start, end] and replace those dates' rows.
+
+    The sources' contract checks go to `metrics/source_checks` after the commit, or when a
+    contract or a publish gate stops the run (then with `published` false)."""
     started = time.perf_counter()
     run_id = run_id or new_run_id()
     dates = date_range(start, end)
     log.info("run %s: %d metrics, %s..%s", run_id, len(plan.metrics), start, end)
-    results = compute_passes(spark, sink, catalog, plan, warehouse, start, end)
+    try:
+        results, checks = compute_checked_passes(
+            spark, sink, catalog, plan, warehouse, start, end, now=now
+        )
+    except ContractError as exc:
+        _record_stopped(warehouse, exc.checks, run_id, dates)
+        raise
     # Not a gate `warn` can override: an interval without all its squares is wrong.
     overflowed = [g for g in exact_totals(catalog, plan, results) if not g.passed]
     if overflowed:
+        _record_stopped(warehouse, checks, run_id, dates)
         raise PublishGateError(overflowed)
     with stage(log, "assembling metric rows"):
         rows = compute_metric_rows(catalog, plan, results).localCheckpoint()
@@ -327,6 +419,7 @@ def run_metrics(
             (log.info if gate.passed else log.warning)("%s", gate)
     if not all(g.passed for g in gates):
         if catalog.settings.gates_on_failure == "fail":
+            _record_stopped(warehouse, checks, run_id, dates)
             raise PublishGateError(gates)
         log.warning("publish gates failed; writing anyway (settings.gates.on_failure: warn)")
     table = os.path.join(warehouse, METRIC_VALUES)
@@ -345,6 +438,7 @@ def run_metrics(
         (log.info if privacy.passed else log.warning)("%s", privacy)
     gates = [*gates, privacy]
     if not privacy.passed:
+        _record_stopped(warehouse, checks, run_id, dates)
         raise PublishGateError(gates)
     with stage(log, f"writing {total:,} rows to {table}"):
         result = sink.write(
@@ -354,6 +448,7 @@ def run_metrics(
             partition_by=PARTITION_BY,
             replace={"date": dates, "metric": list(plan.metrics)},
         )
+    record_checks(warehouse, checks, run_id, dates, published=True)
     headline = _headline(catalog, final, end)
     return RunSummary(
         run_id,
@@ -366,7 +461,19 @@ def run_metrics(
         time.perf_counter() - started,
         result.version,
         headline,
+        tuple(checks),
     )
+
+
+def _record_stopped(
+    warehouse: str, checks: Sequence[CheckResult], run_id: str, dates: list[dt.date]
+) -> None:
+    """Record the checks of a run that wrote nothing; a failure to record is logged, so
+    that the run's own error is what the caller sees."""
+    try:
+        record_checks(warehouse, checks, run_id, dates, published=False)
+    except Exception as exc:  # the run's own error matters more
+        log.error("could not record the source checks of run %s: %s", run_id, exc)
 
 
 def _headline(

@@ -42,6 +42,11 @@ def yesterday_utc(now: dt.datetime | None = None) -> dt.date:
     return moment.date() - dt.timedelta(days=1)
 
 
+def today_utc(now: dt.datetime | None = None) -> dt.date:
+    """The calendar day of `now` (default: the current time) in UTC."""
+    return yesterday_utc(now) + dt.timedelta(days=1)
+
+
 def resolve_date(
     spec: DateSpec, latest: Callable[[], dt.date], now: dt.datetime | None = None
 ) -> dt.date:

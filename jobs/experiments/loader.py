@@ -20,7 +20,7 @@ from jobs.experiments.definitions import (
 from jobs.experiments.stats import CUPED_MODES, Correction, CupedMode
 from jobs.located_yaml import InputError, LocatedDocument, YamlPath, did_you_mean, load_located
 from jobs.metrics.definitions import Catalog
-from jobs.metrics.loader import definition_files
+from jobs.metrics.loader import definition_files, file_problems
 from jobs.metrics.spec_problems import NAME, Collector, checked_int, checked_text, kind, label
 
 ASSIGNMENT_KEYS = (
@@ -72,6 +72,7 @@ def experiments_from_documents(
     sources: dict[str, AssignmentSource] = {}
     entries: list[tuple[LocatedDocument, YamlPath, dict[str, Any]]] = []
     for doc in docs:
+        out.problems.extend(file_problems(doc))
         if not isinstance(doc.data, dict):
             continue
         body = doc.data.get("assignment_sources")

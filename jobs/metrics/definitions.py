@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from jobs.located_yaml import Location
+from jobs.metrics.contract_defs import Contract
 
 MetricType = Literal[
     "count",
@@ -86,6 +87,9 @@ class SourceDef:
     #: Dimensions that are attributes of the unit (a viewer's country): constant for a unit
     #: within each period, so a pass groups units without them (checked at run time).
     unit_attributes: tuple[str, ...] = ()
+    #: What its rows must satisfy (see `contract_defs`); every source has the implicit
+    #: checks on its unit and time columns.
+    contract: Contract = field(default_factory=Contract)
     where: Location | None = field(default=None, compare=False)
 
     def dimension_names(self) -> tuple[str, ...]:
@@ -273,6 +277,9 @@ def _source_payload(catalog: Catalog, name: str) -> dict[str, Any]:
         "filter": source.filter,
         "columns": source.columns,
         "dimensions": source.dimensions,
+        "quarantined": source.contract.version_payload(
+            source.unit, source.time_column, source.date_column
+        ),
         "joins": [
             {
                 "on": j.on,

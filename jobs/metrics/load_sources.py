@@ -11,7 +11,9 @@ from dataclasses import replace
 from typing import Any, cast
 
 from jobs.located_yaml import LocatedDocument, YamlPath, did_you_mean
+from jobs.metrics.contract_defs import Contract
 from jobs.metrics.definitions import MAX_DECIMALS, JoinDef, Settings, SourceDef
+from jobs.metrics.load_contracts import read_contract
 from jobs.metrics.spec_problems import NAME, Collector, Raw, checked_int, checked_text, kind, label
 from jobs.metrics.windows_slices import windows
 
@@ -40,6 +42,7 @@ SOURCE_KEYS = (
     "columns",
     "dimensions",
     "unit_attributes",
+    "contract",
 )
 JOIN_KEYS = ("source", "on", "columns", "how")
 
@@ -224,6 +227,14 @@ def read_source(
             )
     joins = _joins(name, doc, path, body.get("join", []), out)
     attributes = _unit_attributes(name, doc, path, body, [d for d, _ in dim_pairs], out)
+    contract = Contract()
+    if "contract" in body:
+        named = {
+            "unit": body.get("unit"),
+            "time": body.get("time_column"),
+            "date": body.get("date_column"),
+        }
+        contract = read_contract(name, doc, (*path, "contract"), body["contract"], named, out)
     return SourceDef(
         name=name,
         format=cast(Any, fmt),
@@ -238,6 +249,7 @@ def read_source(
         columns=columns,
         dimensions=dim_pairs,
         unit_attributes=attributes,
+        contract=contract,
         where=doc.where(path),
     )
 

@@ -39,6 +39,7 @@ __all__ = [
     "ExpressionChecker",
     "catalog_from_documents",
     "definition_files",
+    "file_problems",
     "find_cycles",
     "load_catalog",
 ]
@@ -130,7 +131,35 @@ def catalog_from_documents(
 # --- reading each file ----------------------------------------------------------------------
 
 
+def file_problems(doc: LocatedDocument) -> list[Problem]:
+    """A definitions file that defines nothing: empty (or only comments), or a mapping
+    without any key the catalog or the experiments read (a file whose keys are all
+    misspelt also gets one unknown-key problem per key)."""
+    known = (*TOP_KEYS, *EXPERIMENT_KEYS)
+    where = Location(doc.file, 1, 1)
+    if doc.data is None:
+        return [
+            Problem(
+                where,
+                "E016",
+                "definitions file is empty",
+                f"give it at least one of {', '.join(known)}, or delete it",
+            )
+        ]
+    if isinstance(doc.data, dict) and not any(key in known for key in doc.data):
+        return [
+            Problem(
+                where,
+                "E017",
+                "definitions file has no recognised top-level key, so it defines nothing",
+                f"top-level keys: {', '.join(known)}",
+            )
+        ]
+    return []
+
+
 def _read_document(doc: LocatedDocument, raw: Raw, out: Collector) -> None:
+    out.problems.extend(file_problems(doc))
     if doc.data is None:
         return
     top = out.mapping(doc, (), doc.data, "a definitions file")

@@ -750,6 +750,7 @@ def pass_frame(
     unit_partitions: int | None = None,
     hll_lg_k: int = HLL_LG_K,
     hashed: bool = True,
+    unit_rows: DataFrame | None = None,
 ) -> DataFrame:
     """The pass's wide result: one row per (period, window, slice) with every statistic;
     if `hashed`, also `__conflicts` (see `_decoded`), which must sum to 0.
@@ -758,12 +759,17 @@ def pass_frame(
     formed, then decodes it: narrow, fixed-width columns to shuffle and group by. A pass
     with unit attributes must be hashed. `unit_partitions` fixes the number of partitions
     of the shuffle by unit (adaptive execution would merge them into fewer, larger ones,
-    whose per-unit hash tables spill)."""
+    whose per-unit hash tables spill).
+
+    `unit_rows`: the same rows as `prepared`, for the unit branch: the one branch that reads
+    each row exactly once (a source contract counts the rows there, see `contracts`)."""
     assert hashed or not plan.attributes, "unit attributes are grouped by their hashes"
     raw = prepared
+    counted = prepared if unit_rows is None else unit_rows
     if hashed:
         dims = {dim_column(d): dimension_hash(F.col(dim_column(d))) for d in plan.dimensions}
         prepared = prepared.withColumns(dims)
+        counted = counted.withColumns(dims)
     keys: list[Column | str] = [time_column, F.col(unit), *[dim_column(d) for d in plan.dimensions]]
 
     def narrow(frame: DataFrame) -> DataFrame:
@@ -772,7 +778,7 @@ def pass_frame(
     # The one big shuffle: rows by unit, before any expansion, so that the unit branch groups
     # within partitions. The other branches group by other keys: they read the source's
     # columns they need again, which costs less than a shuffle of them by unit.
-    shuffled = shuffled_by_unit(narrow(_unit_inputs(prepared, plan)), unit, unit_partitions)
+    shuffled = shuffled_by_unit(narrow(_unit_inputs(counted, plan)), unit, unit_partitions)
     by_unit = _periods(shuffled, plan, time_column, start, end)
     flagged = narrow(_flags(prepared, plan))
     kind_of = kinds(plan)

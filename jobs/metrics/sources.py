@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from deltalake import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -61,10 +62,21 @@ def estimated_rows(source: SourceDef, warehouse: str, first: str, last: str) -> 
     return sum(known) if len(known) == len(records) else None
 
 
-def latest_source_date(source: SourceDef, read: TableReader, warehouse: str) -> dt.date | None:
-    """The last date `source` has rows for, None when it has none: from the Delta log's
-    partition values when the source is partitioned by its date column (no data read),
-    else from one Spark aggregate."""
+@dataclass(frozen=True)
+class SourceDates:
+    """The last date a source has rows for up to today (None: none), and its last date
+    after today (None: none, as it should be: rows in the future break its contract)."""
+
+    latest: dt.date | None
+    future: dt.date | None
+
+
+def source_dates(
+    source: SourceDef, read: TableReader, warehouse: str, today: dt.date
+) -> SourceDates:
+    """The source's last date up to `today` and after it: from the Delta log's partition
+    values when the source is partitioned by its date column (no data read), else from one
+    Spark aggregate."""
     if source.format == "delta" and source.date_column:
         try:
             adds = DeltaTable(source_path(source, warehouse)).get_add_actions(flatten=True)
@@ -81,10 +93,20 @@ def latest_source_date(source: SourceDef, read: TableReader, warehouse: str) -> 
                 )
                 if day is not None and rows != 0
             ]
-            return max(days, default=None)
-    column = source.date_column or source.time_column
-    value = read(source).agg(F.max(F.to_date(F.col(column)))).collect()[0][0]
-    return value  # type: ignore[no-any-return]
+            return SourceDates(
+                max((d for d in days if d <= today), default=None),
+                max((d for d in days if d > today), default=None),
+            )
+    day = F.to_date(F.col(source.date_column or source.time_column))
+    row = (
+        read(source)
+        .agg(
+            F.max(F.when(day <= F.lit(today), day)).alias("latest"),
+            F.max(F.when(day > F.lit(today), day)).alias("future"),
+        )
+        .collect()[0]
+    )
+    return SourceDates(row["latest"], row["future"])
 
 
 def source_path(source: SourceDef, warehouse: str) -> str:
@@ -168,31 +190,55 @@ def dimension_value(expr: str) -> Column:
     return F.coalesce(F.expr(expr).cast("string"), F.lit(NONE_VALUE))
 
 
+def source_rows(
+    source: SourceDef,
+    sources: dict[str, SourceDef],
+    read: TableReader,
+    date_range: tuple[str, str] | None = None,
+    narrowed: frozenset[str] = frozenset(),
+    checked: bool = False,
+) -> DataFrame:
+    """The source's rows in `date_range` (inclusive ISO dates), joined and derived.
+
+    The range prunes by the date column when the source has one and filters on the time
+    column's date. Rows a contract checks (`checked`) keep what it must see: rows without a
+    time, and rows of the partitions read whose time is outside the range; the contract's
+    screen filters them (`Screen`)."""
+    df = read(source)
+    if date_range is not None:
+        start, end = (F.lit(d).cast("date") for d in date_range)
+        if source.date_column:
+            df = df.where(F.col(source.date_column).between(start, end))
+        in_range = F.to_date(F.col(source.time_column)).between(start, end)
+        if not checked:
+            df = df.where(in_range)
+        elif not source.date_column:
+            df = df.where(in_range | F.col(source.time_column).isNull())
+    df = with_joins(df, source, lambda name: read(sources[name]), narrowed)
+    return with_derived_columns(df, source)
+
+
+#: A source contract's screen of a pass's rows (see `contracts.PassContract`).
+Screen = Callable[[DataFrame], DataFrame]
+
+
 def prepare(
     source: SourceDef,
     sources: dict[str, SourceDef],
     read: TableReader,
     date_range: tuple[str, str] | None = None,
     narrowed: frozenset[str] = frozenset(),
+    screen: Screen | None = None,
 ) -> DataFrame:
-    """The source's rows, joined, derived, filtered and with dimension columns added.
+    """The source's rows, joined, derived, screened, filtered and with dimension columns.
 
-    `date_range` (inclusive ISO dates) prunes by the date column when the source has one and
-    always filters on the time column's date; `narrowed`: see `with_joins`.
+    `date_range` (inclusive ISO dates): see `source_rows`; `narrowed`: see `with_joins`;
+    `screen`: a contract's screen of the joined and derived rows (it leaves out the rows
+    outside `date_range` itself).
     """
-    df = read(source)
-    if date_range is not None:
-        start, end = date_range
-        if source.date_column:
-            df = df.where(
-                F.col(source.date_column).between(
-                    F.lit(start).cast("date"), F.lit(end).cast("date")
-                )
-            )
-        day = F.to_date(F.col(source.time_column))
-        df = df.where(day.between(F.lit(start).cast("date"), F.lit(end).cast("date")))
-    df = with_joins(df, source, lambda name: read(sources[name]), narrowed)
-    df = with_derived_columns(df, source)
+    df = source_rows(source, sources, read, date_range, narrowed, checked=screen is not None)
+    if screen is not None:
+        df = screen(df)
     if source.filter:
         df = df.where(F.expr(source.filter))
     return df.select(

@@ -7,14 +7,28 @@ expression, with Spark's message (which lists close column names).
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Literal
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, DoubleType, NumericType, StructField, StructType
+from pyspark.sql.types import (
+    BooleanType,
+    DataType,
+    DateType,
+    DoubleType,
+    MapType,
+    NumericType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampNTZType,
+    TimestampType,
+)
 
-from jobs.located_yaml import LocatedDocument, Problem, YamlPath, did_you_mean
+from jobs.located_yaml import LocatedDocument, Location, Problem, YamlPath, did_you_mean
 from jobs.logs import quiet_spark_errors
+from jobs.metrics.contract_defs import Check, Scalar
 from jobs.metrics.definitions import SourceDef
 from jobs.metrics.sources import TableReader, with_joins
 
@@ -111,6 +125,7 @@ class SparkExpressionChecker:
                 did_you_mean(source.unit, df.columns)
                 or f"columns: {', '.join(sorted(df.columns))}",
             )
+        problems.extend(contract_problems(df.schema, source))
         self._frames[source.name] = df.limit(0)
         return problems
 
@@ -147,3 +162,67 @@ def _resolve(df: DataFrame, expr: str, expect: Expect) -> str | None:
     if expect == "numeric" and not isinstance(kind, NumericType | BooleanType):
         return f"'{expr}' is {kind.simpleString()}, not a number"
     return None
+
+
+def contract_problems(schema: StructType, source: SourceDef) -> list[Problem]:
+    """The declared contract checks whose columns the source lacks (E061) or whose column
+    type does not suit the check (E062). The columns are the source's own, its joined and
+    its derived ones."""
+    problems: list[Problem] = []
+    types = {f.name: f.dataType for f in schema.fields}
+    for check in source.contract.checks:
+        where = check.where or source.where or Location("?", 1, 1)
+        for column in check.columns:
+            if column not in types:
+                problems.append(
+                    Problem(
+                        where,
+                        "E061",
+                        f"contract of source '{source.name}' names column '{column}', "
+                        "which the source does not have",
+                        did_you_mean(column, types) or f"columns: {', '.join(sorted(types))}",
+                    )
+                )
+                continue
+            unsuited = _unsuited(check, types[column])
+            if unsuited:
+                problems.append(
+                    Problem(where, "E062", f"contract {check.kind} on '{column}': {unsuited}")
+                )
+    return problems
+
+
+def _unsuited(check: Check, kind: DataType) -> str | None:
+    """Why a check cannot apply to a column of type `kind`, or None if it can."""
+    name = kind.simpleString()
+    if check.kind == "unique" and isinstance(kind, MapType):
+        return f"a {name} column cannot be a key"
+    if check.kind == "range":
+        bounds = [b for b in (check.minimum, check.maximum) if b is not None]
+        if not isinstance(kind, NumericType | DateType | TimestampType | TimestampNTZType):
+            return f"the column is {name}; a range needs a number, a date or a time"
+        wrong = [b for b in bounds if not _fits(b, kind)]
+        if wrong:
+            return f"bound {wrong[0]!r} does not suit a {name} column"
+    if check.kind == "allowed":
+        wrong = [v for v in check.values if not _fits(v, kind)]
+        if not isinstance(kind, NumericType | StringType | BooleanType | DateType):
+            return f"the column is {name}; allowed values need text, numbers, booleans or dates"
+        if wrong:
+            return f"value {wrong[0]!r} is not a {name}" + (
+                " (quote it to make it text)" if isinstance(kind, StringType) else ""
+            )
+    return None
+
+
+def _fits(value: Scalar, kind: DataType) -> bool:
+    """Whether a YAML scalar compares with a column of type `kind` without a cast."""
+    if isinstance(kind, StringType):
+        return isinstance(value, str)
+    if isinstance(kind, BooleanType):
+        return isinstance(value, bool)
+    if isinstance(kind, NumericType):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(kind, DateType):
+        return isinstance(value, dt.date) and not isinstance(value, dt.datetime)
+    return isinstance(value, dt.date)  # timestamps: a date (midnight UTC) or a time

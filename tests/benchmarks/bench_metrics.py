@@ -298,6 +298,23 @@ def compare_with_ref(ref: str, warehouse: str, scale: float, rounds: int, env: s
     print(f"\nthis checkout / {ref} = {mine / theirs:.3f}x")
 
 
+def contracts_overhead(fused: Any, repeats: int) -> None:
+    """The fused job with and without the sources' contract checks, alternating (so that
+    a busy machine's drift hits both), `repeats` runs each; prints the medians."""
+    seconds: dict[bool, list[float]] = {True: [], False: []}
+    for i in range(1, repeats + 1):
+        for contracts in (False, True):
+            label = f"fused, contracts {'on' if contracts else 'off'} [{i}/{repeats}]"
+            took, _ = timed(label, lambda c=contracts: fused(None, contracts=c))
+            seconds[contracts].append(took)
+    on, off = (statistics.median(seconds[c]) for c in (True, False))
+    print(
+        f"fused with contracts: median {on:.1f} s; without: median {off:.1f} s; "
+        f"overhead {100 * (on / off - 1):+.1f}% (on: {[round(x, 1) for x in seconds[True]]}, "
+        f"off: {[round(x, 1) for x in seconds[False]]})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=20.0)
@@ -308,6 +325,12 @@ def main() -> None:
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument(
         "--repeats", type=int, default=3, help="timed runs of each fused contender (median)"
+    )
+    parser.add_argument(
+        "--contracts-overhead",
+        action="store_true",
+        help="only time the fused job with and without the sources' contract checks, "
+        "alternating, --repeats times each, and print the medians",
     )
     parser.add_argument(
         "--naive-sample",
@@ -347,11 +370,12 @@ def main() -> None:
 
     kept: dict[str, DataFrame] = {}
 
-    def fused(names: list[str] | None) -> int:
+    def fused(names: list[str] | None, contracts: bool = True) -> int:
         plan = compile_plan(catalog, names)
-        rows = compute_metric_rows(
-            catalog, plan, compute_passes(spark, sink, catalog, plan, warehouse, start, end)
-        ).localCheckpoint()
+        passes = compute_passes(
+            spark, sink, catalog, plan, warehouse, start, end, contracts=contracts
+        )
+        rows = compute_metric_rows(catalog, plan, passes).localCheckpoint()
         kept["last"] = rows
         return rows.count()
 
@@ -369,6 +393,10 @@ def main() -> None:
             compute_passes(spark, sink, catalog, warm_plan, warehouse, start, start),
         ).count(),
     )
+    if args.contracts_overhead:
+        contracts_overhead(fused, args.repeats)
+        spark.stop()
+        return
     t_fused, cells = timed_median(
         f"fused, all {len(catalog.metrics)} metrics", lambda: fused(None), args.repeats
     )
