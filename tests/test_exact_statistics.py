@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -40,9 +39,9 @@ OWNED = {"description": "d", "owner": "o"}
 
 
 def rounded(value: float, decimals: int) -> Fraction:
-    """A row's value as the pass keeps it: its decimal text rounded half up."""
-    step = Decimal(1).scaleb(-decimals)
-    return Fraction(Decimal(repr(float(value))).quantize(step, rounding=ROUND_HALF_UP))
+    """A row's value as the pass keeps it: as numpy.round(value, decimals) rounds it (the
+    double times 10^decimals, to the nearest whole, ties to even), exactly."""
+    return Fraction(round(float(value) * 10**decimals), 10**decimals)
 
 
 def fraction_ratio_variance(ys: list[Fraction], xs: list[Fraction]) -> Fraction:
@@ -249,4 +248,8 @@ def test_decimals_change_the_version_and_the_rounding(spark: SparkSession, tmp_p
     assert catalog.metric_version("s6") != catalog.metric_version("s1")
     cells = overall(spark, tmp_path, catalog)
     assert cells["s6"]["value"] == 8.375
-    assert cells["s1"]["value"] == 8.4  # 1.25 -> 1.3 and 0.125 -> 0.1: half up, per row
+    # Per row, as numpy.round(value, 1): 1.25 -> 1.2 and 0.125 -> 0.1 (ties to even).
+    assert cells["s1"]["value"] == pytest.approx(
+        float(np.round([1.25, 2.5, 0.125, 3, 1, 0.5], 1).sum())
+    )
+    assert cells["s1"]["value"] == 8.3

@@ -17,8 +17,8 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import TypeVar
 
-#: Squares and products of per-unit totals are summed in two limbs (see `from_limbs`): the
-#: high limb is the total shifted right by LIMB_BITS bits.
+#: A sum of squares or products of per-unit totals arrives as two whole numbers h and l,
+#: worth h 2^LIMB_BITS + l (see `from_limbs` and `jobs.metrics.exact_sums.combined`).
 LIMB_BITS = 32
 Integral = int | Decimal
 N = TypeVar("N", Fraction, float)
@@ -35,9 +35,9 @@ def whole(value: Integral | None) -> int:
 
 
 def from_limbs(high: Integral | None, low: Integral | None) -> int:
-    """sum(h_u t_u) * 2^LIMB_BITS + sum(l_u t_u): a sum of products of per-unit totals
-    t_u = h_u 2^LIMB_BITS + l_u (h_u = t_u >> LIMB_BITS, 0 <= l_u < 2^LIMB_BITS), which
-    Spark adds up as two DECIMAL(38,0) sums so that neither overflows."""
+    """high 2^LIMB_BITS + low: a sum of products of per-unit totals, which Spark hands over
+    as two DECIMAL(38,0) numbers so that neither overflows (the weights 2^0 and 2^16 of its
+    16-bit limb sums in `low`, the higher ones in `high`)."""
     return (whole(high) << LIMB_BITS) + whole(low)
 
 

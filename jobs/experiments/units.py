@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 
 from jobs.experiments.definitions import ExperimentDef
 from jobs.metrics.definitions import Catalog, MetricDef, Part
-from jobs.metrics.passes import scaled_whole
+from jobs.metrics.exact_sums import WHOLE, scaled_value
 from jobs.metrics.sources import TableReader, prepare
 
 log = logging.getLogger(__name__)
@@ -106,14 +106,16 @@ def _window(exp: ExperimentDef, end: dt.date) -> tuple[Column, Column]:
     return post, pre
 
 
-def _part_sum(part: Part, when: Column) -> Column:
+def _part_sum(part: Part, when: Column, rows: DataFrame) -> Column:
     """A unit's total of a part over the rows where `when` holds: an exact sum (rows, or
     values rounded once per row to the part's decimals, as in the catalog), then a double."""
     condition = when & F.expr(part.filter) if part.filter else when
     if part.agg == "count":
         return F.coalesce(F.count_if(condition), F.lit(0)).cast("double")
     decimals = part.scale
-    total = F.sum(F.when(condition, scaled_whole(str(part.value), decimals)))
+    value = F.expr(str(part.value))
+    scaled = scaled_value(value, decimals, rows.select(value).schema.fields[0].dataType)
+    total = F.sum(F.when(condition, scaled).cast(WHOLE))
     return F.coalesce(total, F.lit(0)).cast("double") / 10.0**decimals
 
 
@@ -158,9 +160,9 @@ def unit_frame(
     for source_name, source_parts in by_source.items():
         events = joined_events(catalog, source_name, read, exp, assigned, end)
         post, pre = _window(exp, end)
-        aggs = [_part_sum(p, post).alias(f"post_{p.key}") for p in source_parts]
+        aggs = [_part_sum(p, post, events).alias(f"post_{p.key}") for p in source_parts]
         if exp.covariate_days:
-            aggs += [_part_sum(p, pre).alias(f"pre_{p.key}") for p in source_parts]
+            aggs += [_part_sum(p, pre, events).alias(f"pre_{p.key}") for p in source_parts]
         per_unit = events.groupBy(F.col("__unit_id").alias("unit_id")).agg(*aggs)
         wide = wide.join(per_unit, on="unit_id", how="left")
     return _long(wide, exp, parts)

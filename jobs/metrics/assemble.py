@@ -27,7 +27,8 @@ from pyspark.sql import functions as F
 from scipy.stats import norm
 
 from jobs.metrics.definitions import Catalog, MetricDef, Part
-from jobs.metrics.passes import WHOLE, pair_stat, quantile_stat, stat
+from jobs.metrics.exact_sums import WHOLE
+from jobs.metrics.passes import pair_stat, quantile_stat, stat
 from jobs.metrics.planner import Plan
 from udfs.interval_udfs import ratio_half_width, totals_half_width
 

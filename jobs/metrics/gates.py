@@ -227,15 +227,16 @@ def source_volume(
 
 
 def exact_totals(catalog: Catalog, plan: Plan, results: dict[str, DataFrame]) -> list[GateResult]:
-    """Sum parts whose per-unit totals did not fit the exact 64-bit limbs (values times
-    10^decimals beyond +-9.2e18): their squares are incomplete, so the run must stop. One
-    small aggregation per pass result, only for passes with such parts."""
+    """Parts whose sums are not exact: per-unit totals that do not fit a long (values times
+    10^decimals beyond +-9.2e18), or a cell's sums of them or of their products beyond
+    what 64-bit limb sums hold (`jobs.metrics.exact_sums`). Their intervals would be
+    wrong, so the run must stop. One small aggregation per pass result."""
     out = []
     for p in plan.passes:
         overflow = {
             part: stat(part.key, "overflow")
             for part in p.parts
-            if part.agg == "sum" and stat(part.key, "overflow") in results[p.name].columns
+            if stat(part.key, "overflow") in results[p.name].columns
         }
         if not overflow:
             continue
@@ -243,12 +244,15 @@ def exact_totals(catalog: Catalog, plan: Plan, results: dict[str, DataFrame]) ->
         for part, column in overflow.items():
             units = int((totals[column] if totals is not None else 0) or 0)
             metrics = [m for m in p.metrics if part in catalog.metrics[m].parts()]
+            advice = (
+                f"per-unit totals times 10^{part.scale} exceed 64 bits; lower `decimals` of "
+                f"{', '.join(metrics)} (now {part.scale})"
+                if part.agg == "sum"
+                else "counts of rows too large to sum exactly; please report it"
+            )
             out.append(
                 GateResult(
-                    f"exact sums of {part.describe()} ({p.source})",
-                    units == 0,
-                    f"{units} per-unit totals times 10^{part.scale} exceed 64 bits; "
-                    f"lower `decimals` of {', '.join(metrics)} (now {part.scale})",
+                    f"exact sums of {part.describe()} ({p.source})", units == 0, f"{units} {advice}"
                 )
             )
     return out

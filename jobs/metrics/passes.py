@@ -28,6 +28,14 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from jobs.metrics.definitions import ALL, HLL_LG_K, Part, QuantilePart
+from jobs.metrics.exact_sums import (
+    combined,
+    limbs,
+    overflowed,
+    product_sums,
+    scaled_value,
+    total_sums,
+)
 from jobs.metrics.planner import (
     EVERY_ROW,
     PassPlan,
@@ -127,16 +135,14 @@ def _unit_inputs(df: DataFrame, plan: PassPlan) -> DataFrame:
     ]
     for p in plan.parts:
         if p.agg == "sum":
-            summed = scaled_whole(p.value or "0", p.scale)
-            cols.append(F.when(_filter(p.filter), summed).alias(stat(p.key, "x")))
+            amount = F.expr(p.value or "0")
+            kind = df.select(amount).schema.fields[0].dataType
+            scaled = F.when(_filter(p.filter), scaled_value(amount, p.scale, kind))
+            cols.append(scaled.alias(stat(p.key, "x")))
+            # A value whose scaled value does not fit a long (`exact_totals` stops the run).
+            lost = _present(p.filter, p.value) & scaled.isNull()
+            cols.append(lost.alias(stat(p.key, "xo")))
     return df.select("*", *cols)
-
-
-def scaled_whole(value: str, decimals: int) -> Column:
-    """A row's value in units of 10^-decimals, rounded half up once: a whole DECIMAL(38,0),
-    so that every sum of it is exact (the same for any order of addition)."""
-    ten = f"CAST({10**decimals} AS DECIMAL({decimals + 1},0))"
-    return F.expr(f"CAST(CAST(({value}) AS DECIMAL(38,{decimals})) * {ten} AS DECIMAL(38,0))")
 
 
 def _counted(bits: dict[Presence, int], key: Presence) -> Column:
@@ -281,7 +287,10 @@ def _unit_level(periods: DataFrame, plan: PassPlan, unit: str) -> DataFrame:
     flat = expanded.select("__t", "__w", F.col(unit), ANON, *inputs, *hashes, "__e.*")
     bits = presence_bits(plan)
     aggs = [_counted(bits, k).alias(_count_name(k, bits)) for k in plan.presences]
-    aggs += [F.sum(stat(p.key, "x")).alias(stat(p.key, "x")) for p in plan.parts if p.agg == "sum"]
+    for p in plan.parts:
+        if p.agg == "sum":
+            aggs.append(F.try_sum(stat(p.key, "x")).alias(stat(p.key, "x")))
+            aggs.append(F.count_if(stat(p.key, "xo")).alias(stat(p.key, "xo")))
     for a in attributes:
         aggs += [F.min(_hash_name(a)).alias(_low(a)), F.max(_hash_name(a)).alias(_high(a))]
     dims = [d for d in plan.dimensions if d not in attributes]
@@ -522,51 +531,32 @@ def _finest_sketch_dims(plan: PassPlan, window: str, kind_ids: set[int]) -> tupl
     return tuple(sorted({d for s in sets for d in s})) if sets else None
 
 
-#: The per-unit total of a sum part as a long, split into two limbs (see `_limbs`).
-LIMB_BITS = 32
-WHOLE = "decimal(38,0)"
-
-
 def _unit_total(part: Part) -> Column:
-    """A unit's total of an additive part, 0 where it has none: its rows (a long) for a
-    count, for a sum its values in units of 10^-decimals (a whole DECIMAL(38,0))."""
-    if part.agg == "count":
-        return F.coalesce(F.col(stat(part.key, "n")), F.lit(0).cast("long"))
-    return F.coalesce(F.col(stat(part.key, "x")), F.lit(0).cast(WHOLE))
+    """A unit's total of an additive part, 0 where it has none, as a long: its rows for a
+    count, for a sum its values in units of 10^-decimals (see `exact_sums`)."""
+    name = stat(part.key, "n" if part.agg == "count" else "x")
+    return F.coalesce(F.col(name), F.lit(0).cast("long"))
 
 
-def _as_long(part: Part) -> Column:
-    """A unit's total as a long (null where a sum's total does not fit one)."""
-    total = _unit_total(part)
-    return total if part.agg == "count" else F.expr(f"TRY_CAST({stat(part.key, 'x')} AS BIGINT)")
+def _limbs_of(part: Part) -> list[Column]:
+    return limbs(_unit_total(part), count=part.agg == "count")
 
 
-def _limbs(total: Column) -> tuple[Column, Column]:
-    """A long t = h 2^32 + l (h = t >> 32, 0 <= l < 2^32), each limb as a DECIMAL(19,0): a
-    product of a limb and a long has at most 95 bits, so sums of such products over billions
-    of units stay exact in DECIMAL(38,0), and `udfs.exact_moments.from_limbs` puts them back
-    together."""
-    high = F.shiftright(total, LIMB_BITS).cast("decimal(19,0)")
-    low = total.bitwiseAND(F.lit((1 << LIMB_BITS) - 1)).cast("decimal(19,0)")
-    return high, low
-
-
-def _product_sums(a: Part, b: Part, name: str) -> list[Column]:
-    """Exact sum over units of the product of two parts' per-unit totals: one long sum
-    (`name`) for two counts; otherwise the two limb sums `name_h` and `name_l` of the sum
-    part's total times the other's."""
+def _product_sums(a: Part, b: Part, name: str) -> tuple[list[Column], bool]:
+    """Aggregates: the exact sum over units of the product of two parts' per-unit totals
+    (the same part: its squares), and whether it is split into limbs (`exact_sums`): one
+    long sum for two counts, limb sums where a sum part is involved."""
     if a.agg == "count" and b.agg == "count":
-        return [F.sum(_unit_total(a) * _unit_total(b)).alias(name)]
-    split, other = (a, b) if a.agg == "sum" else (b, a)
-    high, low = _limbs(_as_long(split))
-    times = _as_long(other).cast("decimal(19,0)")
-    return [F.sum(high * times).alias(f"{name}_h"), F.sum(low * times).alias(f"{name}_l")]
+        return [F.try_sum(_unit_total(a) * _unit_total(b)).alias(name)], False
+    other = None if a.key == b.key else _limbs_of(b)
+    return product_sums(_limbs_of(a), other, name), True
 
 
-def _overflow(part: Part) -> Column:
-    """Units whose total of a sum part does not fit a long (their squares are not summed)."""
-    x = F.col(stat(part.key, "x"))
-    return F.count_if(x.isNotNull() & _as_long(part).isNull()).alias(stat(part.key, "overflow"))
+def _unit_overflow(part: Part) -> Column:
+    """Units whose total of a sum part does not fit a long, or that hold a value whose
+    scaled value does not: their sums are not exact."""
+    lost = (F.col(stat(part.key, "n")) > 0) & F.col(stat(part.key, "x")).isNull()
+    return F.count_if(lost | (F.col(stat(part.key, "xo")) > 0))
 
 
 CELL = ["__t", "__w", "s"]
@@ -582,6 +572,17 @@ def _unit_level2(units: DataFrame, plan: PassPlan) -> DataFrame:
     # are no unit of a cell's units.
     known_unit = F.col("u").isNotNull()
     aggs: list[Column] = []
+    totals: dict[str, str] = {}  # name -> its part
+    products: dict[str, list[str]] = {}  # name -> the parts whose exactness it needs
+    split: list[str] = []
+
+    def product(a: Part, b: Part, name: str) -> None:
+        columns, limbed = _product_sums(a, b, name)
+        aggs.extend(columns)
+        products[name] = [a.key, b.key]
+        if limbed:
+            split.append(name)
+
     for p in plan.parts:
         has_part = F.col(stat(p.key, "n")) > 0
         units_of_part = F.count_if(known_unit & has_part)
@@ -590,16 +591,19 @@ def _unit_level2(units: DataFrame, plan: PassPlan) -> DataFrame:
             # The clusters of the variances: its units and its rows without a unit.
             aggs.append(F.count_if(has_part).alias(stat(p.key, "clusters")))
         if p.additive:
-            aggs.append(F.sum(_unit_total(p)).alias(stat(p.key, "sum")))
+            if p.agg == "sum":
+                aggs += total_sums(_unit_total(p), stat(p.key, "sum"))
+                totals[stat(p.key, "sum")] = p.key
+                aggs.append(_unit_overflow(p).alias(stat(p.key, "overflow")))
+            else:
+                aggs.append(F.sum(_unit_total(p)).alias(stat(p.key, "sum")))
             if p.key in plan.squares_of:
-                aggs += _product_sums(p, p, stat(p.key, "sumsq"))
-                if p.agg == "sum":
-                    aggs.append(_overflow(p))
+                product(p, p, stat(p.key, "sumsq"))
         elif plan.counts_units(p):
             aggs.append(units_of_part.cast("double").alias(stat(p.key, "sum")))
     loose = set(plan.pairs_needing_units)
     for num, den in plan.ratio_pairs:
-        aggs += _product_sums(parts[num], parts[den], pair_stat(num, den, "cross"))
+        product(parts[num], parts[den], pair_stat(num, den, "cross"))
         if (num, den) in loose:
             either = (F.col(stat(num, "n")) > 0) | (F.col(stat(den, "n")) > 0)
             aggs.append(F.count_if(known_unit & either).alias(pair_stat(num, den, "units")))
@@ -611,7 +615,7 @@ def _unit_level2(units: DataFrame, plan: PassPlan) -> DataFrame:
         units = units.withColumns(_finest_hashes(plan))
     dims = [d for d in plan.dimensions if d not in plan.attributes]
     hashes = [_hash_name(a) for a in plan.attributes]
-    grouped = units.groupBy(*CELL, *dims, *hashes).agg(*aggs)
+    grouped = _exact(units.groupBy(*CELL, *dims, *hashes).agg(*aggs), totals, products, split)
     if plan.attributes:
         grouped = _rolled_up(grouped, plan, [c for c in grouped.columns if is_stat_column(c)])
         grouped = grouped.withColumnsRenamed({_hash_name(a): a for a in plan.attributes})
@@ -624,6 +628,30 @@ def _unit_level2(units: DataFrame, plan: PassPlan) -> DataFrame:
         for what in ("units", "clusters")
     }
     return grouped.withColumns(within)
+
+
+def _exact(
+    cells: DataFrame, totals: dict[str, str], products: dict[str, list[str]], split: list[str]
+) -> DataFrame:
+    """Level 2's cells with their limb sums put together (`exact_sums.combined`), and each
+    part's `overflow` statistic (a sum part's units with inexact totals, plus 1 for a cell
+    where a sum the part takes part in overflowed)."""
+    lost: dict[str, list[str]] = {}
+    for name, keys in products.items():
+        for key in keys:
+            lost.setdefault(key, []).append(name)
+    for name, key in totals.items():
+        lost.setdefault(key, []).append(name)
+    flags = {}
+    for key, names in lost.items():
+        column = stat(key, "overflow")
+        cell = overflowed(cells, [n for n in names if n in split or n in totals])
+        plain = [F.col(n).isNull() for n in names if n not in split and n not in totals]
+        if plain:
+            cell = cell + F.when(reduce(lambda x, y: x | y, plain), 1).otherwise(0)
+        base = F.col(column) if column in cells.columns else F.lit(0).cast("long")
+        flags[column] = base + cell
+    return combined(cells.withColumns(flags), list(totals), split)
 
 
 def _value_level2(values: DataFrame, plan: PassPlan) -> DataFrame:
