@@ -32,7 +32,13 @@ from jobs.metrics.passes import ANON, shuffled_by_unit
 from jobs.metrics.planner import compile_plan
 from jobs.metrics_job import compute_metric_rows, compute_passes, run_metrics
 from tests.test_metric_correctness import write_parquet
-from udfs.exact_moments import LIMB_BITS, ScaledSums, from_limbs, ratio_variance
+from udfs.exact_moments import (
+    LIMB_BITS,
+    ScaledSums,
+    from_limbs,
+    ratio_variance,
+    ratio_variance_float,
+)
 
 DAY = dt.date(2026, 3, 26)
 OWNED = {"description": "d", "owner": "o"}
@@ -253,3 +259,23 @@ def test_decimals_change_the_version_and_the_rounding(spark: SparkSession, tmp_p
         float(np.round([1.25, 2.5, 0.125, 3, 1, 0.5], 1).sum())
     )
     assert cells["s1"]["value"] == 8.3
+
+
+def test_the_integer_variance_is_the_rounded_fraction() -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(500):
+        n = int(rng.integers(2, 40))
+        ys = [int(v) for v in rng.integers(-(10**15), 10**15, n)]
+        xs = [int(v) for v in rng.integers(1, 10**12, n)]
+        sums = ScaledSums(
+            n,
+            sum(ys),
+            sum(xs),
+            sum(a * a for a in ys),
+            sum(b * b for b in xs),
+            sum(a * b for a, b in zip(ys, xs, strict=True)),
+            y_decimals=int(rng.integers(0, 7)),
+            x_decimals=int(rng.integers(0, 7)),
+        )
+        exact = ratio_variance(sums)
+        assert exact is not None and ratio_variance_float(sums) == float(exact)

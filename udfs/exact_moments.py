@@ -94,6 +94,17 @@ def ratio_variance(s: ScaledSums) -> Fraction | None:
     )
 
 
+def ratio_variance_float(s: ScaledSums) -> float | None:
+    """`ratio_variance` as the correctly rounded double, in integer arithmetic (no
+    fractions to reduce): n / (n - 1) * D 10^(2 dx) / (10^(2 dy) X^4), where
+    D = X^2 YY - 2 X Y XY + Y^2 XX = sum_u (X y_u - Y x_u)^2 over the units."""
+    if s.n < 2 or s.x == 0:
+        return None
+    d = s.x * s.x * s.yy - 2 * s.x * s.y * s.xy + s.y * s.y * s.xx
+    scale_x, scale_y = 10**s.x_decimals, 10**s.y_decimals
+    return float((s.n * d * scale_x * scale_x) / ((s.n - 1) * scale_y * scale_y * s.x**4))
+
+
 def total_variance(total: Fraction, squares: Fraction, n: int) -> Fraction | None:
     """Variance of a sum of n units' totals: n / (n - 1) * sum_u (t_u - mean t)^2."""
     if n < 2:

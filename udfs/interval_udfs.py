@@ -13,6 +13,7 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import cast
 
+import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 from pyspark.sql import Column
 from pyspark.sql.pandas.functions import pandas_udf
@@ -22,7 +23,7 @@ from udfs.exact_moments import (
     ScaledSums,
     from_limbs,
     independent_ratio_variance,
-    ratio_variance,
+    ratio_variance_float,
     whole,
 )
 
@@ -34,6 +35,19 @@ TOTALS_FIELDS = ("n", "y", "x", "yy_h", "yy_l", "xx_h", "xx_l")
 def t_quantile(level: float, df: int) -> float:
     """The two-sided t quantile for `level` with `df` degrees of freedom."""
     return float(student_t.ppf(1 - (1 - level) / 2, df))
+
+
+def half_widths(variances: list[float | None], n: list[int], level: float) -> pd.Series:
+    """t(n - 1) * sqrt(variance) per cell (null where the variance is undefined or n < 2),
+    the t quantiles of a whole batch at once."""
+    var = np.array([np.nan if v is None else v for v in variances], dtype="float64")
+    units = np.array(n, dtype="float64")
+    valid = ~np.isnan(var) & (units >= 2)
+    out = np.full(len(var), np.nan)
+    if valid.any():
+        t = student_t.ppf(1 - (1 - level) / 2, units[valid] - 1)
+        out[valid] = t * np.sqrt(var[valid])
+    return pd.Series(pd.array(out, dtype="Float64")).mask(~valid)
 
 
 def half_width(variance: Fraction | None, n: int, level: float) -> float | None:
@@ -59,9 +73,7 @@ def _limbs(high: object, low: object) -> int | None:
     return from_limbs(_int(high), _int(low))
 
 
-def _ratio_row(
-    row: tuple[object, ...], y_decimals: int, x_decimals: int, level: float
-) -> float | None:
+def _ratio_row(row: tuple[object, ...], y_decimals: int, x_decimals: int) -> float | None:
     n, y, x, yy_h, yy_l, xx_h, xx_l, xy_h, xy_l = row
     if _missing(n) or _missing(y) or _missing(x):
         return None
@@ -75,7 +87,7 @@ def _ratio_row(
         y_decimals=y_decimals,
         x_decimals=x_decimals,
     )
-    return half_width(ratio_variance(sums), sums.n, level)
+    return ratio_variance_float(sums)
 
 
 def _udf(function: Callable[[pd.DataFrame], pd.Series]) -> Callable[[Column], Column]:
@@ -83,24 +95,22 @@ def _udf(function: Callable[[pd.DataFrame], pd.Series]) -> Callable[[Column], Co
     return cast(Callable[[Column], Column], pandas_udf(function, "double"))  # type: ignore[call-overload]
 
 
-def _series(values: list[float | None]) -> pd.Series:
-    """Half-widths as a nullable float column (None arrives in Spark as null, not NaN)."""
-    return pd.Series(values, dtype="Float64")
+def _units(cells: pd.DataFrame) -> list[int]:
+    return [_int(v) for v in cells["n"]]
 
 
 def ratio_half_width(level: float, y_decimals: int, x_decimals: int) -> Callable[[Column], Column]:
     """A UDF: the delta-method half-width of R = Y / X over clustered units."""
 
-    def half_widths(cells: pd.DataFrame) -> pd.Series:
+    def widths(cells: pd.DataFrame) -> pd.Series:
         rows = cells[list(RATIO_FIELDS)].itertuples(index=False, name=None)
-        return _series([_ratio_row(r, y_decimals, x_decimals, level) for r in rows])
+        variances = [_ratio_row(r, y_decimals, x_decimals) for r in rows]
+        return half_widths(variances, _units(cells), level)
 
-    return _udf(half_widths)
+    return _udf(widths)
 
 
-def _totals_row(
-    row: tuple[object, ...], y_decimals: int, x_decimals: int, level: float
-) -> float | None:
+def _totals_row(row: tuple[object, ...], y_decimals: int, x_decimals: int) -> float | None:
     n, y, x, yy_h, yy_l, xx_h, xx_l = row
     if _missing(n):
         return None
@@ -113,15 +123,16 @@ def _totals_row(
         None if xx is None else Fraction(xx, scale_x**2),
         _int(n),
     )
-    return half_width(variance, _int(n), level)
+    return None if variance is None else float(variance)
 
 
 def totals_half_width(level: float, y_decimals: int, x_decimals: int) -> Callable[[Column], Column]:
     """A UDF: the half-width of R = Y / X for independent totals over the same n units
     (a ratio across sources); a side without squares (null) adds no variance."""
 
-    def half_widths(cells: pd.DataFrame) -> pd.Series:
+    def widths(cells: pd.DataFrame) -> pd.Series:
         rows = cells[list(TOTALS_FIELDS)].itertuples(index=False, name=None)
-        return _series([_totals_row(r, y_decimals, x_decimals, level) for r in rows])
+        variances = [_totals_row(r, y_decimals, x_decimals) for r in rows]
+        return half_widths(variances, _units(cells), level)
 
-    return _udf(half_widths)
+    return _udf(widths)

@@ -87,7 +87,10 @@ class PassContract:
             return result
         keys = list(self.unique.columns)
         known = self._dated(rows).select(*keys).where(~_any_null(keys))
-        groups = known.groupBy(*keys).agg(F.count(F.lit(1)).alias("__n"))
+        # Keys are nearly all distinct: a partial aggregation before the shuffle would only
+        # build (and spill) a table of every key; shuffled first, each key is counted once.
+        shuffled = known.repartition(*[F.col(k) for k in keys])
+        groups = shuffled.groupBy(*keys).agg(F.count(F.lit(1)).alias("__n"))
         text = _key_text(keys)
         examples = [_least_by_hash(F.lit(True), text, e).alias(f"e{e}") for e in range(EXAMPLES)]
         totals = groups.where("__n > 1").agg(
