@@ -207,8 +207,16 @@ def test_rows_without_a_unit_are_spread_over_partitions(spark: SparkSession) -> 
     assert max(sizes) < 0.25 * 20_000  # 40% would sit in one partition if keyed by the unit
 
 
-def test_per_unit_totals_beyond_64_bits_stop_the_run(spark: SparkSession, tmp_path: Path) -> None:
-    units = [[1e15, 2e15], [3e15], [1e15, 1e15, 1e15]]
+@pytest.mark.parametrize(
+    "units",
+    [
+        [[1e15, 2e15], [3e15], [1e15, 1e15, 1e15]],  # each row beyond 64 bits at 6 decimals
+        [[5e12, 5e12], [1.0], [2.0]],  # each row fits; one unit's total does not
+    ],
+)
+def test_per_unit_totals_beyond_64_bits_stop_the_run(
+    spark: SparkSession, tmp_path: Path, units: list[list[float]]
+) -> None:
     metric = {"name": "bytes_mean", "type": "mean", "value": "amount", "ci": "delta"}
     catalog = catalog_for(spark, tmp_path, events(units), [metric])
     sink = DeltaSink.for_session(spark, "delta-rs")
