@@ -89,3 +89,18 @@ def test_a_row_value_is_scaled_and_rounded_once(
     frame = spark.createDataFrame([(literal,)], StructType([StructField("v", kind)]))
     row = frame.select(scaled_value(F.col("v"), decimals, kind).alias("x")).first()
     assert row is not None and row["x"] == expected
+
+
+def test_an_experiment_value_beyond_64_bits_stops_the_job(spark: SparkSession) -> None:
+    from pyspark.errors import PySparkException
+
+    from jobs.experiments.units import _part_sum
+    from jobs.metrics.definitions import Part
+
+    rows = spark.createDataFrame([("a", 1.5), ("a", 2e13), ("b", 1.0)], "unit string, v double")
+    total = _part_sum(Part("s", "sum", "v", decimals=6), F.lit(True), rows)
+    with pytest.raises(PySparkException, match="does not fit in 64 bits"):
+        rows.groupBy("unit").agg(total.alias("t")).collect()
+    fine = _part_sum(Part("s", "sum", "v", decimals=3), F.lit(True), rows)
+    got = {r["unit"]: r["t"] for r in rows.groupBy("unit").agg(fine.alias("t")).collect()}
+    assert got == {"a": 2e13 + 1.5, "b": 1.0}

@@ -115,7 +115,15 @@ def _part_sum(part: Part, when: Column, rows: DataFrame) -> Column:
     decimals = part.scale
     value = F.expr(str(part.value))
     scaled = scaled_value(value, decimals, rows.select(value).schema.fields[0].dataType)
-    total = F.sum(F.when(condition, scaled).cast(WHOLE))
+    # A value whose scaled value does not fit a long stops the job (it is never dropped).
+    lost = F.count_if(condition & value.isNotNull() & scaled.isNull()) > 0
+    beyond = (
+        f"{part.describe()}: a value times 10^{decimals} does not fit in 64 bits; "
+        "lower the metric's `decimals`"
+    )
+    total = F.when(lost, F.raise_error(F.lit(beyond))).otherwise(
+        F.sum(F.when(condition, scaled).cast(WHOLE))
+    )
     return F.coalesce(total, F.lit(0)).cast("double") / 10.0**decimals
 
 

@@ -104,7 +104,7 @@ class Part:
     agg: AggKind
     value: str | None = None  # None for count
     filter: str | None = None
-    #: A sum's values are rounded once per row to this many decimals (half up); every sum
+    #: A sum's values are rounded once per row to this many decimals (`exact_sums`); every sum
     #: after that is exact. None for the other aggregates.
     decimals: int | None = None
 

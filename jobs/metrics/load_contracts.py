@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, cast
+from typing import Any, cast, get_args
 
 from jobs.located_yaml import LocatedDocument, YamlPath, did_you_mean
 from jobs.metrics.contract_defs import (
@@ -36,17 +36,7 @@ from jobs.metrics.contract_defs import (
 )
 from jobs.metrics.spec_problems import Collector, label
 
-CONTRACT_KEYS = (
-    "unique",
-    "not_null",
-    "range",
-    "allowed",
-    "null_unit",
-    "null_time",
-    "time_outside_partition",
-    "future_time",
-    "future_tolerance",
-)
+CONTRACT_KEYS = (*get_args(CheckKind), "future_tolerance")
 UNIQUE_KEYS = ("columns", "policy")
 RANGE_KEYS = ("min", "max", "policy")
 ALLOWED_KEYS = ("values", "policy")
