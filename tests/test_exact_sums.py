@@ -79,6 +79,9 @@ def test_a_sum_beyond_64_bits_is_flagged_not_wrapped(spark: SparkSession) -> Non
         (DoubleType(), -2.675, 2, round(-2.675 * 100)),  # the product in doubles, rounded
         (DoubleType(), 1e8 + 0.1234567, 6, round((1e8 + 0.1234567) * 10**6)),
         (DoubleType(), 1e300, 0, None),
+        (DoubleType(), 2.0**63, 0, None),  # a cast alone would give the largest long
+        (DoubleType(), float("nan"), 2, None),
+        (DecimalType(38, 0), "1" + "0" * 30, 12, None),  # beyond DECIMAL(38,12): null
         (DecimalType(20, 4), "1.2345", 3, 1235),  # a DECIMAL rounds half up
     ],
 )

@@ -19,7 +19,7 @@ from typing import TypeVar
 
 #: A sum of squares or products of per-unit totals arrives as two whole numbers h and l,
 #: worth h 2^LIMB_BITS + l (see `from_limbs` and `jobs.metrics.exact_sums.combined`).
-LIMB_BITS = 32
+LIMB_BITS = 48
 Integral = int | Decimal
 N = TypeVar("N", Fraction, float)
 
@@ -36,7 +36,7 @@ def whole(value: Integral | None) -> int:
 
 def from_limbs(high: Integral | None, low: Integral | None) -> int:
     """high 2^LIMB_BITS + low: a sum of products of per-unit totals, which Spark hands over
-    as two DECIMAL(38,0) numbers so that neither overflows (the weights 2^0 and 2^16 of its
+    as two DECIMAL(38,0) numbers so that neither overflows (the weights 2^0 to 2^32 of its
     16-bit limb sums in `low`, the higher ones in `high`)."""
     return (whole(high) << LIMB_BITS) + whole(low)
 

@@ -10,7 +10,7 @@ the cell sums each G_k in a long: exact for up to 2^28 units per cell at any mag
 (many more where the totals are smaller). Any sum that does not fit is null (`try_sum`), and
 the part's `overflow` statistic counts it, which stops the run (`gates.exact_totals`).
 Once per cell the limb sums are put together as DECIMAL(38,0) numbers: a total, and a sum of
-products as (h, l) with h 2^32 + l (`udfs.exact_moments.from_limbs`). Every sum is of
+products as (h, l) with h 2^48 + l (`udfs.exact_moments.from_limbs`). Every sum is of
 integers, so the result is the same for any order of addition: any partitioning.
 """
 
@@ -26,6 +26,9 @@ WHOLE = "decimal(38,0)"
 LIMB = 16
 _MASK = (1 << LIMB) - 1
 _HALF = 32
+#: Limb sums of weight below 2^(16 SPLIT) go to `l`, the others to `h`, worth h 2^48 + l
+#: (`udfs.exact_moments.LIMB_BITS`): each stays below 2^112, inside DECIMAL(38,0).
+SPLIT = 3
 
 
 def scaled_value(value: Column, decimals: int, kind: DataType) -> Column:
@@ -37,10 +40,12 @@ def scaled_value(value: Column, decimals: int, kind: DataType) -> Column:
         return F.try_multiply(value.cast("long"), F.lit(10**decimals).cast("long"))
     if isinstance(kind, DecimalType):
         ten = F.lit(10**decimals).cast(f"decimal({decimals + 1},0)")
-        exact = value.cast(f"decimal(38,{decimals})") * ten
+        exact = F.try_multiply(value.try_cast(f"decimal(38,{decimals})"), ten)
         return exact.try_cast("long")
     double = value if isinstance(kind, FractionalType) else value.cast("double")
-    return F.rint(double.cast("double") * F.lit(float(10**decimals))).try_cast("long")
+    whole = F.rint(double.cast("double") * F.lit(float(10**decimals)))
+    # Not `try_cast` alone: it turns exactly 2^63 into the largest long instead of null.
+    return F.when(F.abs(whole) < F.lit(2.0**63), whole.cast("long"))
 
 
 def total_sums(total: Column, name: str) -> list[Column]:
@@ -94,8 +99,8 @@ def combined(cells: DataFrame, totals: list[str], products: list[str]) -> DataFr
         weights = sorted(
             int(c.rsplit("__g", 1)[1]) for c in cells.columns if c.startswith(f"{name}__g")
         )
-        low = [_shifted(f"{name}__g{k}", LIMB * k) for k in weights if k < 2]
-        high = [_shifted(f"{name}__g{k}", LIMB * (k - 2)) for k in weights if k >= 2]
+        low = [_shifted(f"{name}__g{k}", LIMB * k) for k in weights if k < SPLIT]
+        high = [_shifted(f"{name}__g{k}", LIMB * (k - SPLIT)) for k in weights if k >= SPLIT]
         zero = F.lit(0).cast(WHOLE)
         columns[f"{name}_h"] = reduce(lambda x, y: x + y, high, zero).cast(WHOLE)
         columns[f"{name}_l"] = reduce(lambda x, y: x + y, low, zero).cast(WHOLE)

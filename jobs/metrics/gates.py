@@ -245,8 +245,8 @@ def exact_totals(catalog: Catalog, plan: Plan, results: dict[str, DataFrame]) ->
             units = int((totals[column] if totals is not None else 0) or 0)
             metrics = [m for m in p.metrics if part in catalog.metrics[m].parts()]
             advice = (
-                f"per-unit totals times 10^{part.scale} exceed 64 bits; lower `decimals` of "
-                f"{', '.join(metrics)} (now {part.scale})"
+                f"per-unit totals (or values) times 10^{part.scale} exceed 64 bits or are not "
+                f"finite; lower `decimals` of {', '.join(metrics)} (now {part.scale})"
                 if part.agg == "sum"
                 else "counts of rows too large to sum exactly; please report it"
             )
