@@ -109,8 +109,9 @@ def combined(cells: DataFrame, totals: list[str], products: list[str]) -> DataFr
 
 
 def overflowed(cells: DataFrame, names: list[str]) -> Column:
-    """1 where a limb sum of any of `names` (totals or products) overflowed, else 0."""
-    sums = [c for c in cells.columns if any(c.startswith(f"{n}__") for n in names)]
+    """1 where a sum of any of `names` overflowed (a plain sum `name`, or a limb sum of a
+    total or product `name`), else 0."""
+    sums = [c for c in cells.columns if any(c == n or c.startswith(f"{n}__") for n in names)]
     if not sums:
         return F.lit(0).cast("long")
     return F.when(reduce(lambda x, y: x | y, [F.col(c).isNull() for c in sums]), 1).otherwise(0)

@@ -645,12 +645,8 @@ def _exact(
     flags = {}
     for key, names in lost.items():
         column = stat(key, "overflow")
-        cell = overflowed(cells, [n for n in names if n in split or n in totals])
-        plain = [F.col(n).isNull() for n in names if n not in split and n not in totals]
-        if plain:
-            cell = cell + F.when(reduce(lambda x, y: x | y, plain), 1).otherwise(0)
         base = F.col(column) if column in cells.columns else F.lit(0).cast("long")
-        flags[column] = base + cell
+        flags[column] = base + overflowed(cells, names)
     return combined(cells.withColumns(flags), list(totals), split)
 
 
