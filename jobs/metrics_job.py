@@ -259,7 +259,7 @@ def compute_checked_passes(
                 rows_read = source_rows(
                     source, catalog.sources, read, window(p), narrowed, checked=True
                 )
-                frame = contract.with_duplicates(frame, rows_read)
+                frame = contract.with_duplicates(frame, rows_read, rows)
             if not hashed:
                 return frame.localCheckpoint(eager=True)
             # The check of dimensions and unit attributes rides on the same action.

@@ -674,3 +674,14 @@ metrics:
         ("future_time", 0, 0),
         ("unique", 0, 0),
     ]
+
+
+def test_key_check_partitions_keep_a_million_keys_per_task() -> None:
+    """The unique-key shuffle is sized from the row count (adaptive execution would merge
+    it into a few tasks that each spill a table of ~10M keys); unknown: Spark chooses."""
+    from jobs.metrics.contracts import KEYS_PER_PARTITION, key_partitions
+
+    assert key_partitions(None) is None
+    assert key_partitions(0) == 1
+    assert key_partitions(KEYS_PER_PARTITION) == 1
+    assert key_partitions(20_267_193) == 21

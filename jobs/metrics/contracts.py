@@ -44,6 +44,16 @@ _MARK = "__contract_totals"
 RESULT_WAIT_S = 120.0
 
 
+#: Keys per partition of a unique-key check's shuffle: each task's table of keys in memory.
+KEYS_PER_PARTITION = 1_000_000
+
+
+def key_partitions(rows: int | None) -> int | None:
+    """Partitions of a unique-key check's shuffle for `rows` rows (None where unknown:
+    adaptive execution chooses)."""
+    return None if rows is None else max(1, -(-rows // KEYS_PER_PARTITION))
+
+
 def _total(name: str) -> str:
     """A total's column in the pass's result, while it rides along."""
     return f"__contract_{name}"
@@ -80,16 +90,24 @@ class PassContract:
         flagged = self._flagged(rows)
         return self._screened(flagged.observe(self._rows, *self._row_counts()))
 
-    def with_duplicates(self, result: DataFrame, rows: DataFrame) -> DataFrame:
+    def with_duplicates(
+        self, result: DataFrame, rows: DataFrame, estimated_rows: int | None = None
+    ) -> DataFrame:
         """The pass's `result` with the duplicate-key totals riding on its action (see the
-        module docstring); unchanged without a unique key. `rows`: as `kept` takes them."""
+        module docstring); unchanged without a unique key. `rows`: as `kept` takes them;
+        `estimated_rows`: how many the pass reads, where known (sizes the key shuffle)."""
         if self.unique is None or self._duplicates is None:
             return result
         keys = list(self.unique.columns)
         known = self._dated(rows).select(*keys).where(~_any_null(keys))
         # Keys are nearly all distinct: a partial aggregation before the shuffle would only
         # build (and spill) a table of every key; shuffled first, each key is counted once.
-        shuffled = known.repartition(*[F.col(k) for k in keys])
+        # A partition count from the row count keeps each task's table of keys in memory
+        # (adaptive execution would merge the shuffle into partitions of ~64 MB of keys:
+        # 10M keys per task, spilled).
+        columns = [F.col(k) for k in keys]
+        n = key_partitions(estimated_rows)
+        shuffled = known.repartition(n, *columns) if n else known.repartition(*columns)
         groups = shuffled.groupBy(*keys).agg(F.count(F.lit(1)).alias("__n"))
         text = _key_text(keys)
         examples = [_least_by_hash(F.lit(True), text, e).alias(f"e{e}") for e in range(EXAMPLES)]
