@@ -197,3 +197,24 @@ def test_rerunning_a_date_with_the_same_data_passes_the_gate(
     publish(spark, str(tmp_path / "wh"), catalog, day, day)
     report = publish(spark, str(tmp_path / "wh"), replace(catalog), day, day)
     assert report.findings == []
+
+
+def test_a_backfill_after_a_one_day_run_keeps_what_that_run_showed(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """The README's `daily` publishes one day; a backfill of the days before it must not
+    hide what that day showed (its old rows stay readable in the history). GB's small day 5
+    lies inside the shown 7-day window of day 9: the backfill hides another day of that
+    window instead, and nothing is recoverable."""
+    write_events(tmp_path / "e.parquet", events({(5, "GB"): (2, 0), (5, "FR"): (3, 0)}))
+    n = {"name": "n", "type": "count", "windows": ["1d", "7d"], "slices": [[], ["country"]]}
+    catalog = catalog_for(tmp_path / "e.parquet", [n])
+    last = START + dt.timedelta(DAYS - 1)
+    wh = str(tmp_path / "wh")
+    assert publish(spark, wh, catalog, last, last).findings == []
+    assert ("n", str(last), "7d", "country=GB") not in suppressed_cells(spark, wh)
+    report = publish(spark, wh, catalog, START, last)
+    assert report.findings == [], report.render()
+    hidden = suppressed_cells(spark, wh)
+    assert ("n", str(last), "7d", "country=GB") not in hidden  # still shown, as before
+    assert ("n", str(START + dt.timedelta(days=5)), "1d", "country=GB") in hidden

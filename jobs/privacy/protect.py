@@ -16,7 +16,11 @@ per published cell, never raw data), grouped by statistic. Steps, to a fixed poi
    shows it; else the smallest shown window or day of its own series around it, or its
    smallest shown sibling), then steps 2-4 again, until nothing is recoverable or
    `max_rounds` audits have run.
-Only the run's cells can be hidden: what is already published stays published.
+Only the run's cells can be hidden, and only the primary step hides a cell that the table
+already shows (the same statistic, period, window and slice in an older version: a rerun of
+a date with other data, or a stricter minimum; the gate then refuses it, route "versions"):
+what is already public is never chosen as a complement. A backfill of the days before a
+published day therefore keeps that day's windows shown and protects with the new days.
 """
 
 from __future__ import annotations
@@ -101,9 +105,12 @@ class _Publication:
             self.series[(cell[0], cell[4])].append(cell)
         self.table_shown = {r.key for r in published if not r.suppressed}
 
-    def hide(self, cell: StatCell) -> bool:
-        """Hide a statistic of the run in a cell (and so every run row showing it)."""
+    def hide(self, cell: StatCell, complement: bool = True) -> bool:
+        """Hide a statistic of the run in a cell (and so every run row showing it); a
+        `complement` (not the cell's own smallness) never where the table already shows it."""
         if cell in self.hidden or cell not in self.carriers:
+            return False
+        if complement and cell in self.table_known:
             return False
         self.hidden.add(cell)
         self.hidden_rows.update(self.carriers[cell])
@@ -158,7 +165,7 @@ def protect(
                 continue
             if stat.kind != "sum" and all(k in (empty or set()) for k in pub.carriers[cell]):
                 continue
-        pub.hide(cell)
+        pub.hide(cell, complement=False)
     decision.primary = len(pub.hidden)
     before = len(pub.hidden)
     _rules(pub)
@@ -284,7 +291,10 @@ def _sibling_rule(pub: _Publication) -> bool:
 
 def _hide_smallest(pub: _Publication, cells: Iterable[StatCell]) -> bool:
     """Hide the shown run cell with the fewest units (then the first slice values)."""
-    choices = sorted((c for c in cells if c in pub.carriers), key=lambda c: (pub.size(c), c[4]))
+    choices = sorted(
+        (c for c in cells if c in pub.carriers and c not in pub.table_known),
+        key=lambda c: (pub.size(c), c[4]),
+    )
     return pub.hide(choices[0]) if choices else False
 
 
@@ -303,7 +313,7 @@ def _fix(pub: _Publication, finding: Finding) -> bool:
         return bool(keys)
     cell = stat_cell(finding.stat, row)
     if finding.method == "known":
-        return pub.hide(cell)  # shown by another run row: hide it there too
+        return pub.hide(cell, complement=False)  # shown by another run row: hide it there too
     for candidate in _candidates(pub, cell, finding.method):
         if not _still_recoverable(pub, cell, candidate):
             return any([pub.hide(c) for c in candidate])
@@ -336,7 +346,11 @@ def _candidates(pub: _Publication, cell: StatCell, method: str) -> list[list[Sta
             out.append(rectangle)
     if method != "differences":
         out += [[c] for c in series[:4]]
-    runs = [c for c in out if all(x in pub.carriers and pub.known(x) for x in c)]
+    runs = [
+        c
+        for c in out
+        if all(x in pub.carriers and pub.known(x) and x not in pub.table_known for x in c)
+    ]
     return runs[:CANDIDATES]
 
 
@@ -400,18 +414,32 @@ def _still_recoverable(pub: _Publication, cell: StatCell, hide: list[StatCell]) 
 
 def _series_neighbours(pub: _Publication, cell: StatCell) -> list[StatCell]:
     """Shown cells of the same statistic and slice cell whose time overlaps the cell's:
-    windows first (hiding a day hides every window around it too)."""
+    windows first (hiding a day hides every window around it too). A window the table
+    already shows stays shown: then the run's other days inside it (its partners there)."""
     stat, grain, window, period, sc = cell
     a, b = _interval(grain, window, period)
-    out = []
+    out, spans = [], []
     for other in pub.series.get((stat, sc), ()):
         if other == cell or not pub.known(other):
             continue
         x, y = _interval(other[1], other[2], other[3])
         if x < b and a < y:
             out.append(other)
-    windows = [c for c in out if c[2] not in ("1d", "1h")]
-    return windows or out
+            if other in pub.table_known:
+                spans.append((x, y))
+    windows = [c for c in out if c[2] not in ("1d", "1h") and c not in pub.table_known]
+    if windows:
+        return windows
+    partners = [
+        other
+        for other in pub.series.get((stat, sc), ())
+        if other != cell
+        and other[2] == window
+        and pub.known(other)
+        and other not in pub.table_known
+        and any(x <= s < y for x, y in spans for s in [_interval(*other[1:4])[0]])
+    ]
+    return partners or out
 
 
 def _siblings(pub: _Publication, cell: StatCell) -> list[StatCell]:
