@@ -1,8 +1,9 @@
 """A series' grain, read off the spacing of its timestamps.
 
 The grain names are the detector's (`udfs.anomaly_detectors.Grain`). A series' grain is the
-largest grain that divides its most common spacing; every other spacing must be a whole
-multiple of it (a gap of missing points), else the series mixes grains.
+largest grain that divides its most common spacing; every timestamp must lie on the grid of
+that grain through most of them (larger spacings are missing points), else the series mixes
+grains.
 """
 
 from __future__ import annotations
@@ -30,8 +31,7 @@ GRAIN_NAMES: tuple[GrainName, ...] = get_args(GrainName)
 @dataclass(frozen=True)
 class GrainCheck:
     """A series' grain (None: fewer than two timestamps, or no grain fits) and the positions
-    (into the sorted timestamps) of the points whose spacing from the previous one is not a
-    multiple of it."""
+    (into the sorted timestamps) of the points off its grid (mixed grains)."""
 
     grain: GrainName | None
     off_grain: tuple[int, ...] = ()
@@ -54,8 +54,8 @@ def describe_seconds(seconds: int) -> str:
 
 
 def check_grain(seconds: NDArray[np.int64], forced: GrainName | None = None) -> GrainCheck:
-    """The grain of a series from its distinct timestamps (sorted, in seconds); `forced`
-    (the --grain flag) skips the detection but not the check of every spacing."""
+    """The grain of a series from its distinct timestamps (sorted, in seconds), and the
+    timestamps off its grid; `forced` (the --grain flag) skips the detection, not the check."""
     spacing = np.diff(seconds)
     if spacing.size == 0:
         return GrainCheck(forced, reason="a single timestamp")
@@ -70,8 +70,15 @@ def check_grain(seconds: NDArray[np.int64], forced: GrainName | None = None) -> 
                 tuple(int(i) + 1 for i in np.flatnonzero(spacing == common)),
                 f"its usual spacing, {describe_seconds(common)}, is no whole number of minutes",
             )
-    off = np.flatnonzero(spacing % GRAIN_SECONDS[grain] != 0)
-    return GrainCheck(grain, tuple(int(i) + 1 for i in off))
+    return GrainCheck(grain, tuple(int(i) for i in off_grid(seconds, GRAIN_SECONDS[grain])))
+
+
+def off_grid(seconds: NDArray[np.int64], step: int) -> NDArray[np.int64]:
+    """Positions of the timestamps off the series' grid of `step` seconds (the grid goes
+    through most of its timestamps)."""
+    phase = seconds % step
+    values, counts = np.unique(phase, return_counts=True)
+    return np.flatnonzero(phase != values[np.argmax(counts)]).astype(np.int64)
 
 
 def parse_grain(text: str) -> GrainName | None:

@@ -293,16 +293,16 @@ def series_grains(
                 )
             )
         for k in check.off_grain if check.reason is None else ():
-            gap = describe_seconds(int(distinct[k] - distinct[k - 1]))
             assert check.grain is not None
-            step = describe_seconds(GRAIN_SECONDS[check.grain])
+            step = GRAIN_SECONDS[check.grain]
+            off = int(distinct[k] - distinct[k - 1]) if k else step
             problems.append(
                 where(
                     int(positions[first[k]]),
                     ts_column,
                     str(pd.Timestamp(distinct[k], unit="s")),
-                    f"comes {gap} after the previous point of series {series_id!r}: not a "
-                    f"multiple of its grain ({check.grain}, {step}); mixed grains",
+                    f"is off the {check.grain} grid of series {series_id!r} (it comes "
+                    f"{describe_seconds(off)} after the previous point); mixed grains",
                 )
             )
     return grains, problems
