@@ -55,8 +55,12 @@ input columns (names case-insensitive; CSV, Parquet file or folder, or a Delta f
   numerator exceeds the denominator).
 
 grains: 1min, 5min, 10min, 15min, 30min, hour, day, detected per series from the spacing
-  of its timestamps (the largest grain dividing the most common spacing; every spacing must
-  be a multiple of it: larger ones are missing points). --grain sets it for every series.
+  of its timestamps: the largest grain dividing the most common spacing. Every timestamp
+  must lie on that grain's grid (a longer spacing is missing points; a point off the grid
+  is an error: mixed grains). --grain sets the grain of every series.
+
+scoring: up to --max-local-series series in this process (no Spark), more in one Spark
+  job; the checks and the output are the same either way.
 
 every series gets a status: judged, warming up (needs N more points), too sparse,
   constant, low volume, or rejected (with why).
