@@ -238,3 +238,20 @@ def test_monitored_metrics_carry_their_kind() -> None:
     assert kind_of(metric(type="ratio", numerator=total, denominator=count)) == "mean"
     assert kind_of(metric(type="mean")) == "mean"
     assert kind_of(metric(type="quantile")) == "latency"
+
+
+def test_a_delta_input_and_output_need_no_spark(tmp_path: Path) -> None:
+    from deltalake import DeltaTable, write_deltalake
+
+    csv = write(tmp_path / "series.csv", daily_lines())
+    frame = pd.read_csv(csv)
+    frame.loc[frame.index[3], "value"] = np.nan
+    write_deltalake(str(tmp_path / "input"), frame)
+    code = main(
+        ["detect", "--env", "test", "--input", str(tmp_path / "input"), "--output",
+         str(tmp_path / "output")]
+    )  # fmt: skip
+    assert code == 0
+    out = DeltaTable(str(tmp_path / "output")).to_pandas()
+    assert len(out) == 180 and out["status"].iloc[3] == "missing"
+    assert flagged(out) == [("b", "2026-02-20")]

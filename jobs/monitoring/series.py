@@ -2,8 +2,8 @@
 
 A series is one (metric, slice) at one grain: daily values of the 1d window, or hourly values
 of the 1h window. Each row carries its metric's detector settings (from the metric's
-`monitoring:` YAML and its type), so that one `applyInPandas` grouped by series scores tens of
-thousands of series in a single job.
+`monitoring:` YAML and its type, with the detector's `kind`) and its grain, so that one
+`applyInPandas` grouped by series scores tens of thousands of series in a single job.
 """
 
 from __future__ import annotations
