@@ -105,8 +105,11 @@ def five_minute_lines(points: int = 3000) -> list[str]:
 def test_a_five_minute_series_is_detected_as_5min_not_hour(tmp_path: Path) -> None:
     lines = five_minute_lines(200)
     del lines[50:53]  # a gap of missing points is not another grain
+    lines += daily_lines(series="d", days=20)[1:]  # one file, a grain per series
     checked = check_series_file(read_series_file(write(tmp_path / "m.csv", lines)))
-    assert set(checked.frame["grain"]) == {"5min"}
+    grains = checked.frame.groupby("series_id")["grain"].first()
+    assert grains.to_dict() == {"d": "day", "m": "5min"}
+    checked.frame = checked.frame[checked.frame["series_id"] == "m"]
     rows, rejected = scoreable(checked)
     if "5min" in detector_grains():
         assert set(rows["grain"]) == {"5min"} and not rejected
