@@ -144,8 +144,9 @@ def _add_monitoring_commands(sub: argparse._SubParsersAction[argparse.ArgumentPa
         ),
         (
             "detect",
-            "score a table of your own series (series_id, ts, value, volume) and write "
-            "one row per point (CSV or Delta by the output's extension)",
+            "score a table of your own series (series_id, ts, value; see the input "
+            "contract below), print a status per series and write one row per point (CSV "
+            "or Delta by the output's extension)",
             add_detect_arguments,
             "run_detect_command",
         ),

@@ -6,10 +6,8 @@ import argparse
 import datetime as dt
 import logging
 import os
-import shutil
-import tempfile
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs.arguments import iso_date
@@ -19,7 +17,6 @@ from jobs.failures import UsageError
 from jobs.metrics.definitions import Catalog
 from jobs.run_dates import DataNotReadyError, resolve_date, run_date
 from jobs.run_log import new_run_id, note
-from udfs.anomaly_detectors import Grain
 
 log = logging.getLogger("safety-metrics")
 
@@ -42,12 +39,51 @@ def add_monitor_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--run-id", default=None, help="run id to record (default: time + random)")
 
 
+DETECT_CONTRACT = """\
+input columns (names case-insensitive; CSV, Parquet file or folder, or a Delta folder):
+  series_id   the series a row belongs to
+  ts          ISO 8601 time (YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS], an offset is converted
+              to UTC; none means UTC); unique within a series
+  value       a number (empty: a missing point); or, instead, numerator and denominator:
+              value = numerator / denominator, and the denominator is the volume
+  volume      optional: the denominator of a rate or proportion (a Poisson floor on its
+              noise); points under --min-volume are never alerted
+  kind        optional, constant per series: count, rate, proportion, mean, gauge, latency
+  direction   optional, constant per series: up (alert rises only), down, both
+  A kind or direction column wins over the flag; the flag fills series whose cells are
+  empty. Default kind: gauge; with numerator and denominator, proportion (rate where the
+  numerator exceeds the denominator).
+
+grains: 1min, 5min, 10min, 15min, 30min, hour, day, detected per series from the spacing
+  of its timestamps: the largest grain dividing the most common spacing. Every timestamp
+  must lie on that grain's grid (a longer spacing is missing points; a point off the grid
+  is an error: mixed grains). --grain sets the grain of every series.
+
+scoring: up to --max-local-series series in this process (no Spark), more in one Spark
+  job; the checks and the output are the same either way.
+
+every series gets a status: judged, warming up (needs N more points), too sparse,
+  constant, low volume, or rejected (with why).
+
+exit status: 0 some series were judged and the points were written; 2 the input breaks the
+  contract (every problem listed with file, line (CSV, header = line 1) or row (Parquet,
+  Delta), column and value; nothing written) or no series could be judged (nothing
+  written); 1 any other failure.
+"""
+
+
 def add_detect_arguments(cmd: argparse.ArgumentParser) -> None:
+    from jobs.monitoring.detect_command import LOCAL_SERIES_LIMIT
+    from jobs.monitoring.grains import GRAIN_NAMES, parse_grain
+    from jobs.monitoring.series_checks import DIRECTIONS, KINDS
+
+    cmd.formatter_class = argparse.RawDescriptionHelpFormatter
+    cmd.epilog = DETECT_CONTRACT
     cmd.add_argument(
         "--input",
         required=True,
         metavar="PATH",
-        help="Delta folder, Parquet or CSV with series_id, ts, value and optionally volume",
+        help="Delta folder, Parquet file or folder, or CSV file (see the columns below)",
     )
     cmd.add_argument(
         "--output",
@@ -57,9 +93,34 @@ def add_detect_arguments(cmd: argparse.ArgumentParser) -> None:
     )
     cmd.add_argument(
         "--grain",
-        choices=("auto", "day", "hour"),
-        default="auto",
-        help="the series' grain (default: hour if timestamps are under a day apart)",
+        type=parse_grain,
+        default=None,
+        metavar="GRAIN",
+        help=f"auto (default: per series, from its spacing) or one of {', '.join(GRAIN_NAMES)}",
+    )
+    cmd.add_argument(
+        "--kind", choices=KINDS, default=None, help="kind of series without a kind column"
+    )
+    cmd.add_argument(
+        "--direction",
+        choices=DIRECTIONS,
+        default=None,
+        help="changes to alert for series without a direction column (default: both)",
+    )
+    cmd.add_argument(
+        "--min-volume",
+        type=float,
+        default=0.0,
+        metavar="X",
+        help="points whose volume is under X are never alerted (default: 0)",
+    )
+    cmd.add_argument(
+        "--max-local-series",
+        type=int,
+        default=LOCAL_SERIES_LIMIT,
+        metavar="N",
+        help=f"score up to N series in this process without Spark, more with Spark "
+        f"(default: {LOCAL_SERIES_LIMIT:,}; 0: always Spark)",
     )
 
 
@@ -152,46 +213,6 @@ def run_alerts_command(args: argparse.Namespace, config: AppConfig) -> int:
 
 
 def run_detect_command(args: argparse.Namespace, config: AppConfig) -> int:
-    from jobs.experiments_job import read_table
-    from jobs.monitoring.series import score_series, user_series
-    from jobs.session import build_session
+    from jobs.monitoring.detect_command import run_detect
 
-    spark = build_session(config)
-    sink = DeltaSink.for_session(spark, config.delta_backend)
-    series = user_series(read_table(spark, sink, args.input), args.input)
-    grain: Grain = args.grain if args.grain != "auto" else guess_grain(series)
-    log.info("scoring the series of %s at %s grain", args.input, grain)
-    scored = score_series(series, grain)
-    write_output(sink, scored, args.output)
-    flagged = sink.read(args.output) if not args.output.endswith(".csv") else None
-    print(f"wrote scored points to {args.output}")
-    if flagged is not None:
-        print(f"  {flagged.where('is_anomaly').count():,} anomalies")
-    return 0
-
-
-def guess_grain(series: DataFrame) -> Grain:
-    """hour if any two timestamps of a series are less than a day apart, else day."""
-    gap = (
-        series.select("series_id", F.unix_timestamp("ts").alias("t"))
-        .groupBy("series_id")
-        .agg((F.max("t") - F.min("t")).alias("span"), F.count_distinct("t").alias("n"))
-        .where("n > 1")
-        .agg(F.min(F.col("span") / (F.col("n") - 1)))
-        .collect()[0][0]
-    )
-    return "hour" if gap is not None and gap < 86_400 else "day"
-
-
-def write_output(sink: DeltaSink, scored: DataFrame, path: str) -> None:
-    """A single CSV file (written by one task, moved into place) or a Delta table."""
-    if not path.endswith(".csv"):
-        sink.write(scored, path, mode="overwrite")
-        return
-    folder = tempfile.mkdtemp(prefix="detect-", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        scored.coalesce(1).write.mode("overwrite").option("header", True).csv(folder + "/out")
-        part = next(f for f in os.listdir(folder + "/out") if f.startswith("part-"))
-        os.replace(os.path.join(folder, "out", part), path)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    return run_detect(args, config)

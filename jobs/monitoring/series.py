@@ -2,8 +2,8 @@
 
 A series is one (metric, slice) at one grain: daily values of the 1d window, or hourly values
 of the 1h window. Each row carries its metric's detector settings (from the metric's
-`monitoring:` YAML and its type), so that one `applyInPandas` grouped by series scores tens of
-thousands of series in a single job.
+`monitoring:` YAML and its type, with the detector's `kind`) and its grain, so that one
+`applyInPandas` grouped by series scores tens of thousands of series in a single job.
 """
 
 from __future__ import annotations
@@ -14,14 +14,24 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from jobs.located_yaml import InputError
 from jobs.metrics.definitions import Catalog, MetricDef
 from udfs.anomaly_detectors import OUTPUT_SCHEMA, DetectorConfig, Grain, score_group
 
 #: Per-series settings carried on every input row (constant within a series).
-SETTING_COLUMNS = ("sensitivity", "min_volume", "direction", "counts", "rate_scale", "poisson")
+SETTING_COLUMNS = (
+    "sensitivity",
+    "min_volume",
+    "direction",
+    "counts",
+    "rate_scale",
+    "poisson",
+    "kind",
+)
 INPUT_SCHEMA = (
     "series_id string, ts timestamp, value double, volume double, sensitivity double, "
-    "min_volume double, direction string, counts boolean, rate_scale double, poisson boolean"
+    "min_volume double, direction string, counts boolean, rate_scale double, poisson boolean, "
+    "kind string, grain string"
 )
 WINDOW_OF_GRAIN = {"day": "1d", "hour": "1h"}
 #: Groups of series handed to one pandas call (each series is still scored on its own).
@@ -38,6 +48,7 @@ class SeriesSettings:
     counts: bool  # values are event counts: Poisson floor on the scale
     rate_scale: float  # value = rate_scale x events / volume (ratios and rates of counts)
     poisson: bool  # the volume is the denominator of a rate of counts: Poisson floor
+    kind: str = "gauge"  # the detector's kind: count, rate, proportion, mean, gauge, latency
 
     def row(self) -> tuple[Any, ...]:
         return (
@@ -47,6 +58,7 @@ class SeriesSettings:
             self.counts,
             self.rate_scale,
             self.poisson,
+            self.kind,
         )
 
 
@@ -70,7 +82,23 @@ def settings_for(metric: MetricDef, default: DetectorConfig | None = None) -> Se
         counts=metric.type == "count",
         rate_scale=metric.per if counts_ratio else 1.0,
         poisson=counts_ratio,
+        kind=kind_of(metric),
     )
+
+
+def kind_of(metric: MetricDef) -> str:
+    """The detector's kind of a metric: counts (distinct ones too) are counts; a ratio or
+    rate of counts is a proportion when its numerator counts a subset of its denominator's
+    rows, else a rate; a ratio of a sum over a count is a mean; quantiles are latencies;
+    sums and derived metrics are gauges."""
+    if metric.type in ("count", "distinct_count", "approx_distinct_count"):
+        return "count"
+    if metric.type in ("ratio", "rate") and metric.numerator and metric.denominator:
+        if metric.numerator.agg == "count" and metric.denominator.agg == "count":
+            return "proportion" if metric.proportion else "rate"
+        if metric.denominator.agg == "count":
+            return "mean"
+    return {"mean": "mean", "quantile": "latency"}.get(metric.type, "gauge")
 
 
 def metric_series(
@@ -103,6 +131,7 @@ def metric_series(
         value.cast("double").alias("value"),
         F.when(~F.col("suppressed"), volume).alias("volume"),
         *SETTING_COLUMNS,
+        F.lit(grain).alias("grain"),
         "metric",
         "slice_set",
         "slice_id",
@@ -147,8 +176,14 @@ def user_series(table: DataFrame, path: str) -> DataFrame:
         F.lit(False).alias("counts"),
         F.lit(1.0).alias("rate_scale"),
         F.lit(False).alias("poisson"),
+        F.lit("gauge").alias("kind"),
+        F.lit(None).cast("string").alias("grain"),
     )
 
 
-class SeriesTableError(RuntimeError):
+class SeriesTableError(InputError):
     """A user's series table lacks a needed column."""
+
+    def __init__(self, message: str) -> None:
+        ValueError.__init__(self, message)
+        self.problems = ()
