@@ -15,7 +15,9 @@ per published cell, never raw data), grouped by statistic. Steps, to a fixed poi
    each recoverable cell hides one more cell on its route (the statistic where another row
    shows it; else the smallest shown window or day of its own series around it, or its
    smallest shown sibling), then steps 2-4 again, until nothing is recoverable or
-   `max_rounds` audits have run.
+   `max_rounds` audits have run. A complement (hidden by steps 2-4, not for its own
+   smallness) that stays recoverable when nothing more on its routes can be hidden
+   protects nothing: it is shown again, and stays shown.
 Only the run's cells can be hidden, and only the primary step hides a cell that the table
 already shows (the same statistic, period, window and slice in an older version: a rerun of
 a date with other data, or a stricter minimum; the gate then refuses it, route "versions"):
@@ -94,6 +96,8 @@ class _Publication:
                     self.table_known.add(cell)
         self.hidden: set[StatCell] = set()
         self.hidden_rows: set[RowKey] = set()
+        self.primary: set[StatCell] = set()  # hidden for their own smallness
+        self.pinned: set[StatCell] = set()  # complements recoverable anyway: shown
         # Cells by (statistic, grain, window, period): what sibling groups are made of.
         self.by_period: dict[tuple[Stat, str, str, int], set[StatCell]] = defaultdict(set)
         for cell in [*self.carriers, *self.table_present]:
@@ -110,10 +114,22 @@ class _Publication:
         `complement` (not the cell's own smallness) never where the table already shows it."""
         if cell in self.hidden or cell not in self.carriers:
             return False
-        if complement and cell in self.table_known:
+        if complement and (cell in self.table_known or cell in self.pinned):
             return False
         self.hidden.add(cell)
         self.hidden_rows.update(self.carriers[cell])
+        if not complement:
+            self.primary.add(cell)
+        return True
+
+    def show(self, cell: StatCell) -> bool:
+        """Show again a complement that stays recoverable whatever the run hides (from
+        what the table already shows): hiding it protects nothing. It stays shown."""
+        if cell not in self.hidden or cell in self.primary:
+            return False
+        self.pinned.add(cell)
+        self.hidden.discard(cell)
+        self.hidden_rows = {k for c in self.hidden for k in self.carriers[c]}
         return True
 
     def known(self, cell: StatCell) -> bool:
@@ -183,7 +199,7 @@ def protect(
             break
         before = len(pub.hidden)
         changed = [_fix(pub, f) for f in todo]
-        if not any(changed):
+        if not any(changed) and not any([_show_futile(pub, f) for f in todo]):
             decision.unresolved = todo
             break
         _rules(pub)
@@ -195,6 +211,14 @@ def protect(
     decision.seconds = time.perf_counter() - began
     log.info("protection: %s", decision.describe())
     return decision
+
+
+def _show_futile(pub: _Publication, finding: Finding) -> bool:
+    """Show a hidden complement that no further hiding by the run makes unrecoverable
+    (for example a window equal to one the table shows, up to cells shown or empty)."""
+    if finding.method in ("known", "derived"):
+        return False
+    return pub.show(stat_cell(finding.stat, finding.row))
 
 
 def _derived(pub: _Publication) -> None:
@@ -332,12 +356,12 @@ def _candidates(pub: _Publication, cell: StatCell, method: str) -> list[list[Sta
     first: a shown window or day of its series around it; a sibling alone; a sibling with
     its children that match the cell's hidden children in a finer set (a rectangle, as
     complementary suppression in a table with margins needs)."""
-    series = sorted(_series_neighbours(pub, cell), key=lambda c: (pub.size(c), c[4], c[2]))
+    series = _series_neighbours(pub, cell)  # in the order worth trying
     siblings = sorted(_siblings(pub, cell), key=lambda c: (pub.size(c), c[4]))
     related = sorted(_related(pub, cell), key=lambda c: (pub.size(c), c[4]))
     out: list[list[StatCell]] = []
     if method == "differences":
-        out += [[c] for c in series[:4]]
+        out += [[c] for c in series[:8]]
     out += [[c] for c in related[:4]]
     for sibling in siblings[:4]:
         out.append([sibling])
@@ -413,33 +437,42 @@ def _still_recoverable(pub: _Publication, cell: StatCell, hide: list[StatCell]) 
 
 
 def _series_neighbours(pub: _Publication, cell: StatCell) -> list[StatCell]:
-    """Shown cells of the same statistic and slice cell whose time overlaps the cell's:
-    windows first (hiding a day hides every window around it too). A window the table
-    already shows stays shown: then the run's other days inside it (its partners there)."""
+    """Shown run cells of the same statistic and slice cell around the cell, in the order
+    worth trying, each group fewest units first:
+    1. where a window the table already shows overlaps the cell (it stays shown: a backfill
+       before a published day), the run's days in exactly one of the two spans (what the
+       differences of the two go through);
+    2. windows whose time overlaps the cell's (hiding a day hides every window around it);
+    3. days inside the cell's span."""
     stat, grain, window, period, sc = cell
     a, b = _interval(grain, window, period)
-    out, spans = [], []
+    overlapping, spans = [], []
     for other in pub.series.get((stat, sc), ()):
         if other == cell or not pub.known(other):
             continue
         x, y = _interval(other[1], other[2], other[3])
         if x < b and a < y:
-            out.append(other)
-            if other in pub.table_known:
+            overlapping.append(other)
+            if other in pub.table_known and other[2] not in ("1d", "1h"):
                 spans.append((x, y))
-    windows = [c for c in out if c[2] not in ("1d", "1h") and c not in pub.table_known]
-    if windows:
-        return windows
-    partners = [
-        other
-        for other in pub.series.get((stat, sc), ())
-        if other != cell
-        and other[2] == window
-        and pub.known(other)
-        and other not in pub.table_known
-        and any(x <= s < y for x, y in spans for s in [_interval(*other[1:4])[0]])
+
+    def inside(c: StatCell, lo: int, hi: int) -> bool:
+        return lo <= _interval(c[1], c[2], c[3])[0] < hi
+
+    days = [
+        c
+        for c in pub.series.get((stat, sc), ())
+        if c != cell and c[2] in ("1d", "1h") and pub.known(c) and c not in pub.table_known
     ]
-    return partners or out
+    partners = [c for c in days if any(inside(c, a, b) != inside(c, x, y) for x, y in spans)]
+    windows = [c for c in overlapping if c[2] not in ("1d", "1h") and c not in pub.table_known]
+    own_days = [c for c in days if inside(c, a, b)]
+
+    def by_size(cells: list[StatCell]) -> list[StatCell]:
+        return sorted(cells, key=lambda c: (pub.size(c), c[4], c[2], c[3]))
+
+    ordered = [*by_size(partners), *by_size(windows), *by_size(own_days)]
+    return list(dict.fromkeys(ordered)) or overlapping
 
 
 def _siblings(pub: _Publication, cell: StatCell) -> list[StatCell]:
