@@ -122,12 +122,15 @@ OUTPUT_DTYPES = (
     "int32",
     "object",
 )
-DETECTOR = "seasonal_level"
+DETECTOR = "seasonal_median"
 
 MAD_TO_SD = 1.4826  # a normal distribution's standard deviation over its MAD
 WINSOR = 2.5  # errors are winsorised at WINSOR robust standard deviations
 WINSOR_MEAN_SQUARE = 0.97756  # E[min(Z^2, WINSOR^2)] for a standard normal Z
-DISPERSION_CAP = 16.0  # squared count errors (in Poisson sds) are capped here for the dispersion
+DISPERSION_CAP = 16.0
+SMALL_COUNT = 50  # a series of unknown kind with integer values up to this is counted
+TAIL = 0.995  # hours and minutes: the band covers this quantile of past |errors| ...
+TAIL_WEIGHT = 1.25  # ... times this (bursty series' normal extremes stay inside it)  # squared count errors (in Poisson sds) are capped here for the dispersion
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,7 @@ class Plan:
     warmup: int
     level: int
     scale: int
+    tail: float  # weight of the past errors' TAIL quantile in the band (0: not used)
 
 
 def period_of(grain: Grain) -> int:
@@ -194,6 +198,7 @@ def plan(config: DetectorConfig, grain: Grain) -> Plan:
         warmup=warmup_points(grain, config),
         level=config.level_window or period,
         scale=config.scale_window or (6 if daily else 14) * period,
+        tail=0.0 if daily else TAIL_WEIGHT,
     )
 
 
@@ -259,7 +264,9 @@ def offsets(grid: Array, events: Array | None, counts: Bools, p: Plan, config: D
     return offset + np.maximum(-before, 0.0) + config.abs_floor
 
 
-def seasonal_index(grid: Array, offset: Array, p: Plan, config: DetectorConfig) -> Array:
+def seasonal_index(
+    grid: Array, offset: Array, period: int, min_blocks: int, config: DetectorConfig
+) -> tuple[Array, Bools]:
     """(blocks, period): the seasonal index of each phase for the points of block b (grid
     slots [b period, (b + 1) period)), from the `season_weeks` blocks before it.
 
@@ -268,8 +275,9 @@ def seasonal_index(grid: Array, offset: Array, p: Plan, config: DetectorConfig) 
     start, with a neutral 1 among them when there are only two blocks (one bad period
     cannot set the index alone); 1 (no seasonality) until `season_blocks` blocks are
     usable: 3 weeks for days, 2 days for hours and minutes. It is then shrunk towards 1 by
-    the share of its spread that its own noise explains (`shrunk_index`)."""
-    period, weeks = p.period, config.season_weeks
+    the share of its spread that its own noise explains (`shrunk_index`). Also returns
+    which blocks have their index."""
+    weeks = config.season_weeks
     n_blocks = grid.size // period + 1
     full = np.full(n_blocks * period, np.nan)
     full[: grid.size] = grid
@@ -287,7 +295,8 @@ def seasonal_index(grid: Array, offset: Array, p: Plan, config: DetectorConfig) 
     prior = np.where(usable == 2, 1.0, np.nan)[:, None, None]
     index, _ = nanmedian(np.concatenate([ratios, np.broadcast_to(prior, (n_blocks, period, 1))], 2))
     index = shrunk_index(np.where(np.isnan(index), 1.0, index), ratios)
-    return np.where((usable >= p.season_blocks)[:, None], index, 1.0)
+    enough = usable >= min_blocks
+    return np.where(enough[:, None], index, 1.0), enough
 
 
 def shrunk_index(index: Array, ratios: Array) -> Array:
@@ -323,11 +332,18 @@ def winsorised_sd(errors: Array) -> float:
     return float(np.sqrt(np.mean(np.minimum(size, cap) ** 2) / WINSOR_MEAN_SQUARE))
 
 
+def rms(errors: Array) -> float:
+    """Root mean square: before the seasonal index exists, seasonal swings are noise."""
+    return float(np.sqrt(np.mean(errors**2)))
+
+
 def integer_counts(values: Array) -> Bools:
-    """Per slot, whether every observed value before it is a non-negative integer (and there
-    is one): a series of unknown kind that looks like event counts is treated as one."""
+    """Per slot, whether every observed value before it is a small non-negative integer (at
+    most SMALL_COUNT, and there is one): a series of unknown kind that looks like sparse
+    event counts is floored as one. Larger integers may be anything (a gauge in whole
+    units); their own noise then sets the scale."""
     seen = ~np.isnan(values)
-    whole = ~seen | ((values >= 0) & (values == np.round(values)))
+    whole = ~seen | ((values >= 0) & (values <= SMALL_COUNT) & (values == np.round(values)))
     so_far = np.logical_and.accumulate(whole) & (np.cumsum(seen) > 0)
     return np.concatenate([[False], so_far[:-1]])
 
@@ -361,6 +377,7 @@ class Inputs:
     index: Array  # seasonal index of the slot's phase
     offset: Array
     counts: Bools  # floor the scale as event counts
+    seasonal: Bools  # the slot's seasonal index is established
     unit: Array | None  # value of one event (rate_scale / volume), if known
     judged_from: int  # observed points before the first judged one
 
@@ -388,6 +405,7 @@ def walk(x: Inputs, p: Plan, config: DetectorConfig) -> Bands:
     expected, lower, upper, sigma = (np.full(n, np.nan) for _ in range(4))
     judged = np.zeros(n, dtype=bool)
     errors, squares = np.full(n, np.nan), np.full(n, np.nan)
+    settled = np.zeros(n, dtype=bool)  # the error's slot had its seasonal index
     n_errors = 0
     normal: list[tuple[float, float]] = []  # (y, index) of the level's points
     candidate: list[tuple[float, float]] = []
@@ -401,7 +419,12 @@ def walk(x: Inputs, p: Plan, config: DetectorConfig) -> Bands:
         exp_i = level * idx - c
         if n_errors >= 2 and np.isfinite(exp_i):
             window = errors[max(0, n_errors - p.scale) : n_errors]
-            sd = max(winsorised_sd(window) * idx, config.rel_floor * abs(exp_i), config.abs_floor)
+            sd = max(
+                (winsorised_sd(window) if x.seasonal[i] else rms(window)) * idx,
+                tail_of(window, settled[max(0, n_errors - p.scale) : n_errors], p) * idx / k,
+                config.rel_floor * abs(exp_i),
+                config.abs_floor,
+            )
             if x.counts[i]:
                 dispersion = max(1.0, float(np.mean(squares[max(0, n_errors - p.scale) : n_errors])))
                 sd = max(sd, count_floor(exp_i, dispersion))
@@ -431,10 +454,18 @@ def walk(x: Inputs, p: Plan, config: DetectorConfig) -> Bands:
                 del normal[0]
         if np.isfinite(reference):
             errors[n_errors] = (y - reference) / idx
+            settled[n_errors] = x.seasonal[i]
             squares[n_errors] = min((y - reference) ** 2 / max(reference, 1.0), DISPERSION_CAP)
             n_errors += 1
         seen += 1
     return Bands(expected, lower, upper, sigma, judged)
+
+
+def tail_of(window: Array, settled: Bools, p: Plan) -> float:
+    """p.tail x the TAIL quantile of the |errors| made with a seasonal index (0 if none)."""
+    if not p.tail or not settled.any():
+        return 0.0
+    return p.tail * float(np.quantile(np.abs(window[settled]), TAIL))
 
 
 def level_of(points: list[tuple[float, float]], c: float) -> float:
@@ -503,12 +534,19 @@ def inputs(
         event_grid = np.full(grid.size, np.nan)
         event_grid[slots] = events
     offset = offsets(grid, event_grid, counts, p, config)
-    index = seasonal_index(grid, offset, p, config)
+    index, ready = seasonal_index(grid, offset, p.period, p.season_blocks, config)
+    at = index[slots // p.period, slots % p.period]
+    seasonal = ready[slots // p.period]
+    if p.period != 7:  # hours and minutes: hour of week once two weeks exist
+        week = 7 * p.period
+        weekly, enough = seasonal_index(grid, offset, week, 2, config)
+        at = np.where(enough[slots // week], weekly[slots // week, slots % week], at)
     return Inputs(
         values=values,
-        index=index[slots // p.period, slots % p.period],
+        index=at,
         offset=offset[slots],
         counts=counts[slots],
+        seasonal=seasonal,
         unit=events,
         judged_from=p.warmup,
     )
