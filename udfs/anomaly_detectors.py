@@ -127,10 +127,10 @@ DETECTOR = "seasonal_median"
 MAD_TO_SD = 1.4826  # a normal distribution's standard deviation over its MAD
 WINSOR = 2.5  # errors are winsorised at WINSOR robust standard deviations
 WINSOR_MEAN_SQUARE = 0.97756  # E[min(Z^2, WINSOR^2)] for a standard normal Z
-DISPERSION_CAP = 16.0
+DISPERSION_CAP = 16.0  # squared count errors (in Poisson sds) are capped here
 SMALL_COUNT = 50  # a series of unknown kind with integer values up to this is counted
 TAIL = 0.995  # hours and minutes: the band covers this quantile of past |errors| ...
-TAIL_WEIGHT = 1.25  # ... times this (bursty series' normal extremes stay inside it)  # squared count errors (in Poisson sds) are capped here for the dispersion
+TAIL_WEIGHT = 1.25  # ... times this (bursty series' normal extremes stay inside it)
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,9 @@ def window_mean(grid: Array, start: Ints, stop: Ints) -> Array:
     return np.asarray((total[hi] - total[lo]) / np.maximum(count[hi] - count[lo], 1))
 
 
-def offsets(grid: Array, events: Array | None, counts: Bools, p: Plan, config: DetectorConfig) -> Array:
+def offsets(
+    grid: Array, events: Array | None, counts: Bools, p: Plan, config: DetectorConfig
+) -> Array:
     """Per grid slot t, the offset c of the model y + c = (level + c) x index, from the slots
     before t: season_offset x mean |y| over the index's span, or the value of one event
     (1 for counts, the mean rate_scale / volume for rates) if larger, plus -min y for series
@@ -261,7 +263,7 @@ def offsets(grid: Array, events: Array | None, counts: Bools, p: Plan, config: D
     offset = np.where(counts, np.maximum(offset, 1.0), offset)
     lowest = np.minimum.accumulate(np.where(np.isnan(grid), np.inf, grid))
     before = np.concatenate([[np.inf], lowest[:-1]])
-    return offset + np.maximum(-before, 0.0) + config.abs_floor
+    return np.asarray(offset + np.maximum(-before, 0.0) + config.abs_floor, dtype=np.float64)
 
 
 def seasonal_index(
@@ -352,7 +354,7 @@ def too_sparse(slots: Ints, observed: Bools, p: Plan, config: DetectorConfig) ->
     """Per slot, whether its last `warmup` observed predecessors span more than the index's
     `season_weeks` periods: too few points to know the series' level and noise."""
     positions = slots[observed]
-    before = np.cumsum(observed) - observed
+    before: Ints = np.cumsum(observed) - observed
     k = before - p.warmup
     first = np.where(k >= 0, positions[np.clip(k, 0, max(positions.size - 1, 0))], slots[0])
     return np.asarray((k >= 0) & (slots - first > config.season_weeks * p.period))
@@ -426,7 +428,9 @@ def walk(x: Inputs, p: Plan, config: DetectorConfig) -> Bands:
                 config.abs_floor,
             )
             if x.counts[i]:
-                dispersion = max(1.0, float(np.mean(squares[max(0, n_errors - p.scale) : n_errors])))
+                dispersion = max(
+                    1.0, float(np.mean(squares[max(0, n_errors - p.scale) : n_errors]))
+                )
                 sd = max(sd, count_floor(exp_i, dispersion))
             if x.unit is not None and np.isfinite(x.unit[i]):
                 sd = max(sd, float(np.sqrt(x.unit[i] * max(exp_i, x.unit[i]))))
@@ -553,7 +557,12 @@ def inputs(
 
 
 def status_of(
-    value: Array, volume: Array | None, judged: Bools, sparse: Bools, constant: Bools, min_volume: float
+    value: Array,
+    volume: Array | None,
+    judged: Bools,
+    sparse: Bools,
+    constant: Bools,
+    min_volume: float,
 ) -> NDArray[np.object_]:
     """missing > warming_up > too_sparse > low_volume > constant > ok."""
     status = np.full(value.shape, "ok", dtype=object)
