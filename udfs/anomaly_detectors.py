@@ -376,7 +376,10 @@ class Inputs:
     """Per distinct slot (sorted), what the walk reads."""
 
     values: Array  # slot means, NaN where missing
-    index: Array  # seasonal index of the slot's phase
+    slots: Ints
+    daily: Array  # (blocks, period): the seasonal index for each block's points
+    weekly: Array | None  # (weeks, 7 period): hour (minute) of week, for hours and minutes
+    use_weekly: Bools  # per slot: its weekly index is established
     offset: Array
     counts: Bools  # floor the scale as event counts
     seasonal: Bools  # the slot's seasonal index is established
@@ -407,23 +410,27 @@ def walk(x: Inputs, p: Plan, config: DetectorConfig) -> Bands:
     expected, lower, upper, sigma = (np.full(n, np.nan) for _ in range(4))
     judged = np.zeros(n, dtype=bool)
     errors, squares = np.full(n, np.nan), np.full(n, np.nan)
-    settled = np.zeros(n, dtype=bool)  # the error's slot had its seasonal index
+    quality = np.zeros(n, dtype=np.int64)  # of the index behind each error (`quality_of`)
     n_errors = 0
-    normal: list[tuple[float, float]] = []  # (y, index) of the level's points
-    candidate: list[tuple[float, float]] = []
+    normal: list[tuple[float, int]] = []  # (y, slot) of the level's points
+    candidate: list[tuple[float, int]] = []
     skew = (k * k - 1) / 6  # Cornish-Fisher: a Poisson count's upper tail is longer
     seen = 0
     for i in range(n):
-        y, idx, c = x.values[i], x.index[i], x.offset[i]
+        y, t, c = x.values[i], int(x.slots[i]), x.offset[i]
         if np.isnan(y):
             continue
-        level = level_of(normal, c)
+        row = index_row(x, i)
+        idx = float(row[t % row.size])
+        level = level_of(normal, c, row)
         exp_i = level * idx - c
+        q = quality_of(x, i)
         if n_errors >= 2 and np.isfinite(exp_i):
-            window = errors[max(0, n_errors - p.scale) : n_errors]
+            start = max(0, n_errors - p.scale)
+            window = comparable(errors[start:n_errors], quality[start:n_errors], q, p.warmup)
             sd = max(
-                (winsorised_sd(window) if x.seasonal[i] else rms(window)) * idx,
-                tail_of(window, settled[max(0, n_errors - p.scale) : n_errors], p) * idx / k,
+                (winsorised_sd(window) if q else rms(window)) * idx,
+                (tail_of(window, p) if q else 0.0) * idx / k,
                 config.rel_floor * abs(exp_i),
                 config.abs_floor,
             )
@@ -436,47 +443,70 @@ def walk(x: Inputs, p: Plan, config: DetectorConfig) -> Bands:
                 sd = max(sd, float(np.sqrt(x.unit[i] * max(exp_i, x.unit[i]))))
             lo, hi = exp_i - k * sd, exp_i + k * sd + (skew if x.counts[i] else 0.0)
             if candidate:
-                alt = level_of(candidate, c) * idx - c
+                alt = level_of(candidate, c, row) * idx - c
                 lo, hi = min(lo, alt - k * sd), max(hi, alt + k * sd)
             expected[i], lower[i], upper[i], sigma[i] = exp_i, lo, hi, sd
             judged[i] = seen >= x.judged_from
         d = (y + c) / idx
         out = judged[i] and not lower[i] <= y <= upper[i]
         if out:
-            candidate = [(y, idx)]
+            candidate = [(y, t)]
             reference = exp_i
-        elif candidate and abs(d - level_of(candidate, c)) < abs(d - level):
-            reference = level_of(candidate, c) * idx - c
-            candidate.append((y, idx))
+        elif candidate and abs(d - level_of(candidate, c, row)) < abs(d - level):
+            reference = level_of(candidate, c, row) * idx - c
+            candidate.append((y, t))
             if len(candidate) > config.rebaseline:
                 normal, candidate = candidate, []
         else:
             reference = exp_i
             candidate = []
-            normal.append((y, idx))
+            normal.append((y, t))
             if len(normal) > p.level:
                 del normal[0]
         if np.isfinite(reference):
             errors[n_errors] = (y - reference) / idx
-            settled[n_errors] = x.seasonal[i]
+            quality[n_errors] = q
             squares[n_errors] = min((y - reference) ** 2 / max(reference, 1.0), DISPERSION_CAP)
             n_errors += 1
         seen += 1
     return Bands(expected, lower, upper, sigma, judged)
 
 
-def tail_of(window: Array, settled: Bools, p: Plan) -> float:
-    """p.tail x the TAIL quantile of the |errors| made with a seasonal index (0 if none)."""
-    if not p.tail or not settled.any():
-        return 0.0
-    return p.tail * float(np.quantile(np.abs(window[settled]), TAIL))
+def tail_of(window: Array, p: Plan) -> float:
+    """p.tail x the TAIL quantile of the |errors| (0 without a tail weight)."""
+    return p.tail * float(np.quantile(np.abs(window), TAIL)) if p.tail else 0.0
 
 
-def level_of(points: list[tuple[float, float]], c: float) -> float:
-    """Median of (y + c) / index over the points (NaN if none)."""
+def quality_of(x: Inputs, i: int) -> int:
+    """The seasonal index behind slot i: 0 none yet, 1 the first (hour of day for hours and
+    minutes), 2 the final one (day of week for days, hour of week for hours and minutes)."""
+    if x.weekly is None:
+        return 2 if x.seasonal[i] else 0
+    return 2 if x.use_weekly[i] else int(x.seasonal[i])
+
+
+def comparable(errors: Array, quality: Ints, q: int, minimum: int) -> Array:
+    """The errors made with an index as good as the current one (q), when there are at least
+    `minimum` of them: errors from before a seasonal index would make the scale too wide
+    for weeks. Else all of them."""
+    good = quality >= q
+    return errors[good] if np.count_nonzero(good) >= minimum else errors
+
+
+def index_row(x: Inputs, i: int) -> Array:
+    """The seasonal index as seen from slot i, by phase (slot mod the row's length)."""
+    t = int(x.slots[i])
+    if x.weekly is not None and x.use_weekly[i]:
+        return np.asarray(x.weekly[t // x.weekly.shape[1]])
+    return np.asarray(x.daily[t // x.daily.shape[1]])
+
+
+def level_of(points: list[tuple[float, int]], c: float, row: Array) -> float:
+    """Median of (y + c) / index over the points, the index as seen now (NaN if none)."""
     if not points:
         return float("nan")
-    return float(np.median([(y + c) / idx for y, idx in points]))
+    y, t = np.array(points).T
+    return float(np.median((y + c) / row[t.astype(np.int64) % row.size]))
 
 
 def severity(ratio: Array, steps: tuple[float, float]) -> NDArray[np.str_]:
@@ -539,16 +569,19 @@ def inputs(
         event_grid[slots] = events
     offset = offsets(grid, event_grid, counts, p, config)
     index, ready = seasonal_index(grid, offset, p.period, p.season_blocks, config)
-    at = index[slots // p.period, slots % p.period]
     seasonal = ready[slots // p.period]
+    weekly, use_weekly = None, np.zeros(slots.size, dtype=bool)
     if p.period != 7:  # hours and minutes: hour of week once two weeks exist
         week = 7 * p.period
         weekly, enough = seasonal_index(grid, offset, week, 2, config)
-        at = np.where(enough[slots // week], weekly[slots // week, slots % week], at)
+        use_weekly = enough[slots // week]
     return Inputs(
         values=values,
-        index=at,
-        offset=offset[slots],
+        slots=slots,
+        daily=index,
+        weekly=weekly,
+        use_weekly=use_weekly,
+        offset=offset[slots // p.period * p.period],  # one c per period, as in its index
         counts=counts[slots],
         seasonal=seasonal,
         unit=events,
