@@ -435,13 +435,15 @@ def test_alarm_if_and_only_if_outside_the_printed_band(seed: int) -> None:
     assert (out["is_anomaly"] == (outside & judged)).all()
 
 
+@pytest.mark.parametrize("grain,step,n", [("day", DAY, 365), ("hour", HOUR, 24 * 60)])
 @pytest.mark.parametrize("kind", ["count", None])
 @pytest.mark.parametrize("rate", [0.3, 2.0, 8.0])
-def test_sparse_poisson_counts_do_not_alarm_at_a_normal_rate(kind: str | None, rate: float) -> None:
-    n = 24 * 60
+def test_sparse_poisson_counts_do_not_alarm_at_a_normal_rate(
+    grain: str, step: np.timedelta64, n: int, kind: str | None, rate: float
+) -> None:
     values = np.random.default_rng(7).poisson(rate, n).astype(float)
     config = DetectorConfig(kind=kind)  # type: ignore[arg-type]
-    out = detect_series(stamps(n, HOUR), values, grain="hour", config=config)
+    out = detect_series(stamps(n, step), values, grain=grain, config=config)  # type: ignore[arg-type]
     assert out["is_anomaly"].sum() <= 1
 
 
