@@ -325,18 +325,24 @@ def shrunk_index(index: Array, ratios: Array) -> Array:
     return np.asarray(1.0 + keep * (index - 1.0))
 
 
-def winsorised_sd(errors: Array) -> float:
-    """The root mean square of the errors winsorised at WINSOR x (1.4826 x their median
-    absolute value), made consistent for normal errors: like the MAD it ignores a few large
-    errors (past anomalies, level changes); unlike it, it uses the size of every other one."""
-    size = np.abs(errors)
-    cap = WINSOR * MAD_TO_SD * float(np.median(size))
-    return float(np.sqrt(np.mean(np.minimum(size, cap) ** 2) / WINSOR_MEAN_SQUARE))
-
-
-def rms(errors: Array) -> float:
-    """Root mean square: before the seasonal index exists, seasonal swings are noise."""
-    return float(np.sqrt(np.mean(errors**2)))
+def spread(errors: Array, seasonal: bool, tail: float) -> float:
+    """The noise sd of one-step errors (one sort). With a seasonal index: their root mean
+    square winsorised at WINSOR x (1.4826 x their median absolute value), made consistent
+    for normal errors (like the MAD it ignores a few large errors, past anomalies and level
+    changes; unlike it, it uses the size of every other one), and at least `tail` x their
+    TAIL quantile. Before one, the plain root mean square: seasonal swings are noise then."""
+    size = np.sort(np.abs(errors))
+    n = size.size
+    if not seasonal:
+        return float(np.sqrt(np.mean(size**2)))
+    cap = WINSOR * MAD_TO_SD * 0.5 * float(size[(n - 1) // 2] + size[n // 2])
+    sd = float(np.sqrt(np.mean(np.minimum(size, cap) ** 2) / WINSOR_MEAN_SQUARE))
+    if not tail:
+        return sd
+    at = TAIL * (n - 1)
+    low = int(at)
+    quantile = size[low] + (at - low) * (size[min(low + 1, n - 1)] - size[low])
+    return max(sd, tail * float(quantile))
 
 
 def integer_counts(values: Array) -> Bools:
@@ -429,8 +435,7 @@ def walk(x: Inputs, p: Plan, config: DetectorConfig) -> Bands:
             start = max(0, n_errors - p.scale)
             window = comparable(errors[start:n_errors], quality[start:n_errors], q, p.warmup)
             sd = max(
-                (winsorised_sd(window) if q else rms(window)) * idx,
-                (tail_of(window, p) if q else 0.0) * idx / k,
+                spread(window, q > 0, p.tail / k) * idx,
                 config.rel_floor * abs(exp_i),
                 config.abs_floor,
             )
@@ -472,11 +477,6 @@ def walk(x: Inputs, p: Plan, config: DetectorConfig) -> Bands:
     return Bands(expected, lower, upper, sigma, judged)
 
 
-def tail_of(window: Array, p: Plan) -> float:
-    """p.tail x the TAIL quantile of the |errors| (0 without a tail weight)."""
-    return p.tail * float(np.quantile(np.abs(window), TAIL)) if p.tail else 0.0
-
-
 def quality_of(x: Inputs, i: int) -> int:
     """The seasonal index behind slot i: 0 none yet, 1 the first (hour of day for hours and
     minutes), 2 the final one (day of week for days, hour of week for hours and minutes)."""
@@ -505,8 +505,10 @@ def level_of(points: list[tuple[float, int]], c: float, row: Array) -> float:
     """Median of (y + c) / index over the points, the index as seen now (NaN if none)."""
     if not points:
         return float("nan")
-    y, t = np.array(points).T
-    return float(np.median((y + c) / row[t.astype(np.int64) % row.size]))
+    width = row.size
+    ordered = sorted((y + c) / row.item(t % width) for y, t in points)
+    m = len(ordered)
+    return 0.5 * (ordered[(m - 1) // 2] + ordered[m // 2])
 
 
 def severity(ratio: Array, steps: tuple[float, float]) -> NDArray[np.str_]:
