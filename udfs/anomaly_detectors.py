@@ -131,6 +131,7 @@ DISPERSION_CAP = 16.0  # squared count errors (in Poisson sds) are capped here
 SMALL_COUNT = 50  # a series of unknown kind with integer values up to this is counted
 TAIL = 0.995  # hours and minutes: the band covers this quantile of past |errors| ...
 TAIL_WEIGHT = 1.25  # ... times this (bursty series' normal extremes stay inside it)
+SUB_HOURLY_WIDEN = 1.5  # 5-30 minute points are 2-12 times as many a day as hours
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,7 @@ class Plan:
     level: int
     scale: int
     tail: float  # weight of the past errors' TAIL quantile in the band (0: not used)
+    widen: float  # the band is sensitivity x widen scales wide
 
 
 def period_of(grain: Grain) -> int:
@@ -199,6 +201,7 @@ def plan(config: DetectorConfig, grain: Grain) -> Plan:
         level=config.level_window or period,
         scale=config.scale_window or (6 if daily else 14) * period,
         tail=0.0 if daily else TAIL_WEIGHT,
+        widen=SUB_HOURLY_WIDEN if period > 24 else 1.0,
     )
 
 
@@ -412,7 +415,7 @@ def walk(x: Inputs, p: Plan, config: DetectorConfig) -> Bands:
     candidate make it the new level (the level shift alarmed once, at its start, and its
     new level is normal from then on); a point near the old level drops the candidate (a
     spike). So alarms are rare, short runs: one per spike or level shift."""
-    n, k = x.values.size, config.sensitivity
+    n, k = x.values.size, config.sensitivity * p.widen
     expected, lower, upper, sigma = (np.full(n, np.nan) for _ in range(4))
     judged = np.zeros(n, dtype=bool)
     errors, squares = np.full(n, np.nan), np.full(n, np.nan)
@@ -680,7 +683,8 @@ def detect_series(
             "is_anomaly": anomaly,
             "direction": labels(anomaly, np.where(value > expected, "up", "down")),
             "severity": labels(
-                anomaly, severity(np.abs(score) / config.sensitivity, config.severity_steps)
+                anomaly,
+                severity(np.abs(score) / (config.sensitivity * p.widen), config.severity_steps),
             ),
             "detector": labels(ok, np.full(value.shape, DETECTOR)),
             "history": history.astype(np.int32),
