@@ -1,74 +1,54 @@
 """Anomaly detection on one metric series at a time: NumPy and pandas only, no Spark.
 
-`detect_series` judges every point of a daily or hourly series against its past alone; a
-Spark job runs it once per series through `applyInPandas` (`detect_frame`, `OUTPUT_SCHEMA`).
-Points are placed on a grid of day (hour) slots; gaps and NaN values are missing, never
-filled in. With P the seasonal period (7 days; 168 hours: hour of day and day of week), the
-point y_t at slot t is judged with a multiplicative model y + c = (level + c) x index(phase):
+`detect_series` judges every point of a series against its past alone; a Spark job runs it
+once per series through `applyInPandas` (`detect_frame`, `score_group`, `OUTPUT_SCHEMA`).
+Grains: "day", "hour" and "1min" to "30min" (`GRAIN_SECONDS`), each on its own grid of
+slots; gaps and NaN values are missing, never filled in. The period P is a week of days or
+one day of the grain's points (24 hours, 288 five-minute points). The model is
+multiplicative, y + c = (level + c) x index, additive near 0 through the offset c (10% of
+the mean |y|, at least one event for counts).
 
-1. Seasonal index. The `season_weeks` (6) periods before t are blocks [t - jP, t - jP + P).
-   A phase's index is the median over blocks of (y + c) / (block median + c), so a bad
-   block (a spike, a level shift inside it) does not move it; with only two blocks a
-   neutral 1 joins the median. The offset c is 10% of the
-   mean |y| over the blocks, or the value of one event (1 for counts, rate_scale / volume
-   for rates) if larger: the model is multiplicative for large values and turns additive
-   near zero, where a few events would make ratios explode.
-2. Level + c: the median of (y_s + c) / index over the last `level_window` observed points
-   before t (7 days; 24 hours). It follows a level shift after half a window, so a shift is
-   alerted on its first 3 to 4 days and then becomes the new normal.
-   The index is then shrunk towards 1 by the share of its spread over the phases that its
-   own noise explains (empirical Bayes, `shrunk_index`): a series without a weekly pattern
-   is not given a week of noise in every expected value.
-3. expected = (level + c) x index(phase of t) - c, and never below 0 (nor the lower band)
-   for a series that has not been negative so far.
-4. Scale: the spread of the detector's own one-step errors y_s - expected_s over the last
-   `scale_window` points before t (42 days; 14 days of hours): a root mean square of the
-   errors winsorised at 2.5 robust (MAD) standard deviations, so past anomalies do not
-   inflate it. Noise that grows with the level (counts, busy hours) is modelled as sd
-   proportional to (expected + c)^g, with g in [0, 1] read off the errors of high and low
-   points when their levels differ at least twofold (else g = 0). The scale is floored by
-   `rel_floor` x |expected|, `abs_floor` and, for counts (`counts`) or rates with a volume,
-   the Poisson sd of the value (at least one event): constant and all-zero series score 0.
-5. score = (y_t - expected) / scale and band = expected -/+ sensitivity x scale: a point with
-   |score| >= sensitivity is a `seasonal_median` anomaly.
-6. Drift. A slow ramp is followed by the level with a lag, so it can stay inside the band.
-   The `drift` detector compares the median of (y + c) / index over the last `drift_recent`
-   observed points (7 days, t included) with the median over the reference window
-   [t - drift_gap - drift_reference, t - drift_gap) (35 to 14 days back): its score is the
-   difference over (scale / index) x sqrt(pi/2 x (1/n_recent + 1/n_reference)). It alerts
-   when |score| >= drift_sensitivity, the level moved at least `drift_min_change` (15%), and
-   the point detector has not already reported the change (fewer than `drift_muted_by`
-   point anomalies in the same direction within the drift's 35-day span: a level shift is
-   alerted for 3 to 4 days, not for 5 weeks). A drift row's `score` is the drift score;
-   `lower` and `upper` stay the point detector's band.
-7. Level shift. A step of 2 to 4 noise units stays under the point threshold every day but
-   adds up: the `level_shift` detector combines the scores of the last k points (2 <= k <=
-   `shift_window`, 3), t included, as sum(z) / sqrt(k), over runs in which every point
-   scores at least `shift_min_score` (1) in the same direction and none is a point anomaly,
-   and alerts at |combined| >= `shift_sensitivity` (4): three days of +2.5 make +4.3. It
-   needs `shift_min_history` observed points (28 days; 672 hours), since a scale read off
-   fewer errors is often too small for a finer test, and it stays quiet for a level window
-   after a point anomaly in the same direction (that change is being followed already).
-   Step and level-shift anomalies both mute the drift detector. A row's `score` is then the
-   combined score.
+1. Seasonal index (per period, from the `season_weeks` (6) periods before it): a phase's
+   index is the median over past periods of (y + c) / (period median + c), shrunk towards 1
+   by the share of its spread that its own noise explains (`shrunk_index`). Days get the
+   day-of-week index once 3 weeks exist; hours and minutes the time-of-day index once 2
+   days exist and the time-of-week index once 2 weeks exist. Before that the index is 1.
+2. Level: the median of (y + c) / index (the index as seen now) over the last
+   `level_window` normal points (7 days; one day of points); expected = level x index - c.
+3. Scale: the spread of the detector's own one-step errors over the last `scale_window`
+   points (6 weeks of days; 2 weeks of hours or minutes), those made with as good a
+   seasonal index when there are enough: a root mean square winsorised at 2.5 robust sd
+   (the plain root mean square before any index exists), for hours and minutes at least
+   TAIL_WEIGHT (1.25) x the 99.5% quantile of |error| over the sensitivity (bursty series'
+   normal extremes stay inside the band). Floors by kind: rel_floor (2%) x |expected| and
+   abs_floor; counts (kind "count", `counts`, or an unknown kind whose values so far are
+   small non-negative integers) sqrt(dispersion x max(expected, 1)), the dispersion (>= 1)
+   read off the errors, plus the Poisson tail's skew (k^2 - 1) / 6 on the upper bound;
+   rates with their denominator (`volume`) the binomial sd of one event. Gauges, latencies
+   and means get the robust scale alone.
+4. Band: expected -/+ k x scale, k = sensitivity (4), x 1.5 for sub-hourly grains (2 to 12
+   times as many points a day as hours). A point is an anomaly if and only if its status is
+   "ok", its value lies outside [lower, upper] and its direction is alerted.
+5. Re-baselining. A value outside the band starts a candidate level. While there is one,
+   the band is widened to cover the candidate's band too and each point joins whichever
+   level it is nearer: `rebaseline` (1) points near the candidate make it the new level (a
+   level shift is alarmed once, at its start, and is normal from then on); a point near the
+   old level drops the candidate (a spike, alarmed once). A slow drift is followed.
 
 The result at slot t uses slots up to t only: it does not change when later points arrive.
-Only points with status "ok" are alerted: "missing" (no value), "insufficient_history"
-(fewer than `min_history` observed points in the 6-week span: 14 days; 336 hours, two weeks
-so that the index has two blocks and a bad week cannot set it alone; or too few past errors
-for a scale) and "low_volume" (volume below `min_volume`) never are. Rows that share a slot
-are averaged for the baseline and judged each by its own value.
+Statuses: "missing" (no value), "warming_up" (fewer than `warmup_points` observed points
+before it: 7 days, so the 8th day is judged; one day of hours or minutes), "too_sparse"
+(its last `warmup_points` observed points span more than `season_weeks` periods),
+"low_volume" (volume below `min_volume`), "constant" (every value so far is the same,
+this one too) and "ok"; only "ok" points alarm. Rows that share a slot are averaged for the
+baseline and judged each by its own value.
 
-Defaults were chosen with tests/benchmarks/bench_detectors.py (2000 simulated daily safety
-metric series, described in that module). sensitivity 4 keeps false alarms at about 0.2
-episodes per 50 clean series-weeks (3.5 triples them for about one point of recall), with
-recall near 0.97 on spikes, level shifts and drifts of 5 noise units or more. The level-shift
-detector lifts recall on level shifts of 3 to 5 noise units from 0.48 to 0.83 (0.98 to 1.00
-at 5 or more) for 0.10 more false-alarm episodes per 50 series-weeks (0.20 to 0.31). The drift
-detector (drift_sensitivity 4, a 15% minimum change) lifts drift recall from 0.64 to 0.98
-and stays clear of slow benign trends. The winsorised 6-week scale made false alarms less
-than half as frequent as a 28-day MAD did. A 90-day daily series takes about 2 ms, a 90-day
-hourly one about 100 ms.
+Evaluation on 93 real labelled series (tests/benchmarks/bench_monitoring_real.py, see
+docs/monitoring-evaluation.md): window F1 0.47 daily (0.05 false alarms per series-week),
+0.55 hourly (0.40), 0.27 at 5-30 minutes (about 2) against a rolling median + MAD's 0.49,
+0.22 and 0.03. Earlier versions' drift and sub-threshold level-shift detectors, and a
+14-day warm-up, were removed: on real series they alarmed day after day after a change.
+A 90-day daily series takes about 5 ms, a 90-day hourly one about 100-150 ms.
 """
 
 from __future__ import annotations
