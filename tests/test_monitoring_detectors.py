@@ -120,8 +120,9 @@ def test_level_shift_is_alerted_once_then_becomes_the_baseline() -> None:
     out = run(values)
     assert alerts(out) == [56]  # once, at its start (was: days 56-60)
     assert (out.loc[out["is_anomaly"], "direction"] == "up").all()
-    # From the next point on (rebaseline = 1), the new level is normal.
-    later = out.iloc[58:]
+    # The band covers both levels until `rebaseline` points confirm the new one; from then
+    # on the new level is the expected value.
+    later = out.iloc[57 + DetectorConfig().rebaseline :]
     np.testing.assert_allclose(later["expected"], 1.5 * WEEK[later.index % 7], rtol=0.06)
     slow = run(values, rebaseline=3)
     assert alerts(slow) == [56]
