@@ -459,3 +459,33 @@ def test_sub_hourly_grain_has_daily_seasonality_in_its_own_points() -> None:
     later = out.iloc[288 * 3 :]
     error = later["expected"] / profile[later.index] - 1
     assert error.abs().median() < 0.03
+
+
+def test_score_group_reads_each_series_grain_and_kind_from_its_rows() -> None:
+    from udfs.anomaly_detectors import score_group
+
+    n_day, n_min = 40, 288 * 3
+    counts = np.random.default_rng(4).poisson(1.0, n_min).astype(float)
+    frame = pd.DataFrame(
+        {
+            "series_id": ["d"] * n_day + ["m"] * n_min,
+            "ts": np.concatenate([stamps(n_day), stamps(n_min, np.timedelta64(5, "m"))]),
+            "value": np.concatenate([seasonal(n_day, noise=0.03, seed=3), counts]),
+            "volume": 1.0,
+            "sensitivity": 4.0,
+            "min_volume": 0.0,
+            "direction": "both",
+            "counts": False,
+            "rate_scale": 1.0,
+            "poisson": False,
+            "kind": [None] * n_day + ["count"] * n_min,
+            "grain": ["day"] * n_day + ["5min"] * n_min,
+        }
+    )
+    out = score_group(None)(frame)
+    assert list(out.columns) == list(OUTPUT_COLUMNS)
+    day, minutes = out[out["series_id"] == "d"], out[out["series_id"] == "m"]
+    assert (day["status"].iloc[:7] == "warming_up").all() and day["status"].iloc[7] == "ok"
+    assert (minutes["status"].iloc[:288] == "warming_up").all()
+    assert minutes["status"].iloc[288] == "ok"
+    assert not minutes["is_anomaly"].any()
