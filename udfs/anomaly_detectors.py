@@ -127,7 +127,7 @@ class DetectorConfig:
     season_offset: float = 0.1  # c / mean |y| in the model y + c = (level + c) x index
     level_window: int | None = None  # normal points behind the level: 7 days; 1 day
     scale_window: int | None = None  # one-step errors behind the scale: 6 weeks; 2 weeks
-    rebaseline: int = 1  # points after an alarm that, near its value, make it the new level
+    rebaseline: int = 2  # points after an alarm that, near its value, make it the new level
     rel_floor: float = 0.02  # scale >= rel_floor x |expected|
     abs_floor: float = 1e-9  # scale >= abs_floor
     counts: bool = False  # values are event counts (kind "count")
