@@ -1,74 +1,54 @@
 """Anomaly detection on one metric series at a time: NumPy and pandas only, no Spark.
 
-`detect_series` judges every point of a daily or hourly series against its past alone; a
-Spark job runs it once per series through `applyInPandas` (`detect_frame`, `OUTPUT_SCHEMA`).
-Points are placed on a grid of day (hour) slots; gaps and NaN values are missing, never
-filled in. With P the seasonal period (7 days; 168 hours: hour of day and day of week), the
-point y_t at slot t is judged with a multiplicative model y + c = (level + c) x index(phase):
+`detect_series` judges every point of a series against its past alone; a Spark job runs it
+once per series through `applyInPandas` (`detect_frame`, `score_group`, `OUTPUT_SCHEMA`).
+Grains: "day", "hour" and "1min" to "30min" (`GRAIN_SECONDS`), each on its own grid of
+slots; gaps and NaN values are missing, never filled in. The period P is a week of days or
+one day of the grain's points (24 hours, 288 five-minute points). The model is
+multiplicative, y + c = (level + c) x index, additive near 0 through the offset c (10% of
+the mean |y|, at least one event for counts).
 
-1. Seasonal index. The `season_weeks` (6) periods before t are blocks [t - jP, t - jP + P).
-   A phase's index is the median over blocks of (y + c) / (block median + c), so a bad
-   block (a spike, a level shift inside it) does not move it; with only two blocks a
-   neutral 1 joins the median. The offset c is 10% of the
-   mean |y| over the blocks, or the value of one event (1 for counts, rate_scale / volume
-   for rates) if larger: the model is multiplicative for large values and turns additive
-   near zero, where a few events would make ratios explode.
-2. Level + c: the median of (y_s + c) / index over the last `level_window` observed points
-   before t (7 days; 24 hours). It follows a level shift after half a window, so a shift is
-   alerted on its first 3 to 4 days and then becomes the new normal.
-   The index is then shrunk towards 1 by the share of its spread over the phases that its
-   own noise explains (empirical Bayes, `shrunk_index`): a series without a weekly pattern
-   is not given a week of noise in every expected value.
-3. expected = (level + c) x index(phase of t) - c, and never below 0 (nor the lower band)
-   for a series that has not been negative so far.
-4. Scale: the spread of the detector's own one-step errors y_s - expected_s over the last
-   `scale_window` points before t (42 days; 14 days of hours): a root mean square of the
-   errors winsorised at 2.5 robust (MAD) standard deviations, so past anomalies do not
-   inflate it. Noise that grows with the level (counts, busy hours) is modelled as sd
-   proportional to (expected + c)^g, with g in [0, 1] read off the errors of high and low
-   points when their levels differ at least twofold (else g = 0). The scale is floored by
-   `rel_floor` x |expected|, `abs_floor` and, for counts (`counts`) or rates with a volume,
-   the Poisson sd of the value (at least one event): constant and all-zero series score 0.
-5. score = (y_t - expected) / scale and band = expected -/+ sensitivity x scale: a point with
-   |score| >= sensitivity is a `seasonal_median` anomaly.
-6. Drift. A slow ramp is followed by the level with a lag, so it can stay inside the band.
-   The `drift` detector compares the median of (y + c) / index over the last `drift_recent`
-   observed points (7 days, t included) with the median over the reference window
-   [t - drift_gap - drift_reference, t - drift_gap) (35 to 14 days back): its score is the
-   difference over (scale / index) x sqrt(pi/2 x (1/n_recent + 1/n_reference)). It alerts
-   when |score| >= drift_sensitivity, the level moved at least `drift_min_change` (15%), and
-   the point detector has not already reported the change (fewer than `drift_muted_by`
-   point anomalies in the same direction within the drift's 35-day span: a level shift is
-   alerted for 3 to 4 days, not for 5 weeks). A drift row's `score` is the drift score;
-   `lower` and `upper` stay the point detector's band.
-7. Level shift. A step of 2 to 4 noise units stays under the point threshold every day but
-   adds up: the `level_shift` detector combines the scores of the last k points (2 <= k <=
-   `shift_window`, 3), t included, as sum(z) / sqrt(k), over runs in which every point
-   scores at least `shift_min_score` (1) in the same direction and none is a point anomaly,
-   and alerts at |combined| >= `shift_sensitivity` (4): three days of +2.5 make +4.3. It
-   needs `shift_min_history` observed points (28 days; 672 hours), since a scale read off
-   fewer errors is often too small for a finer test, and it stays quiet for a level window
-   after a point anomaly in the same direction (that change is being followed already).
-   Step and level-shift anomalies both mute the drift detector. A row's `score` is then the
-   combined score.
+1. Seasonal index (per period, from the `season_weeks` (6) periods before it): a phase's
+   index is the median over past periods of (y + c) / (period median + c), shrunk towards 1
+   by the share of its spread that its own noise explains (`shrunk_index`). Days get the
+   day-of-week index once 3 weeks exist; hours and minutes the time-of-day index once 2
+   days exist and the time-of-week index once 2 weeks exist. Before that the index is 1.
+2. Level: the median of (y + c) / index (the index as seen now) over the last
+   `level_window` normal points (7 days; one day of points); expected = level x index - c.
+3. Scale: the spread of the detector's own one-step errors over the last `scale_window`
+   points (6 weeks of days; 2 weeks of hours or minutes), those made with as good a
+   seasonal index when there are enough: a root mean square winsorised at 2.5 robust sd
+   (the plain root mean square before any index exists), for hours and minutes at least
+   TAIL_WEIGHT (1.25) x the 99.5% quantile of |error| over the sensitivity (bursty series'
+   normal extremes stay inside the band). Floors by kind: rel_floor (2%) x |expected| and
+   abs_floor; counts (kind "count", `counts`, or an unknown kind whose values so far are
+   small non-negative integers) sqrt(dispersion x max(expected, 1)), the dispersion (>= 1)
+   read off the errors, plus the Poisson tail's skew (k^2 - 1) / 6 on the upper bound;
+   rates with their denominator (`volume`) the binomial sd of one event. Gauges, latencies
+   and means get the robust scale alone.
+4. Band: expected -/+ k x scale, k = sensitivity (4), x 1.75 for sub-hourly grains (2 to 12
+   times as many points a day as hours). A point is an anomaly if and only if its status is
+   "ok", its value lies outside [lower, upper] and its direction is alerted.
+5. Re-baselining. A value outside the band starts a candidate level. While there is one,
+   the band is widened to cover the candidate's band too and each point joins whichever
+   level it is nearer: `rebaseline` (2) points near the candidate make it the new level (a
+   level shift is alarmed once, at its start, and is normal from then on); a point near the
+   old level drops the candidate (a spike, alarmed once). A slow drift is followed.
 
 The result at slot t uses slots up to t only: it does not change when later points arrive.
-Only points with status "ok" are alerted: "missing" (no value), "insufficient_history"
-(fewer than `min_history` observed points in the 6-week span: 14 days; 336 hours, two weeks
-so that the index has two blocks and a bad week cannot set it alone; or too few past errors
-for a scale) and "low_volume" (volume below `min_volume`) never are. Rows that share a slot
-are averaged for the baseline and judged each by its own value.
+Statuses: "missing" (no value), "warming_up" (fewer than `warmup_points` observed points
+before it: 7 days, so the 8th day is judged; one day of hours or minutes), "too_sparse"
+(its last `warmup_points` observed points span more than `season_weeks` periods),
+"low_volume" (volume below `min_volume`), "constant" (every value so far is the same,
+this one too) and "ok"; only "ok" points alarm. Rows that share a slot are averaged for the
+baseline and judged each by its own value.
 
-Defaults were chosen with tests/benchmarks/bench_detectors.py (2000 simulated daily safety
-metric series, described in that module). sensitivity 4 keeps false alarms at about 0.2
-episodes per 50 clean series-weeks (3.5 triples them for about one point of recall), with
-recall near 0.97 on spikes, level shifts and drifts of 5 noise units or more. The level-shift
-detector lifts recall on level shifts of 3 to 5 noise units from 0.48 to 0.83 (0.98 to 1.00
-at 5 or more) for 0.10 more false-alarm episodes per 50 series-weeks (0.20 to 0.31). The drift
-detector (drift_sensitivity 4, a 15% minimum change) lifts drift recall from 0.64 to 0.98
-and stays clear of slow benign trends. The winsorised 6-week scale made false alarms less
-than half as frequent as a 28-day MAD did. A 90-day daily series takes about 2 ms, a 90-day
-hourly one about 100 ms.
+Evaluation on 93 real labelled series (tests/benchmarks/bench_monitoring_real.py, see
+docs/monitoring-evaluation.md): window F1 0.49 daily (0.05 false alarms per series-week),
+0.55 hourly (0.40), 0.27 at 5-30 minutes (1.8) against a rolling median + MAD's best 0.49 (0.06),
+0.22 (2.4) and 0.03 (31). Earlier versions' drift and sub-threshold level-shift detectors, and a
+14-day warm-up, were removed: on real series they alarmed day after day after a change.
+A 90-day daily series takes about 3.5 ms, a 90-day hourly one about 70-150 ms.
 """
 
 from __future__ import annotations
@@ -84,8 +64,20 @@ from numpy.typing import ArrayLike, NDArray
 Array = NDArray[np.float64]
 Ints = NDArray[np.int64]
 Bools = NDArray[np.bool_]
-Grain = Literal["day", "hour"]
+Grain = Literal["1min", "5min", "10min", "15min", "30min", "hour", "day"]
+Kind = Literal["count", "rate", "proportion", "mean", "gauge", "latency"]
 Direction = Literal["both", "up", "down"]
+
+GRAIN_SECONDS: dict[str, int] = {
+    "1min": 60,
+    "5min": 300,
+    "10min": 600,
+    "15min": 900,
+    "30min": 1800,
+    "hour": 3600,
+    "day": 86_400,
+}
+KINDS = ("count", "rate", "proportion", "mean", "gauge", "latency")
 
 #: Spark DDL of `detect_frame`'s output.
 OUTPUT_SCHEMA = (
@@ -110,63 +102,51 @@ OUTPUT_DTYPES = (
     "int32",
     "object",
 )
+DETECTOR = "seasonal_median"
 
 MAD_TO_SD = 1.4826  # a normal distribution's standard deviation over its MAD
 WINSOR = 2.5  # errors are winsorised at WINSOR robust standard deviations
 WINSOR_MEAN_SQUARE = 0.97756  # E[min(Z^2, WINSOR^2)] for a standard normal Z
-MIN_LEVEL_RATIO = 2.0  # the noise power is fitted across levels at least this far apart
-SLOT_NS = {"day": 86_400 * 10**9, "hour": 3_600 * 10**9}
-
-# Grain defaults, in points: period, min_history, level, scale, drift recent/gap/reference.
-GRAIN_DEFAULTS: dict[str, tuple[int, int, int, int, int, int, int]] = {
-    "day": (7, 14, 7, 42, 7, 14, 21),
-    "hour": (168, 336, 24, 336, 168, 336, 504),
-}
+DISPERSION_CAP = 16.0  # squared count errors (in Poisson sds) are capped here
+SMALL_COUNT = 50  # a series of unknown kind with integer values up to this is counted
+TAIL = 0.995  # hours and minutes: the band covers this quantile of past |errors| ...
+TAIL_WEIGHT = 1.25  # ... times this (bursty series' normal extremes stay inside it)
+SUB_HOURLY_WIDEN = 1.75  # 5-30 minute points are 2-12 times as many a day as hours
 
 
 @dataclass(frozen=True)
 class DetectorConfig:
     """Detector settings; windows left at None take the grain's default (in points)."""
 
-    sensitivity: float = 4.0  # alert when |score| >= sensitivity
-    min_history: int | None = None  # observed points in the baseline's span: 14 days; 336 h
+    sensitivity: float = 4.0  # alarm outside expected -/+ sensitivity x scale
+    min_history: int | None = None  # observed points before the first judged one
     min_volume: float = 0.0  # points with a smaller (or NaN) volume are never alerted
     direction: Direction = "both"  # which changes are alerted ("up": rises only)
-    season_weeks: int = 6  # seasonal periods behind the index (and the history span)
+    kind: Kind | None = None  # None: unknown (non-negative integers behave as counts)
+    season_weeks: int = 6  # seasonal periods behind the index
     season_offset: float = 0.1  # c / mean |y| in the model y + c = (level + c) x index
-    level_window: int | None = None  # observed points behind the level: 7 days; 24 h
-    scale_window: int | None = None  # one-step errors behind the scale: 42 days; 336 h
+    level_window: int | None = None  # normal points behind the level: 7 days; 1 day
+    scale_window: int | None = None  # one-step errors behind the scale: 6 weeks; 2 weeks
+    rebaseline: int = 2  # points after an alarm that, near its value, make it the new level
     rel_floor: float = 0.02  # scale >= rel_floor x |expected|
     abs_floor: float = 1e-9  # scale >= abs_floor
-    counts: bool = False  # values are event counts: scale >= sqrt(max(expected, 1))
+    counts: bool = False  # values are event counts (kind "count")
     rate_scale: float = 1.0  # with a volume, value = rate_scale x events / volume
-    drift: bool = True  # run the drift detector
-    drift_sensitivity: float = 4.0
-    drift_min_change: float = 0.15  # |recent - reference| >= this x |reference|
-    drift_recent: int | None = None  # 7 days; 168 h
-    drift_gap: int | None = None  # 14 days; 336 h
-    drift_reference: int | None = None  # 21 days; 504 h
-    drift_muted_by: int = 3  # same-direction point anomalies within the drift span that mute it
-    shift: bool = True  # run the level-shift detector (a sustained change over 2-3 points)
-    shift_sensitivity: float = 4.0  # alert when the combined score of the run >= this
-    shift_window: int = 3  # the longest run of recent points combined
-    shift_min_score: float = 1.0  # every point of the run is at least this far out
-    shift_min_history: int | None = None  # observed points behind it: 28 days; 672 hours
     severity_steps: tuple[float, float] = (1.5, 2.5)  # |score| / threshold: medium, high
 
     def __post_init__(self) -> None:
         if self.direction not in ("both", "up", "down"):
             raise ValueError(f"direction must be both, up or down, not {self.direction!r}")
-        if self.sensitivity <= 0 or self.drift_sensitivity <= 0:
-            raise ValueError("sensitivities must be positive")
-        if self.season_weeks < 1:
-            raise ValueError("season_weeks must be at least 1")
+        if self.kind is not None and self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)} or None, not {self.kind!r}")
+        if self.sensitivity <= 0:
+            raise ValueError("sensitivity must be positive")
+        if self.season_weeks < 1 or self.rebaseline < 1:
+            raise ValueError("season_weeks and rebaseline must be at least 1")
         if self.rel_floor < 0 or self.abs_floor <= 0 or self.rate_scale <= 0:
             raise ValueError("rel_floor must be >= 0, abs_floor and rate_scale > 0")
-        if self.shift_sensitivity <= 0 or self.shift_window < 2 or self.shift_min_score < 0:
-            raise ValueError("shift_sensitivity > 0, shift_window >= 2, shift_min_score >= 0")
-        windows = (self.level_window, self.scale_window, self.drift_recent)
-        if any(w is not None and w < 1 for w in (*windows, self.drift_reference)):
+        windows = (self.level_window, self.scale_window, self.min_history)
+        if any(w is not None and w < 1 for w in windows):
             raise ValueError("windows must hold at least one point")
 
 
@@ -174,33 +154,42 @@ class DetectorConfig:
 class Plan:
     """A config's windows resolved for a grain, in points."""
 
-    period: int
-    min_history: int
+    period: int  # seasonal period: a week of days, a day of hours (of minutes)
+    season_blocks: int  # past periods needed before the index is used
+    warmup: int
     level: int
     scale: int
-    drift_recent: int
-    drift_gap: int
-    drift_reference: int
+    tail: float  # weight of the past errors' TAIL quantile in the band (0: not used)
+    widen: float  # the band is sensitivity x widen scales wide
+
+
+def period_of(grain: Grain) -> int:
+    """Points in a seasonal period: 7 days, or one day of the grain's points."""
+    if grain not in GRAIN_SECONDS:
+        raise ValueError(f"grain must be one of {', '.join(GRAIN_SECONDS)}, not {grain!r}")
+    return 7 if grain == "day" else 86_400 // GRAIN_SECONDS[grain]
 
 
 def plan(config: DetectorConfig, grain: Grain) -> Plan:
     """Resolve the config's windows for the grain (None: the grain's default)."""
-    if grain not in GRAIN_DEFAULTS:
-        raise ValueError(f"grain must be day or hour, not {grain!r}")
-    period, history, level, scale, recent, gap, reference = GRAIN_DEFAULTS[grain]
-
-    def pick(value: int | None, default: int) -> int:
-        return default if value is None else value
-
+    period = period_of(grain)
+    daily = grain == "day"
     return Plan(
         period=period,
-        min_history=pick(config.min_history, history),
-        level=pick(config.level_window, level),
-        scale=pick(config.scale_window, scale),
-        drift_recent=pick(config.drift_recent, recent),
-        drift_gap=pick(config.drift_gap, gap),
-        drift_reference=pick(config.drift_reference, reference),
+        season_blocks=3 if daily else 2,
+        warmup=warmup_points(grain, config),
+        level=config.level_window or period,
+        scale=config.scale_window or (6 if daily else 14) * period,
+        tail=0.0 if daily else TAIL_WEIGHT,
+        widen=SUB_HOURLY_WIDEN if period > 24 else 1.0,
     )
+
+
+def warmup_points(grain: Grain, config: DetectorConfig | None = None) -> int:
+    """Observed points a series needs before its first judged point: a week of days (the
+    8th day is judged), one day of hours or minutes (the 2nd day is judged)."""
+    config = config or DetectorConfig()
+    return config.min_history or period_of(grain)
 
 
 # Vectorised building blocks
@@ -218,29 +207,6 @@ def nanmedian(a: Array) -> tuple[Array, Ints]:
     return 0.5 * (low + high), count
 
 
-def padded(values: Array) -> Array:
-    """`values` with a NaN appended: index -1 then reads as missing."""
-    return np.append(values, np.nan)
-
-
-def last_observed(observed: Bools, width: int, include_current: bool) -> Ints:
-    """(n, width): positions of the last `width` observed entries before each entry (up to
-    and including it with `include_current`), oldest first, -1 where there are fewer."""
-    positions = np.flatnonzero(observed)
-    before = np.cumsum(observed) - (0 if include_current else observed)
-    k = before[:, None] - width + np.arange(width)
-    if positions.size == 0:
-        return np.full(k.shape, -1, dtype=np.int64)
-    return np.where(k >= 0, positions[np.clip(k, 0, None)], -1)
-
-
-def count_in_window(times: Ints, marked: Bools, start: Ints, end: Ints) -> Ints:
-    """Per entry, how many marked entries have a time in [start, end] (times sorted)."""
-    marked_times = times[marked]
-    right = np.searchsorted(marked_times, end, side="right")
-    return (right - np.searchsorted(marked_times, start, side="left")).astype(np.int64)
-
-
 def to_stamps(timestamps: ArrayLike) -> pd.DatetimeIndex:
     """The timestamps as a nanosecond DatetimeIndex (time zone kept); none may be missing."""
     index = pd.DatetimeIndex(pd.to_datetime(timestamps)).as_unit("ns")
@@ -250,22 +216,9 @@ def to_stamps(timestamps: ArrayLike) -> pd.DatetimeIndex:
 
 
 def to_slots(stamps: pd.DatetimeIndex, grain: Grain) -> Ints:
-    """Integer day (hour) slot of each timestamp; time zones are read as wall time."""
+    """Integer slot of the grain of each timestamp; time zones are read as wall time."""
     wall = stamps if stamps.tz is None else stamps.tz_localize(None)
-    return np.asarray(np.floor_divide(wall.asi8, SLOT_NS[grain]), dtype=np.int64)
-
-
-# The detector's steps, on the distinct slots t (sorted) and the dense grid of slot values
-
-
-@dataclass(frozen=True)
-class Season:
-    """Per slot t: the seasonal index of each phase (s - t) mod period, the usable blocks,
-    and the offset c of the multiplicative model y + c = (level + c) x index."""
-
-    index: Array  # (n, period), positive; 1 where a phase has no data
-    blocks: Ints
-    offset: Array
+    return np.asarray(np.floor_divide(wall.asi8, GRAIN_SECONDS[grain] * 10**9), dtype=np.int64)
 
 
 def window_mean(grid: Array, start: Ints, stop: Ints) -> Array:
@@ -277,51 +230,58 @@ def window_mean(grid: Array, start: Ints, stop: Ints) -> Array:
     return np.asarray((total[hi] - total[lo]) / np.maximum(count[hi] - count[lo], 1))
 
 
-def block_medians(grid: Array, starts: Ints, period: int) -> Array:
-    """Median of the `period` slots from each start (NaN unless more than half are observed,
-    or before the grid): computed once per distinct start, as neighbouring t share blocks."""
-    distinct, inverse = np.unique(starts, return_inverse=True)
-    positions = distinct[:, None] + np.arange(period)
-    centre, count = nanmedian(grid[np.where(positions >= 0, positions, -1)])
-    centre[(count <= period // 2) | (distinct < 0)] = np.nan
-    return np.asarray(centre[inverse].reshape(starts.shape), dtype=np.float64)
+def offsets(
+    grid: Array, events: Array | None, counts: Bools, p: Plan, config: DetectorConfig
+) -> Array:
+    """Per grid slot t, the offset c of the model y + c = (level + c) x index, from the slots
+    before t: season_offset x mean |y| over the index's span, or the value of one event
+    (1 for counts, the mean rate_scale / volume for rates) if larger, plus -min y for series
+    that have gone negative, plus abs_floor. The model is multiplicative for large values
+    and additive near zero, where a few events would make ratios explode."""
+    t = np.arange(grid.size)
+    start = t - config.season_weeks * p.period
+    offset = config.season_offset * window_mean(np.abs(grid), start, t)
+    if events is not None:
+        offset = np.maximum(offset, window_mean(events, start, t))
+    offset = np.where(counts, np.maximum(offset, 1.0), offset)
+    lowest = np.minimum.accumulate(np.where(np.isnan(grid), np.inf, grid))
+    before = np.concatenate([[np.inf], lowest[:-1]])
+    return np.asarray(offset + np.maximum(-before, 0.0) + config.abs_floor, dtype=np.float64)
 
 
 def seasonal_index(
-    grid: Array, events: Array | None, t: Ints, period: int, config: DetectorConfig
-) -> Season:
-    """Multiplicative seasonal index at each t from the `season_weeks` blocks before it.
+    grid: Array, offset: Array, period: int, min_blocks: int, config: DetectorConfig
+) -> tuple[Array, Bools]:
+    """(blocks, period): the seasonal index of each phase for the points of block b (grid
+    slots [b period, (b + 1) period)), from the `season_weeks` blocks before it.
 
-    Block j holds the slots [t - j period, t - (j - 1) period) and is usable with more than
-    half of them observed. A phase's index is the median over blocks of (y + c) / (block
-    median + c), with a neutral 1 among them when there are only two blocks. The offset c is
-    the larger of season_offset x mean |y| and the mean value of one event (rate_scale /
-    volume; 1 for counts) over the blocks, plus -min y for series that go negative, plus
-    abs_floor: the model is multiplicative for large positive values and additive near zero,
-    where a few events would make ratios explode. `grid` and `events` (per slot) end with a
-    NaN pad (position -1)."""
-    j = np.arange(1, config.season_weeks + 1)[None, :, None]
-    positions = t[:, None, None] - period * j + np.arange(period)[None, None, :]
-    positions = np.where(positions >= 0, positions, -1)
-    block = grid[positions]
-    start, stop = t - config.season_weeks * period, t
-    offset = config.season_offset * window_mean(np.abs(grid), start, stop)
-    if events is not None:
-        offset = np.maximum(offset, window_mean(events, start, stop))
-    if np.nanmin(grid, initial=0.0) < 0:  # series that go negative: shift them above 0
-        lowest = np.where(np.isnan(block), np.inf, block).min(axis=(1, 2), initial=np.inf)
-        offset += np.maximum(-lowest, 0.0)
-    offset += config.abs_floor
-    centre = block_medians(grid, t[:, None] - period * j[:, :, 0], period)
-    c = offset[:, None, None]
-    ratios = np.swapaxes((block + c) / (centre[..., None] + c), 1, 2)  # (n, period, weeks)
-    usable = np.count_nonzero(~np.isnan(centre), axis=1).astype(np.int64)
-    # With two blocks a median is their mean: a neutral ratio 1 joins them, so that one bad
-    # week cannot set the index alone (the index then takes the ratio nearer to 1).
-    prior = np.broadcast_to(np.where(usable == 2, 1.0, np.nan)[:, None, None], (t.size, period, 1))
-    index, _ = nanmedian(np.concatenate([ratios, prior], axis=2))
-    index = np.where(np.isnan(index), 1.0, index)
-    return Season(shrunk_index(index, ratios), usable, offset)
+    A block is usable with more than half of its slots observed. A phase's index is the
+    median over usable blocks of (y + c) / (block median + c), c the offset at the block's
+    start, with a neutral 1 among them when there are only two blocks (one bad period
+    cannot set the index alone); 1 (no seasonality) until `season_blocks` blocks are
+    usable: 3 weeks for days, 2 days for hours and minutes. It is then shrunk towards 1 by
+    the share of its spread that its own noise explains (`shrunk_index`). Also returns
+    which blocks have their index."""
+    weeks = config.season_weeks
+    n_blocks = grid.size // period + 1
+    full = np.full(n_blocks * period, np.nan)
+    full[: grid.size] = grid
+    blocks = full.reshape(n_blocks, period)
+    centre, count = nanmedian(blocks)
+    centre[count <= period // 2] = np.nan
+    before = np.arange(n_blocks)[:, None] - np.arange(1, weeks + 1)[None, :]
+    valid = before >= 0
+    safe = np.where(valid, before, 0)
+    c = offset[np.minimum(np.arange(n_blocks) * period, grid.size - 1)][:, None, None]
+    past = np.where(valid[..., None], blocks[safe], np.nan)
+    past_centre = np.where(valid, centre[safe], np.nan)[..., None]
+    ratios = np.swapaxes((past + c) / (past_centre + c), 1, 2)  # (blocks, period, weeks)
+    usable = np.count_nonzero(~np.isnan(past_centre[..., 0]), axis=1)
+    prior = np.where(usable == 2, 1.0, np.nan)[:, None, None]
+    index, _ = nanmedian(np.concatenate([ratios, np.broadcast_to(prior, (n_blocks, period, 1))], 2))
+    index = shrunk_index(np.where(np.isnan(index), 1.0, index), ratios)
+    enough = usable >= min_blocks
+    return np.where(enough[:, None], index, 1.0), enough
 
 
 def shrunk_index(index: Array, ratios: Array) -> Array:
@@ -331,9 +291,9 @@ def shrunk_index(index: Array, ratios: Array) -> Array:
     variance is pi/2 x s^2 / (ratios of the phase), s the robust (MAD) spread of all ratios
     around their phase's index; the spread of the index over the phases, less that noise,
     is the real seasonal signal. A phase's index keeps the share signal / (signal + noise)
-    of its distance from 1 (empirical Bayes): a series without a weekly pattern gets an
-    index near 1 instead of a week of noise in every expected value, while a strong pattern
-    is kept whole."""
+    of its distance from 1 (empirical Bayes): a series without a seasonal pattern gets an
+    index near 1 instead of a period of noise in every expected value, while a strong
+    pattern is kept whole."""
     residuals = (ratios - index[..., None]).reshape(index.shape[0], -1)
     mad, _ = nanmedian(np.abs(residuals))
     counts = np.count_nonzero(~np.isnan(ratios), axis=2)
@@ -348,148 +308,195 @@ def shrunk_index(index: Array, ratios: Array) -> Array:
     return np.asarray(1.0 + keep * (index - 1.0))
 
 
-def deseasonalised(values: Array, slots: Ints, positions: Ints, t: Ints, season: Season) -> Array:
-    """(y + c) / index at `positions` (into values and slots; -1: none), as seen from each t:
-    level + c for a point that follows the model."""
-    phase = (slots[positions] - t[:, None]) % season.index.shape[1]
-    shifted = padded(values)[positions] + season.offset[:, None]
-    return shifted / np.take_along_axis(season.index, phase, axis=1)
+def spread(errors: Array, seasonal: bool, tail: float) -> float:
+    """The noise sd of one-step errors (one sort). With a seasonal index: their root mean
+    square winsorised at WINSOR x (1.4826 x their median absolute value), made consistent
+    for normal errors (like the MAD it ignores a few large errors, past anomalies and level
+    changes; unlike it, it uses the size of every other one), and at least `tail` x their
+    TAIL quantile. Before one, the plain root mean square: seasonal swings are noise then."""
+    size = np.sort(np.abs(errors))
+    n = size.size
+    if not seasonal:
+        return float(np.sqrt(np.mean(size**2)))
+    cap = WINSOR * MAD_TO_SD * 0.5 * float(size[(n - 1) // 2] + size[n // 2])
+    sd = float(np.sqrt(np.mean(np.minimum(size, cap) ** 2) / WINSOR_MEAN_SQUARE))
+    if not tail:
+        return sd
+    at = TAIL * (n - 1)
+    low = int(at)
+    quantile = size[low] + (at - low) * (size[min(low + 1, n - 1)] - size[low])
+    return max(sd, tail * float(quantile))
 
 
-def winsorised_sd(errors: Array) -> tuple[Array, Ints]:
-    """Per row: the root mean square of the non-NaN errors winsorised at WINSOR x (1.4826 x
-    their median absolute value), made consistent for normal errors, and their count. Like
-    the MAD it ignores a few large errors (past anomalies); unlike the MAD it uses the size
-    of every other error, so it varies less from one window to the next."""
-    size = np.abs(errors)
-    mad, count = nanmedian(size)
-    cap = WINSOR * MAD_TO_SD * mad
-    squares = np.where(np.isnan(size), 0.0, np.minimum(size, cap[:, None]) ** 2)
-    mean_square = squares.sum(axis=1) / np.maximum(count, 1)
-    return np.sqrt(mean_square / WINSOR_MEAN_SQUARE), count
+def integer_counts(values: Array) -> Bools:
+    """Per slot, whether every observed value before it is a small non-negative integer (at
+    most SMALL_COUNT, and there is one): a series of unknown kind that looks like sparse
+    event counts is floored as one. Larger integers may be anything (a gauge in whole
+    units); their own noise then sets the scale."""
+    seen = ~np.isnan(values)
+    whole = ~seen | ((values >= 0) & (values <= SMALL_COUNT) & (values == np.round(values)))
+    so_far = np.logical_and.accumulate(whole) & (np.cumsum(seen) > 0)
+    return np.concatenate([[False], so_far[:-1]])
 
 
-def noise_power(errors: Array, model: Array) -> Array:
-    """Per row, the power g of the noise model sd = s x (expected + c)^g, in [0, 1]: 0 for
-    additive noise, 1/2 for Poisson noise, 1 for multiplicative noise. Read off the errors of
-    the points above and below the row's median (expected + c): the log ratio of their median
-    absolute errors over the log ratio of their median levels. 0 where the levels differ by
-    less than MIN_LEVEL_RATIO (then g hardly matters) or an error median is 0."""
-    middle, _ = nanmedian(model)
-    with np.errstate(invalid="ignore"):
-        high = model > middle[:, None]
-    low = ~high & ~np.isnan(model)
-    size = np.abs(errors)
-    level_high, _ = nanmedian(np.where(high, model, np.nan))
-    level_low, _ = nanmedian(np.where(low, model, np.nan))
-    noise_high, _ = nanmedian(np.where(high, size, np.nan))
-    noise_low, _ = nanmedian(np.where(low, size, np.nan))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        spread = np.log(level_high / level_low)
-        power = np.log(noise_high / noise_low) / spread
-    fit = np.isfinite(power) & (spread >= np.log(MIN_LEVEL_RATIO))
-    return np.where(fit, np.clip(power, 0.0, 1.0), 0.0)
+def too_sparse(slots: Ints, observed: Bools, p: Plan, config: DetectorConfig) -> Bools:
+    """Per slot, whether its last `warmup` observed predecessors span more than the index's
+    `season_weeks` periods: too few points to know the series' level and noise."""
+    positions = slots[observed]
+    before: Ints = np.cumsum(observed) - observed
+    k = before - p.warmup
+    first = np.where(k >= 0, positions[np.clip(k, 0, max(positions.size - 1, 0))], slots[0])
+    return np.asarray((k >= 0) & (slots - first > config.season_weeks * p.period))
 
 
-def one_step_scale(errors: Array, model: Array, usable: Bools, width: int, min_count: int) -> Array:
-    """Per slot, the noise sd expected for its one-step error, from the last `width` usable
-    one-step errors before it (NaN with fewer than `min_count`): errors are divided by
-    (expected + c)^g, g = `noise_power`, and their `winsorised_sd` multiplied back by the
-    slot's own (expected + c)^g. Bands are so wider on the series' busy days and hours when
-    the noise grows with the level, as it does for counts and for hourly data."""
-    positions = last_observed(usable, width, include_current=False)
-    past_errors = padded(np.where(usable, errors, np.nan))[positions]
-    past_model = padded(np.where(usable, model, np.nan))[positions]
-    power = noise_power(past_errors, past_model)[:, None]
-    sd, count = winsorised_sd(past_errors / past_model**power)
-    return np.where(count >= min_count, sd * np.abs(model) ** power[:, 0], np.nan)
+@dataclass(frozen=True)
+class Bands:
+    """Per distinct slot: what the decisions need."""
+
+    expected: Array
+    lower: Array
+    upper: Array
+    sigma: Array  # the floored scale behind the band
+    judged: Bools  # the band rests on enough history
 
 
-def floored_scale(
-    scale: Array, expected: Array, volume: Array | None, config: DetectorConfig
-) -> Array:
-    """`scale` raised to the relative, absolute and (with a volume) Poisson floors."""
-    floor = np.maximum(config.rel_floor * np.abs(expected), config.abs_floor)
-    if volume is not None:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            vol = np.where(np.isfinite(volume) & (volume > 0), volume, np.nan)
-            mean = np.fmax(expected, config.rate_scale / vol)
-            poisson = np.sqrt(config.rate_scale * mean / vol)
-        floor = np.fmax(floor, poisson)
-    return np.maximum(scale, floor)
+@dataclass(frozen=True)
+class Inputs:
+    """Per distinct slot (sorted), what the walk reads."""
+
+    values: Array  # slot means, NaN where missing
+    slots: Ints
+    daily: Array  # (blocks, period): the seasonal index for each block's points
+    weekly: Array | None  # (weeks, 7 period): hour (minute) of week, for hours and minutes
+    use_weekly: Bools  # per slot: its weekly index is established
+    offset: Array
+    counts: Bools  # floor the scale as event counts
+    seasonal: Bools  # the slot's seasonal index is established
+    unit: Array | None  # value of one event (rate_scale / volume), if known
+    judged_from: int  # observed points before the first judged one
+
+
+def count_floor(expected: float, dispersion: float) -> float:
+    """Sd of an over-dispersed Poisson count: sqrt(dispersion x max(expected, 1))."""
+    return float(np.sqrt(dispersion * max(expected, 1.0)))
+
+
+def walk(x: Inputs, p: Plan, config: DetectorConfig) -> Bands:
+    """Judge the slots in time order, each from the ones before it.
+
+    The level is the median of (y + c) / index over the last `level_window` normal points,
+    expected = level x index - c. The scale is the `winsorised_sd` of the last `scale_window`
+    one-step errors (divided by index, then times the slot's index), floored by
+    rel_floor x |expected|, abs_floor and, for counts, sqrt(dispersion x expected), the
+    dispersion (>= 1) read off the same errors; a rate with its volume is floored by the
+    binomial sd of one event. A value outside expected -/+ sensitivity x scale starts a
+    candidate level. While there is one, the band is widened to cover the candidate's band
+    too, and each point joins whichever level it is nearer: `rebaseline` points near the
+    candidate make it the new level (the level shift alarmed once, at its start, and its
+    new level is normal from then on); a point near the old level drops the candidate (a
+    spike). So alarms are rare, short runs: one per spike or level shift."""
+    n, k = x.values.size, config.sensitivity * p.widen
+    expected, lower, upper, sigma = (np.full(n, np.nan) for _ in range(4))
+    judged = np.zeros(n, dtype=bool)
+    errors, squares = np.full(n, np.nan), np.full(n, np.nan)
+    quality = np.zeros(n, dtype=np.int64)  # of the index behind each error (`quality_of`)
+    n_errors = 0
+    normal: list[tuple[float, int]] = []  # (y, slot) of the level's points
+    candidate: list[tuple[float, int]] = []
+    skew = (k * k - 1) / 6  # Cornish-Fisher: a Poisson count's upper tail is longer
+    seen = 0
+    for i in range(n):
+        y, t, c = x.values[i], int(x.slots[i]), x.offset[i]
+        if np.isnan(y):
+            continue
+        row = index_row(x, i)
+        idx = float(row[t % row.size])
+        level = level_of(normal, c, row)
+        exp_i = level * idx - c
+        q = quality_of(x, i)
+        if n_errors >= 2 and np.isfinite(exp_i):
+            start = max(0, n_errors - p.scale)
+            window = comparable(errors[start:n_errors], quality[start:n_errors], q, p.warmup)
+            sd = max(
+                spread(window, q > 0, p.tail / k) * idx,
+                config.rel_floor * abs(exp_i),
+                config.abs_floor,
+            )
+            if x.counts[i]:
+                dispersion = max(
+                    1.0, float(np.mean(squares[max(0, n_errors - p.scale) : n_errors]))
+                )
+                sd = max(sd, count_floor(exp_i, dispersion))
+            if x.unit is not None and np.isfinite(x.unit[i]):
+                sd = max(sd, float(np.sqrt(x.unit[i] * max(exp_i, x.unit[i]))))
+            lo, hi = exp_i - k * sd, exp_i + k * sd + (skew if x.counts[i] else 0.0)
+            if candidate:
+                alt = level_of(candidate, c, row) * idx - c
+                lo, hi = min(lo, alt - k * sd), max(hi, alt + k * sd)
+            expected[i], lower[i], upper[i], sigma[i] = exp_i, lo, hi, sd
+            judged[i] = seen >= x.judged_from
+        d = (y + c) / idx
+        out = judged[i] and not lower[i] <= y <= upper[i]
+        if out:
+            candidate = [(y, t)]
+            reference = exp_i
+        elif candidate and abs(d - level_of(candidate, c, row)) < abs(d - level):
+            reference = level_of(candidate, c, row) * idx - c
+            candidate.append((y, t))
+            if len(candidate) > config.rebaseline:
+                normal, candidate = candidate, []
+        else:
+            reference = exp_i
+            candidate = []
+            normal.append((y, t))
+            if len(normal) > p.level:
+                del normal[0]
+        if np.isfinite(reference):
+            errors[n_errors] = (y - reference) / idx
+            quality[n_errors] = q
+            squares[n_errors] = min((y - reference) ** 2 / max(reference, 1.0), DISPERSION_CAP)
+            n_errors += 1
+        seen += 1
+    return Bands(expected, lower, upper, sigma, judged)
+
+
+def quality_of(x: Inputs, i: int) -> int:
+    """The seasonal index behind slot i: 0 none yet, 1 the first (hour of day for hours and
+    minutes), 2 the final one (day of week for days, hour of week for hours and minutes)."""
+    if x.weekly is None:
+        return 2 if x.seasonal[i] else 0
+    return 2 if x.use_weekly[i] else int(x.seasonal[i])
+
+
+def comparable(errors: Array, quality: Ints, q: int, minimum: int) -> Array:
+    """The errors made with an index as good as the current one (q), when there are at least
+    `minimum` of them: errors from before a seasonal index would make the scale too wide
+    for weeks. Else all of them."""
+    good = quality >= q
+    return errors[good] if np.count_nonzero(good) >= minimum else errors
+
+
+def index_row(x: Inputs, i: int) -> Array:
+    """The seasonal index as seen from slot i, by phase (slot mod the row's length)."""
+    t = int(x.slots[i])
+    if x.weekly is not None and x.use_weekly[i]:
+        return np.asarray(x.weekly[t // x.weekly.shape[1]])
+    return np.asarray(x.daily[t // x.daily.shape[1]])
+
+
+def level_of(points: list[tuple[float, int]], c: float, row: Array) -> float:
+    """Median of (y + c) / index over the points, the index as seen now (NaN if none)."""
+    if not points:
+        return float("nan")
+    width = row.size
+    ordered = sorted((y + c) / row.item(t % width) for y, t in points)
+    m = len(ordered)
+    return 0.5 * (ordered[(m - 1) // 2] + ordered[m // 2])
 
 
 def severity(ratio: Array, steps: tuple[float, float]) -> NDArray[np.str_]:
     """Severity by |score| / threshold: low, medium (from steps[0]), high (from steps[1])."""
     return np.where(ratio >= steps[1], "high", np.where(ratio >= steps[0], "medium", "low"))
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """Per distinct slot, from that slot and earlier ones: what the decisions need."""
-
-    expected: Array
-    scale: Array  # before the floors
-    history: Ints
-    index: Array  # seasonal index of the slot's own phase
-    recent: Array  # drift: median of (y + c) / index over the recent window, t included
-    recent_n: Ints
-    reference: Array  # drift: the same over the reference window
-    reference_n: Ints
-    offset: Array
-
-    def rows(self, row_slot: Ints) -> Baseline:
-        """The baseline of each row's slot."""
-        return Baseline(*(np.asarray(getattr(self, f))[row_slot] for f in FIELDS))
-
-
-FIELDS = tuple(Baseline.__dataclass_fields__)
-
-
-def on_grid(slots: Ints, values: Array) -> Array:
-    """Values by slot on a dense grid (NaN where none), then a NaN pad (position -1)."""
-    grid = np.full(int(slots[-1]) + 2, np.nan)
-    grid[slots] = values
-    return grid
-
-
-def baseline(
-    slots: Ints, values: Array, events: Array | None, p: Plan, config: DetectorConfig
-) -> Baseline:
-    """The baseline of each distinct slot (sorted), from the slot values up to it; `events`
-    is the value of one event at each slot (rate_scale / volume), if known."""
-    grid = on_grid(slots, values)
-    observed = ~np.isnan(values)
-    event_grid = None if events is None else on_grid(slots, events)
-    season = seasonal_index(grid, event_grid, slots, p.period, config)
-
-    level_at = last_observed(observed, p.level, include_current=False)
-    level, _ = nanmedian(deseasonalised(values, slots, level_at, slots, season))
-    model = level * season.index[:, 0]  # expected + c
-    expected = model - season.offset
-
-    errors = values - expected
-    usable = np.isfinite(errors) & (season.blocks >= 1) & (model > 0)
-    scale = one_step_scale(errors, model, usable, p.scale, min_count=min(p.level, p.scale))
-
-    history = count_in_window(slots, observed, slots - config.season_weeks * p.period, slots - 1)
-    recent_at = last_observed(observed, p.drift_recent, include_current=True)
-    recent, recent_n = nanmedian(deseasonalised(values, slots, recent_at, slots, season))
-    offsets = np.arange(p.drift_reference) - p.drift_gap - p.drift_reference
-    ref_slots = slots[:, None] + offsets
-    ref = grid[np.where(ref_slots >= 0, ref_slots, -1)] + season.offset[:, None]
-    reference, reference_n = nanmedian(ref / season.index[:, offsets % p.period])
-    return Baseline(
-        expected,
-        scale,
-        history,
-        season.index[:, 0],
-        recent,
-        recent_n,
-        reference,
-        reference_n,
-        season.offset,
-    )
 
 
 def allowed(score: Array, direction: Direction) -> Bools:
@@ -499,88 +506,6 @@ def allowed(score: Array, direction: Direction) -> Bools:
     if direction == "down":
         return np.asarray(score < 0)
     return np.ones(score.shape, dtype=bool)
-
-
-def status_of(
-    value: Array, volume: Array | None, history: Ints, sigma: Array, p: Plan, min_volume: float
-) -> NDArray[np.object_]:
-    """missing > insufficient_history > low_volume > ok."""
-    status = np.full(value.shape, "ok", dtype=object)
-    if volume is not None:
-        status[~(volume >= min_volume)] = "low_volume"
-    status[(history < p.min_history) | ~np.isfinite(sigma)] = "insufficient_history"
-    status[np.isnan(value)] = "missing"
-    return status
-
-
-def run_lengths(mask: Bools) -> Ints:
-    """Per entry, how many consecutive entries up to and including it are True."""
-    index = np.arange(mask.size)
-    last_false = np.maximum.accumulate(np.where(mask, -1, index))
-    return np.where(mask, index - last_false, 0).astype(np.int64)
-
-
-def shift_scores(score: Array, usable: Bools, point: Bools, config: DetectorConfig) -> Array:
-    """Per row (sorted by time), the level-shift score: the strongest combined score
-    sum(z) / sqrt(k) of the last k rows, t included (2 <= k <= shift_window), over runs of
-    consecutive usable rows whose scores are all at least shift_min_score in the same
-    direction and none a point anomaly; signed (up positive), 0 where no run qualifies.
-
-    A step change of a few noise units a day stays under the point threshold but adds up
-    over its first days: three days of +2.5 combine to +4.3. Requiring every point of the
-    run to be out (>= shift_min_score) keeps one large spike followed by ordinary days from
-    counting as a shift, and a change the point detector has reported breaks the run."""
-    best = np.zeros(score.shape)
-    clean = np.where(usable & np.isfinite(score), score, 0.0)
-    total = np.concatenate([[0.0], np.cumsum(clean)])
-    for sign in (1.0, -1.0):
-        run = run_lengths(usable & ~point & (sign * clean >= config.shift_min_score))
-        for k in range(2, config.shift_window + 1):
-            end = np.arange(1, score.size + 1)
-            combined = sign * (total[end] - total[np.maximum(end - k, 0)]) / np.sqrt(k)
-            better = (run >= k) & (combined > np.abs(best))
-            best = np.where(better, sign * combined, best)
-    return best
-
-
-def drift_scores(base: Baseline, sigma: Array, p: Plan) -> Array:
-    """Robust z of the recent level against the reference level (NaN without enough data).
-
-    One point's noise in the deseasonalised space is its floored scale / its index."""
-    enough = (base.recent_n >= (p.drift_recent + 1) // 2) & (
-        base.reference_n >= (p.drift_reference + 1) // 2
-    )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        spread = np.pi / 2 * (1 / base.recent_n + 1 / base.reference_n)
-        se = sigma / base.index * np.sqrt(spread)
-        return np.where(enough, (base.recent - base.reference) / se, np.nan)
-
-
-def drift_decisions(
-    base: Baseline,
-    times: Ints,
-    z: Array,
-    point: Bools,
-    score: Array,
-    ok: Bools,
-    p: Plan,
-    config: DetectorConfig,
-) -> Bools:
-    """Rows (per-row baselines, sorted times) that the drift detector alerts: a large,
-    significant change of level that the point detector has not reported already (fewer
-    than `drift_muted_by` point anomalies in the same direction within the drift's span)."""
-    if not config.drift:
-        return np.zeros(point.shape, dtype=bool)
-    level = base.reference - base.offset
-    change = np.abs(base.recent - base.reference)
-    with np.errstate(invalid="ignore"):
-        large = np.isfinite(z) & (change >= config.drift_min_change * np.abs(level))
-        strong = np.abs(z) >= config.drift_sensitivity
-    span = p.drift_gap + p.drift_reference
-    ups = count_in_window(times, point & (score > 0), times - span, times)
-    downs = count_in_window(times, point & (score < 0), times - span, times)
-    fresh = np.where(z > 0, ups, downs) < config.drift_muted_by
-    return ok & ~point & large & strong & fresh & allowed(z, config.direction)
 
 
 def slot_means(value: Array, row_slot: Ints, n: int) -> Array:
@@ -594,8 +519,7 @@ def slot_means(value: Array, row_slot: Ints, n: int) -> Array:
 
 def non_negative(bound: Array, value: Array) -> Array:
     """`bound` raised to 0 on rows (sorted by time) where the series has never been
-    negative so far: the multiplicative model can extrapolate a sparse series' expected
-    value or lower band below 0, which a count, rate or duration can never be."""
+    negative so far: a count, rate or duration can never be."""
     lowest = np.fmin.accumulate(np.where(np.isnan(value), np.inf, value))
     return np.where(lowest >= 0, np.maximum(bound, 0.0), bound)
 
@@ -605,6 +529,76 @@ def labels(mask: Bools, text: NDArray[np.str_]) -> NDArray[np.object_]:
     out = np.full(mask.shape, None, dtype=object)
     out[mask] = text[mask]
     return out
+
+
+def is_counts(config: DetectorConfig, has_volume: bool) -> bool | None:
+    """True for counts, False for other kinds, None when unknown (inferred from values)."""
+    if config.counts or config.kind == "count":
+        return True
+    if config.kind is not None or has_volume:
+        return False
+    return None
+
+
+def inputs(
+    slots: Ints, values: Array, events: Array | None, p: Plan, config: DetectorConfig
+) -> Inputs:
+    """The walk's inputs per distinct slot (sorted; `slots` start at 0)."""
+    grid = np.full(int(slots[-1]) + 1, np.nan)
+    grid[slots] = values
+    declared = is_counts(config, events is not None)
+    counts = integer_counts(grid) if declared is None else np.full(grid.size, declared)
+    event_grid = None
+    if events is not None:
+        event_grid = np.full(grid.size, np.nan)
+        event_grid[slots] = events
+    offset = offsets(grid, event_grid, counts, p, config)
+    index, ready = seasonal_index(grid, offset, p.period, p.season_blocks, config)
+    seasonal = ready[slots // p.period]
+    weekly, use_weekly = None, np.zeros(slots.size, dtype=bool)
+    if p.period != 7:  # hours and minutes: hour of week once two weeks exist
+        week = 7 * p.period
+        weekly, enough = seasonal_index(grid, offset, week, 2, config)
+        use_weekly = enough[slots // week]
+    return Inputs(
+        values=values,
+        slots=slots,
+        daily=index,
+        weekly=weekly,
+        use_weekly=use_weekly,
+        offset=offset[slots // p.period * p.period],  # one c per period, as in its index
+        counts=counts[slots],
+        seasonal=seasonal,
+        unit=events,
+        judged_from=p.warmup,
+    )
+
+
+def status_of(
+    value: Array,
+    volume: Array | None,
+    judged: Bools,
+    sparse: Bools,
+    constant: Bools,
+    min_volume: float,
+) -> NDArray[np.object_]:
+    """missing > warming_up > too_sparse > low_volume > constant > ok."""
+    status = np.full(value.shape, "ok", dtype=object)
+    status[constant] = "constant"
+    if volume is not None:
+        status[~(volume >= min_volume)] = "low_volume"
+    status[sparse] = "too_sparse"
+    status[~judged] = "warming_up"
+    status[np.isnan(value)] = "missing"
+    return status
+
+
+def constant_so_far(values: Array) -> Bools:
+    """Per slot, whether every observed value up to it (at least two) is the same."""
+    seen = ~np.isnan(values)
+    high = np.fmax.accumulate(np.where(seen, values, -np.inf))
+    low = np.fmin.accumulate(np.where(seen, values, np.inf))
+    return np.asarray((high == low) & (np.cumsum(seen) >= 2))
 
 
 def detect_series(
@@ -618,14 +612,14 @@ def detect_series(
     """Judge every point of one series against its past; one output row per input point.
 
     Rows come back sorted by time (stably). Rows sharing a slot are averaged for the
-    baseline and each judged by its own value. Columns: SERIES_COLUMNS."""
+    baseline and each judged by its own value. A row is an anomaly if and only if its
+    status is "ok", its value lies outside [lower, upper] and its direction is alerted.
+    Columns: SERIES_COLUMNS."""
     config = config or DetectorConfig()
     p = plan(config, grain)
     stamps = to_stamps(timestamps)
     value = np.asarray(values, dtype=np.float64).reshape(-1)
     vol = None if volume is None else np.asarray(volume, dtype=np.float64).reshape(-1)
-    if vol is None and config.counts:
-        vol = np.ones_like(value)
     if len(stamps) != value.size or (vol is not None and vol.size != value.size):
         raise ValueError("timestamps, values and volume must have the same length")
     if value.size == 0:
@@ -642,57 +636,38 @@ def detect_series(
             unit = np.where(vol > 0, config.rate_scale / vol, np.nan)
         events = slot_means(unit, row_slot, slots.size)
     slot_values = slot_means(value, row_slot, slots.size)
-    base = baseline(slots, slot_values, events, p, config).rows(row_slot)
-    expected = non_negative(base.expected, value)
+    bands = walk(inputs(slots, slot_values, events, p, config), p, config)
+    observed = ~np.isnan(slot_values)
+    history = (np.cumsum(observed) - observed)[row_slot]
+    sparse = too_sparse(slots, observed, p, config)[row_slot]
+    constant = constant_so_far(slot_values)[row_slot] & (value == bands.expected[row_slot])
 
-    sigma = floored_scale(base.scale, expected, vol, config)
-    status = status_of(value, vol, base.history, sigma, p, config.min_volume)
+    expected = non_negative(bands.expected[row_slot], value)
+    lower = non_negative(bands.lower[row_slot], value)
+    upper = bands.upper[row_slot]
+    sigma = bands.sigma[row_slot]
+    status = status_of(value, vol, bands.judged[row_slot], sparse, constant, config.min_volume)
     ok = status == "ok"
     with np.errstate(invalid="ignore", divide="ignore"):
         score = np.where(np.isfinite(sigma), (value - expected) / sigma, np.nan)
-        point = ok & (np.abs(score) >= config.sensitivity) & allowed(score, config.direction)
-    # The scale must rest on enough past errors: a run of 2-3 points is judged more finely
-    # than one point, and a scale read off two or three weeks is often too small.
-    settled = ok & (base.history >= (config.shift_min_history or 4 * p.period))
-    shift_z = shift_scores(score, settled, point, config)
-    times = slots[row_slot]
-    # A change the point detector reported within a level window is being followed already.
-    ups = count_in_window(times, point & (score > 0), times - p.level, times)
-    downs = count_in_window(times, point & (score < 0), times - p.level, times)
-    shift = (
-        config.shift
-        & ~point
-        & (np.abs(shift_z) >= config.shift_sensitivity)
-        & (np.where(shift_z > 0, ups, downs) == 0)
-        & allowed(shift_z, config.direction)
-    )
-    step = point | shift  # a change the point detectors reported: it mutes the drift
-    z = drift_scores(base, sigma, p)
-    drift = drift_decisions(base, times, z, step, np.where(shift, shift_z, score), ok, p, config)
-    decided = np.where(drift, z, np.where(shift, shift_z, score))
-    anomaly = step | drift
-    threshold = np.where(
-        drift,
-        config.drift_sensitivity,
-        np.where(shift, config.shift_sensitivity, config.sensitivity),
-    )
+    outside = (value > upper) | (value < lower)
+    anomaly = ok & outside & allowed(value - expected, config.direction)
     return pd.DataFrame(
         {
             "ts": stamps,
             "value": value,
             "expected": expected,
-            "lower": non_negative(expected - config.sensitivity * sigma, value),
-            "upper": expected + config.sensitivity * sigma,
-            "score": decided,
+            "lower": lower,
+            "upper": upper,
+            "score": score,
             "is_anomaly": anomaly,
-            "direction": labels(anomaly, np.where(decided > 0, "up", "down")),
+            "direction": labels(anomaly, np.where(value > expected, "up", "down")),
             "severity": labels(
-                anomaly, severity(np.abs(decided) / threshold, config.severity_steps)
+                anomaly,
+                severity(np.abs(score) / (config.sensitivity * p.widen), config.severity_steps),
             ),
-            "detector": labels(
-                ok, np.where(drift, "drift", np.where(shift, "level_shift", "seasonal_median"))
-            ),
-            "history": base.history.astype(np.int32),
+            "detector": labels(ok, np.full(value.shape, DETECTOR)),
+            "history": history.astype(np.int32),
             "status": status,
         }
     )
@@ -736,12 +711,13 @@ def frame_detector(
     return run
 
 
-def score_group(grain: Grain) -> Callable[[pd.DataFrame], pd.DataFrame]:
+def score_group(grain: Grain | None) -> Callable[[pd.DataFrame], pd.DataFrame]:
     """The applyInPandas function for a group of series (a hash bucket of series ids: one
     Arrow batch serves many series) whose rows carry their settings (columns sensitivity,
-    min_volume, direction, counts, rate_scale, poisson; see `jobs.monitoring.series`). With
-    `poisson` the volume is the rate's denominator and floors the scale; otherwise it only
-    gates `min_volume`."""
+    min_volume, direction, counts, rate_scale, poisson; see `jobs.monitoring.series`; and
+    optionally kind, a string or null, and grain). With `poisson` the volume is the rate's
+    denominator and floors the scale; otherwise it only gates `min_volume`. With grain None
+    each series' grain is read from its rows' `grain` column."""
 
     def score(pdf: pd.DataFrame) -> pd.DataFrame:
         if pdf.empty:
@@ -755,8 +731,10 @@ def score_group(grain: Grain) -> Callable[[pd.DataFrame], pd.DataFrame]:
     return score
 
 
-def _score_one(series_id: str, pdf: pd.DataFrame, grain: Grain) -> pd.DataFrame:
+def _score_one(series_id: str, pdf: pd.DataFrame, grain: Grain | None) -> pd.DataFrame:
     first = pdf.iloc[0]
+    kind = first["kind"] if "kind" in pdf.columns else None
+    grain = grain or first["grain"]
     poisson = bool(first["poisson"])
     min_volume = float(first["min_volume"])
     config = DetectorConfig(
@@ -767,6 +745,7 @@ def _score_one(series_id: str, pdf: pd.DataFrame, grain: Grain) -> pd.DataFrame:
         direction=str(first["direction"]),  # type: ignore[arg-type]
         counts=bool(first["counts"]),
         rate_scale=float(first["rate_scale"]),
+        kind=str(kind) if isinstance(kind, str) else None,  # type: ignore[arg-type]
     )
     volume = pdf["volume"].to_numpy(dtype=np.float64)
     out = detect_series(
