@@ -69,10 +69,11 @@ class MonitoringSummary:
             text += "\n  cells by status: " + ", ".join(
                 f"{k} {v:,}" for k, v in sorted(counts.items())
             )
-        if counts.get("insufficient_history"):
+        if counts.get("warming_up"):
             text += (
-                "\n  (series need 14 days of history: backfill with "
-                "`safety-metrics run --start D0 --end D1`, then `safety-metrics monitor`)"
+                "\n  (daily series are judged from their 8th day, hourly ones from their 2nd "
+                "day: backfill with `safety-metrics run --start D0 --end D1`, then "
+                "`safety-metrics monitor`)"
             )
         return text
 

@@ -17,7 +17,7 @@ from pyspark.sql import SparkSession
 from jobs.cli import main
 from jobs.metrics.definitions import MetricDef
 from jobs.monitoring.detect_command import detect, scoreable
-from jobs.monitoring.own_scoring import detector_config, detector_grains
+from jobs.monitoring.own_scoring import detector_config
 from jobs.monitoring.series_checks import SeriesInputError, check_series_file
 from jobs.monitoring.series_file import read_series_file
 
@@ -111,18 +111,9 @@ def test_a_five_minute_series_is_detected_as_5min_not_hour(tmp_path: Path) -> No
     assert grains.to_dict() == {"d": "day", "m": "5min"}
     checked.frame = checked.frame[checked.frame["series_id"] == "m"]
     rows, rejected = scoreable(checked)
-    if "5min" in detector_grains():
-        assert set(rows["grain"]) == {"5min"} and not rejected
-    else:  # not scored as hourly: rejected, with why
-        assert rows.empty and rejected[0].status == "rejected"
-        assert "5min" in rejected[0].detail
+    assert set(rows["grain"]) == {"5min"} and not rejected
 
 
-@pytest.mark.xfail(
-    "5min" not in detector_grains(),
-    reason="the detector scores sub-hourly grains once the wt-detector branch merges",
-    strict=False,
-)
 def test_a_spike_in_a_five_minute_series_alarms(tmp_path: Path) -> None:
     result = detect(write(tmp_path / "m.csv", five_minute_lines()))
     assert [s.status for s in result.statuses] == ["judged"]
@@ -176,17 +167,17 @@ def test_parquet_problems_are_located_by_row(tmp_path: Path) -> None:
 def test_every_series_gets_a_status_and_nothing_judged_exits_non_zero(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    lines = daily_lines(series="ab", days=8) + [f"flat,2026-01-{d:02d},7" for d in range(1, 31)]
+    lines = daily_lines(series="ab", days=5) + [f"flat,2026-01-{d:02d},7" for d in range(1, 31)]
     csv = write(tmp_path / "short.csv", lines)
     output = tmp_path / "out.csv"
     code = main(["detect", "--env", "test", "--input", csv, "--output", str(output)])
     printed = capsys.readouterr()
     assert code == 2 and not output.exists()
     assert "series: 3 in all, 2 warming up, 1 constant" in printed.out
-    assert "warming up: a (8 points, needs 6 more)" in printed.out
+    assert "warming up: a (5 points, needs 3 more)" in printed.out  # judged from the 8th
     assert "no series could be judged (2 warming up, 1 constant)" in printed.err
     lines = daily_lines(series="ab", days=60) + lines[1:]
-    csv = write(tmp_path / "mixed.csv", lines[:1] + lines[1:121] + lines[121 + 16 :])
+    csv = write(tmp_path / "mixed.csv", lines[:1] + lines[1:121] + lines[121 + 10 :])
     assert main(["detect", "--env", "test", "--input", csv, "--output", str(output)]) == 0
     assert "series: 3 in all, 2 judged, 1 constant" in capsys.readouterr().out
 

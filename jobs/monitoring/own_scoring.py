@@ -30,29 +30,23 @@ SERIES_BUCKETS = 256
 
 
 def detector_grains() -> tuple[str, ...]:
-    """The grains the detector scores today."""
-    table: dict[str, Any] = getattr(detectors, "GRAIN_SECONDS", None) or detectors.SLOT_NS
-    return tuple(table)
+    """The grains the detector scores."""
+    return tuple(detectors.GRAIN_SECONDS)
 
 
 def detector_config(kind: str, direction: str, min_volume: float = 0.0) -> DetectorConfig:
-    """The detector's settings for a series of a kind: `kind` is passed where the detector
-    knows it; a count is judged as counts either way."""
-    extra: dict[str, Any] = {"kind": kind} if "kind" in DetectorConfig.__dataclass_fields__ else {}
+    """The detector's settings for a series of a kind."""
     return DetectorConfig(
         direction=direction,  # type: ignore[arg-type]
+        kind=kind,  # type: ignore[arg-type]
         counts=kind == "count",
         min_volume=min_volume if kind in VOLUME_KINDS else 0.0,
-        **extra,
     )
 
 
 def warmup_points(grain: str, config: DetectorConfig) -> int:
     """Observed points a series needs before its first judged point."""
-    exact = getattr(detectors, "warmup_points", None)
-    if exact is not None:
-        return int(exact(grain, config))
-    return detectors.plan(config, grain).min_history  # type: ignore[arg-type]
+    return detectors.warmup_points(grain, config)  # type: ignore[arg-type]
 
 
 def score_one(rows: pd.DataFrame, min_volume: float = 0.0) -> pd.DataFrame:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 
 STATUS_ORDER = ("judged", "warming_up", "too_sparse", "constant", "low_volume", "rejected")
-WARMING_UP = ("warming_up", "insufficient_history")
+WARMING_UP = ("warming_up",)
 #: Series named per status in the printed summary.
 NAMED_PER_STATUS = 5
 
@@ -41,7 +41,7 @@ def status_of_series(points: pd.DataFrame, warmup: int) -> SeriesStatus:
         return SeriesStatus(series_id, "constant")
     if (status == "low_volume").any():
         return SeriesStatus(series_id, "low_volume", "every judgeable point is under --min-volume")
-    needs = warmup - observed.size
+    needs = warmup + 1 - observed.size  # `warmup` points before the first judged one
     if needs > 0 and not (status == "too_sparse").any():
         return SeriesStatus(series_id, "warming_up", f"{observed.size} points, needs {needs} more")
     return SeriesStatus(
