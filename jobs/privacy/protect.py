@@ -218,7 +218,15 @@ def _show_futile(pub: _Publication, finding: Finding) -> bool:
     (for example a window equal to one the table shows, up to cells shown or empty)."""
     if finding.method in ("known", "derived"):
         return False
-    return pub.show(stat_cell(finding.stat, finding.row))
+    cell = stat_cell(finding.stat, finding.row)
+    if cell in pub.primary:
+        return False
+    # The row stays hidden while any statistic it shows is: show its other complements
+    # too (the next audit checks that nothing became recoverable by it).
+    others = [c for c in pub.hidden if finding.row.key in pub.carriers[c] and c != cell]
+    if any(c in pub.primary for c in others):
+        return False
+    return any([pub.show(c) for c in [cell, *others]])
 
 
 def _derived(pub: _Publication) -> None:
