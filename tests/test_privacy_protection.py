@@ -218,3 +218,23 @@ def test_a_backfill_after_a_one_day_run_keeps_what_that_run_showed(
     hidden = suppressed_cells(spark, wh)
     assert ("n", str(last), "7d", "country=GB") not in hidden  # still shown, as before
     assert ("n", str(START + dt.timedelta(days=5)), "1d", "country=GB") in hidden
+
+
+def test_a_window_equal_to_a_published_one_is_not_hidden_in_vain(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """GB has one user a day on days 3-8 only. Published first, day 9's 7-day window shows
+    its 6 users; in the backfill, day 8's window (days 2-8) holds the same users (days 2
+    and 9 are empty), so hiding it for its small days protects nothing: it is shown."""
+    small = {(d, "GB"): (0, 0) for d in (0, 1, 2, 9)} | {(d, "GB"): (1, 0) for d in range(3, 9)}
+    write_events(tmp_path / "e.parquet", events(small))
+    n = {"name": "n", "type": "count", "windows": ["1d", "7d"], "slices": [[], ["country"]]}
+    catalog = catalog_for(tmp_path / "e.parquet", [n])
+    last = START + dt.timedelta(DAYS - 1)
+    wh = str(tmp_path / "wh")
+    assert publish(spark, wh, catalog, last, last).findings == []
+    report = publish(spark, wh, catalog, START, last)
+    assert report.findings == [], report.render()
+    hidden = suppressed_cells(spark, wh)
+    assert ("n", str(last - dt.timedelta(days=1)), "7d", "country=GB") not in hidden
+    assert ("n", str(last - dt.timedelta(days=2)), "1d", "country=GB") in hidden
