@@ -64,7 +64,7 @@ def test_clean_weekly_series_expects_the_same_weekday_level_and_never_alerts() -
     assert (out["status"][:7] == "warming_up").all()
     assert (out["status"][7:] == "ok").all()
     assert out["history"].tolist() == list(range(70))  # observed points before the point
-    ok = ok_rows(out).loc[28:]  # the weekly index from three weeks on, settled a week later
+    ok = ok_rows(out).loc[28:]  # the weekly index from two weeks on, settled two weeks later
     np.testing.assert_allclose(ok["expected"], WEEK[ok.index % 7], rtol=1e-12)
     np.testing.assert_allclose(ok["score"], 0.0, atol=1e-9)
     # Errors are all 0: the band is the relative floor, 2% of the expected value.
@@ -80,7 +80,7 @@ def test_noisy_weekly_series_raises_no_alert(seed: int) -> None:
     out = run(seasonal(112, noise=0.03, seed=seed))
     assert alerts(out) == []
     assert np.isfinite(ok_rows(out)[["expected", "lower", "upper", "score"]].to_numpy()).all()
-    ok = ok_rows(out).loc[21:]  # the weekly index from three weeks on
+    ok = ok_rows(out).loc[21:]  # the weekly index from two weeks on, a week to settle
     # The expected value is the weekday's level, within the noise of a few medians (less
     # close while the baseline has fewer than six weeks).
     np.testing.assert_allclose(ok["expected"], WEEK[ok.index % 7], rtol=0.1)
@@ -89,6 +89,21 @@ def test_noisy_weekly_series_raises_no_alert(seed: int) -> None:
     # The band's half-width is about 4 noise sd (3% of the level): between 2.5 and 6.
     half_width = (ok["upper"] - ok["expected"]) / ok["expected"]
     assert 0.075 < half_width.median() < 0.18
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_weekly_index_and_its_scale_from_the_third_week(seed: int) -> None:
+    # Issue 27 (real daily series are 60-300 days long): the day-of-week index is used once
+    # two weeks exist, and the scale comes from the errors made with it once three exist,
+    # so a +30% weekday spike on day 17 is found although a weekend dip of 50% is in every
+    # week before it (before the index, that dip is noise and the band is wide).
+    values = seasonal(35, noise=0.02, seed=seed)
+    values[17] *= 1.3
+    out = run(values)
+    assert alerts(out) == [17]
+    assert (out["status"][7:] == "ok").all()
+    half_width = (out["upper"] - out["expected"]) / out["expected"]
+    assert half_width[17] < 0.2 < half_width[13]  # narrow once the index exists
 
 
 # Spikes, dips, level shifts and drifts

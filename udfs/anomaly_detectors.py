@@ -11,13 +11,15 @@ the mean |y|, at least one event for counts).
 1. Seasonal index (per period, from the `season_weeks` (6) periods before it): a phase's
    index is the median over past periods of (y + c) / (period median + c), shrunk towards 1
    by the share of its spread that its own noise explains (`shrunk_index`). Days get the
-   day-of-week index once 3 weeks exist; hours and minutes the time-of-day index once 2
+   day-of-week index once 2 weeks exist; hours and minutes the time-of-day index once 2
    days exist and the time-of-week index once 2 weeks exist. Before that the index is 1.
 2. Level: the median of (y + c) / index (the index as seen now) over the last
    `level_window` normal points (7 days; one day of points); expected = level x index - c.
 3. Scale: the spread of the detector's own one-step errors over the last `scale_window`
    points (6 weeks of days; 2 weeks of hours or minutes), those made with as good a
-   seasonal index when there are enough: a root mean square winsorised at 2.5 robust sd
+   seasonal index when there are enough (3 for days, a day of points for hours and
+   minutes: a daily series' weekly pattern leaves the scale within days of its index
+   appearing, not weeks later): a root mean square winsorised at 2.5 robust sd
    (the plain root mean square before any index exists), for hours and minutes at least
    TAIL_WEIGHT (1.25) x the 99.5% quantile of |error| over the sensitivity (bursty series'
    normal extremes stay inside the band). Floors by kind: rel_floor (2%) x |expected| and
@@ -44,7 +46,7 @@ this one too) and "ok"; only "ok" points alarm. Rows that share a slot are avera
 baseline and judged each by its own value.
 
 Evaluation on 93 real labelled series (tests/benchmarks/bench_monitoring_real.py, see
-docs/monitoring-evaluation.md): window F1 0.49 daily (0.05 false alarms per series-week),
+docs/monitoring-evaluation.md): window F1 0.54 daily (0.035 false alarms per series-week),
 0.55 hourly (0.40), 0.27 at 5-30 minutes (1.8) against a rolling median + MAD's best 0.49 (0.06),
 0.22 (2.4) and 0.03 (31). Earlier versions' drift and sub-threshold level-shift detectors, and a
 14-day warm-up, were removed: on real series they alarmed day after day after a change.
@@ -112,6 +114,7 @@ SMALL_COUNT = 50  # a series of unknown kind with integer values up to this is c
 TAIL = 0.995  # hours and minutes: the band covers this quantile of past |errors| ...
 TAIL_WEIGHT = 1.25  # ... times this (bursty series' normal extremes stay inside it)
 SUB_HOURLY_WIDEN = 1.75  # 5-30 minute points are 2-12 times as many a day as hours
+COMPARABLE_DAYS = 3  # days: errors made with the weekly index, once 3 exist, set the scale
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,7 @@ class Plan:
 
     period: int  # seasonal period: a week of days, a day of hours (of minutes)
     season_blocks: int  # past periods needed before the index is used
+    comparable: int  # errors made with the current index needed before only they count
     warmup: int
     level: int
     scale: int
@@ -176,7 +180,8 @@ def plan(config: DetectorConfig, grain: Grain) -> Plan:
     daily = grain == "day"
     return Plan(
         period=period,
-        season_blocks=3 if daily else 2,
+        season_blocks=2,
+        comparable=COMPARABLE_DAYS if daily else warmup_points(grain, config),
         warmup=warmup_points(grain, config),
         level=config.level_window or period,
         scale=config.scale_window or (6 if daily else 14) * period,
@@ -259,7 +264,7 @@ def seasonal_index(
     median over usable blocks of (y + c) / (block median + c), c the offset at the block's
     start, with a neutral 1 among them when there are only two blocks (one bad period
     cannot set the index alone); 1 (no seasonality) until `season_blocks` blocks are
-    usable: 3 weeks for days, 2 days for hours and minutes. It is then shrunk towards 1 by
+    usable: 2 weeks for days, 2 days for hours and minutes. It is then shrunk towards 1 by
     the share of its spread that its own noise explains (`shrunk_index`). Also returns
     which blocks have their index."""
     weeks = config.season_weeks
@@ -416,7 +421,7 @@ def walk(x: Inputs, p: Plan, config: DetectorConfig) -> Bands:
         q = quality_of(x, i)
         if n_errors >= 2 and np.isfinite(exp_i):
             start = max(0, n_errors - p.scale)
-            window = comparable(errors[start:n_errors], quality[start:n_errors], q, p.warmup)
+            window = comparable(errors[start:n_errors], quality[start:n_errors], q, p.comparable)
             sd = max(
                 spread(window, q > 0, p.tail / k) * idx,
                 config.rel_floor * abs(exp_i),
@@ -470,8 +475,8 @@ def quality_of(x: Inputs, i: int) -> int:
 
 def comparable(errors: Array, quality: Ints, q: int, minimum: int) -> Array:
     """The errors made with an index as good as the current one (q), when there are at least
-    `minimum` of them: errors from before a seasonal index would make the scale too wide
-    for weeks. Else all of them."""
+    `minimum` of them (`Plan.comparable`): errors from before a seasonal index hold its
+    pattern and would make the scale too wide for weeks. Else all of them."""
     good = quality >= q
     return errors[good] if np.count_nonzero(good) >= minimum else errors
 
