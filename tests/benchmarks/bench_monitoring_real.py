@@ -28,7 +28,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]
 
 from udfs.anomaly_detectors import DetectorConfig, Grain, detect_series
 
