@@ -504,3 +504,12 @@ def test_score_group_reads_each_series_grain_and_kind_from_its_rows() -> None:
     assert (minutes["status"].iloc[:288] == "warming_up").all()
     assert minutes["status"].iloc[288] == "ok"
     assert not minutes["is_anomaly"].any()
+
+
+@pytest.mark.parametrize("grain", ["day", "hour", "5min"])
+def test_a_series_with_no_observed_value_is_missing_throughout(grain: str) -> None:
+    """A series whose every value is NaN (a metric's only cells all suppressed, the
+    README's first `daily`) is scored as missing, not an error."""
+    out = detect_series(stamps(3, DAY), np.full(3, np.nan), grain=grain)  # type: ignore[arg-type]
+    assert list(out["status"]) == ["missing"] * 3
+    assert not out["is_anomaly"].any()

@@ -348,6 +348,8 @@ def too_sparse(slots: Ints, observed: Bools, p: Plan, config: DetectorConfig) ->
     """Per slot, whether its last `warmup` observed predecessors span more than the index's
     `season_weeks` periods: too few points to know the series' level and noise."""
     positions = slots[observed]
+    if positions.size == 0:  # nothing observed: missing everywhere, never sparse
+        return np.zeros(slots.size, dtype=bool)
     before: Ints = np.cumsum(observed) - observed
     k = before - p.warmup
     first = np.where(k >= 0, positions[np.clip(k, 0, max(positions.size - 1, 0))], slots[0])
