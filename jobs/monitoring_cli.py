@@ -41,9 +41,10 @@ def add_monitor_arguments(cmd: argparse.ArgumentParser) -> None:
 
 DETECT_CONTRACT = """\
 input columns (names case-insensitive; CSV, Parquet file or folder, or a Delta folder):
-  series_id   the series a row belongs to
+  series_id   the series a row belongs to (without it: one series, named after the file)
   ts          ISO 8601 time (YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS], an offset is converted
-              to UTC; none means UTC); unique within a series
+              to UTC; none means UTC); unique within a series. Also read from a column
+              timestamp, time, date or datetime where there is no ts
   value       a number (empty: a missing point); or, instead, numerator and denominator:
               value = numerator / denominator, and the denominator is the volume
   volume      optional: the denominator of a rate or proportion (a Poisson floor on its

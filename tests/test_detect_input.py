@@ -249,3 +249,13 @@ def test_a_delta_input_and_output_need_no_spark(tmp_path: Path) -> None:
     out = DeltaTable(str(tmp_path / "output")).to_pandas()
     assert len(out) == 180 and out["status"].iloc[3] == "missing"
     assert flagged(out) == [("b", "2026-02-20")]
+
+
+def test_a_file_of_one_series_needs_no_series_id(tmp_path: Path) -> None:
+    """`timestamp,value` (a single series, as most exports are): the series is named after
+    the file and scored; a `timestamp` column serves as `ts`."""
+    lines = [line.split(",", 1)[1] for line in daily_lines(series="b")]
+    lines[0] = "timestamp,value"
+    result = detect(write(tmp_path / "checkout_latency.csv", lines))
+    assert [(s.series_id, s.status) for s in result.statuses] == [("checkout_latency", "judged")]
+    assert flagged(result.scored) == [("checkout_latency", "2026-02-20")]

@@ -14,6 +14,7 @@ file, line (CSV, the header is line 1) or row (Parquet, Delta), column and value
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -85,17 +86,21 @@ def checked_series(
     if direction is not None and direction not in DIRECTIONS:
         raise UsageError(f"--direction must be one of {', '.join(DIRECTIONS)}, not {direction!r}")
     raw = source.frame.reset_index(drop=True)
-    names = {str(c).lower(): str(c) for c in raw.columns}
+    names = with_aliases({str(c).lower(): str(c) for c in raw.columns})
     problems = missing_columns(source.path, names)
     if problems:
         return CheckedSeries(pd.DataFrame(columns=list(CHECKED_COLUMNS)), problems)
     where = Locator(source)
     bad = np.zeros(len(raw), dtype=bool)
 
-    ids = raw[names["series_id"]]
-    ids = ids.astype(str).str.strip().where(ids.notna(), "")
+    if "series_id" in names:
+        ids = raw[names["series_id"]]
+        ids = ids.astype(str).str.strip().where(ids.notna(), "")
+    else:  # one series, named after the file
+        ids = pd.Series([single_series_id(source.path)] * len(raw), dtype=object)
     empty_id = (ids == "").to_numpy()
-    problems += [where(i, names["series_id"], "", "the series id is empty") for i in _at(empty_id)]
+    id_column = names.get("series_id", "series_id")
+    problems += [where(i, id_column, "", "the series id is empty") for i in _at(empty_id)]
     bad |= empty_id
 
     stamps, unparsable = parse_timestamps(raw[names["ts"]])
@@ -161,8 +166,30 @@ class Locator:
         )
 
 
+#: Other names of the time column, used where there is no `ts` column (the first found).
+TIME_ALIASES = ("timestamp", "time", "date", "datetime")
+
+
+def with_aliases(names: dict[str, str]) -> dict[str, str]:
+    """Lower-cased column names to the file's, with `ts` taken from an alias if need be."""
+    if "ts" in names:
+        return names
+    alias = next((a for a in TIME_ALIASES if a in names), None)
+    return names if alias is None else {**names, "ts": names[alias]}
+
+
+def single_series_id(path: str) -> str:
+    """The id of a file's one series when it has no `series_id` column: its file name
+    without extension (a Delta or Parquet folder's name)."""
+    name = os.path.basename(os.path.normpath(path))
+    for suffix in (".csv.gz", ".csv", ".parquet"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
 def missing_columns(path: str, names: dict[str, str]) -> list[str]:
-    needed = ["series_id", "ts"]
+    needed = ["ts"]
     if not ("numerator" in names and "denominator" in names):
         needed.append("value")
     problems = []
