@@ -76,7 +76,7 @@ exit status: 0 some series were judged and the points were written; 2 the input 
 def add_detect_arguments(cmd: argparse.ArgumentParser) -> None:
     from jobs.monitoring.detect_command import LOCAL_SERIES_LIMIT
     from jobs.monitoring.grains import GRAIN_NAMES, parse_grain
-    from jobs.monitoring.series_checks import DIRECTIONS, KINDS
+    from udfs.anomaly_detectors import DIRECTIONS, KINDS
 
     cmd.formatter_class = argparse.RawDescriptionHelpFormatter
     cmd.epilog = DETECT_CONTRACT

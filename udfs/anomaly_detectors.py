@@ -57,7 +57,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
@@ -70,7 +70,8 @@ Grain = Literal["1min", "5min", "10min", "15min", "30min", "hour", "day"]
 Kind = Literal["count", "rate", "proportion", "mean", "gauge", "latency"]
 Direction = Literal["both", "up", "down"]
 
-GRAIN_SECONDS: dict[str, int] = {
+#: Seconds per grain, finest first.
+GRAIN_SECONDS: dict[Grain, int] = {
     "1min": 60,
     "5min": 300,
     "10min": 600,
@@ -79,7 +80,8 @@ GRAIN_SECONDS: dict[str, int] = {
     "hour": 3600,
     "day": 86_400,
 }
-KINDS = ("count", "rate", "proportion", "mean", "gauge", "latency")
+KINDS: tuple[Kind, ...] = get_args(Kind)
+DIRECTIONS: tuple[Direction, ...] = get_args(Direction)
 
 #: Spark DDL of `detect_frame`'s output.
 OUTPUT_SCHEMA = (

@@ -9,22 +9,16 @@ grains.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import get_args
 
 import numpy as np
 from numpy.typing import NDArray
 
-GrainName = Literal["1min", "5min", "10min", "15min", "30min", "hour", "day"]
-#: Seconds per grain, finest first.
-GRAIN_SECONDS: dict[GrainName, int] = {
-    "1min": 60,
-    "5min": 300,
-    "10min": 600,
-    "15min": 900,
-    "30min": 1_800,
-    "hour": 3_600,
-    "day": 86_400,
-}
+from udfs.anomaly_detectors import GRAIN_SECONDS as GRAIN_SECONDS  # the detector's grains
+from udfs.anomaly_detectors import Grain
+
+GrainName = Grain
+
 GRAIN_NAMES: tuple[GrainName, ...] = get_args(GrainName)
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
@@ -25,11 +24,8 @@ from jobs.failures import UsageError
 from jobs.located_yaml import InputError, did_you_mean
 from jobs.monitoring.grains import GRAIN_SECONDS, GrainName, check_grain, describe_seconds
 from jobs.monitoring.series_file import SeriesFile
+from udfs.anomaly_detectors import DIRECTIONS, KINDS
 
-Kind = Literal["count", "rate", "proportion", "mean", "gauge", "latency"]
-Direction = Literal["up", "down", "both"]
-KINDS: tuple[str, ...] = get_args(Kind)
-DIRECTIONS: tuple[str, ...] = get_args(Direction)
 #: Problems listed in an error (the count of the rest follows).
 MAX_PROBLEMS = 25
 #: The detection input's columns (one row per point, sorted by series then time).
