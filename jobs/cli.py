@@ -10,10 +10,10 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from jobs.arguments import iso_date, positive_float, positive_int, whole
-from jobs.config import AppConfig, load_config
-from jobs.failures import JobInterrupted, outcome_of, raise_on_sigterm
-from jobs.logs import configure_logging
+from jobs.core.arguments import iso_date, positive_float, positive_int, whole
+from jobs.core.config import AppConfig, load_config
+from jobs.core.failures import JobInterrupted, outcome_of, raise_on_sigterm
+from jobs.core.logs import configure_logging
 
 log = logging.getLogger("safety-metrics")
 
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="do nothing when a complete dataset with the same parameters is already there",
     )
     gen.set_defaults(
-        handler=_handler("jobs.generate_cli", "run_generate_command", "generate"),
+        handler=_handler("jobs.generate.cli", "run_generate_command", "generate"),
         validate=_generator_params,
     )
     _add_metric_commands(sub)
@@ -92,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_privacy_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from jobs.metrics_cli import add_defs_argument
-    from jobs.privacy_cli import add_audit_privacy_arguments
+    from jobs.metrics.cli import add_defs_argument
+    from jobs.privacy.cli import add_audit_privacy_arguments
 
     text = (
         "audit metric_values for suppressed cells that its published rows give away (by "
@@ -104,11 +104,11 @@ def _add_privacy_command(sub: argparse._SubParsersAction[argparse.ArgumentParser
     _add_common(cmd)
     add_defs_argument(cmd)
     add_audit_privacy_arguments(cmd)
-    cmd.set_defaults(handler=_handler("jobs.privacy_cli", "run_audit_privacy_command"))
+    cmd.set_defaults(handler=_handler("jobs.privacy.cli", "run_audit_privacy_command"))
 
 
 def _add_package_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from jobs.metrics_cli import add_defs_argument
+    from jobs.metrics.cli import add_defs_argument
 
     text = (
         "build what spark-submit needs: the code as a zip for --py-files, one entry-point "
@@ -119,7 +119,7 @@ def _add_package_command(sub: argparse._SubParsersAction[argparse.ArgumentParser
     add_defs_argument(cmd)
 
     def handler(args: argparse.Namespace) -> int:
-        from jobs.package import run_package_command
+        from jobs.submit.package import run_package_command
 
         return run_package_command(args)
 
@@ -127,8 +127,8 @@ def _add_package_command(sub: argparse._SubParsersAction[argparse.ArgumentParser
 
 
 def _add_monitoring_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from jobs.metrics_cli import add_defs_argument
-    from jobs.monitoring_cli import (
+    from jobs.metrics.cli import add_defs_argument
+    from jobs.monitoring.cli import (
         add_alerts_arguments,
         add_detect_arguments,
         add_monitor_arguments,
@@ -164,12 +164,12 @@ def _add_monitoring_commands(sub: argparse._SubParsersAction[argparse.ArgumentPa
             add_defs_argument(cmd)
         add(cmd)
         job = "monitoring" if name == "monitor" else None
-        cmd.set_defaults(handler=_handler("jobs.monitoring_cli", handler, job))
+        cmd.set_defaults(handler=_handler("jobs.monitoring.cli", handler, job))
 
 
 def _add_experiment_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from jobs.experiments_cli import add_experiment_arguments
-    from jobs.metrics_cli import add_defs_argument
+    from jobs.experiments.cli import add_experiment_arguments
+    from jobs.metrics.cli import add_defs_argument
 
     text = (
         "analyse A/B experiments (delta method, CUPED, distributed Poisson bootstrap, SRM) "
@@ -180,12 +180,12 @@ def _add_experiment_command(sub: argparse._SubParsersAction[argparse.ArgumentPar
     add_defs_argument(cmd)
     add_experiment_arguments(cmd)
     cmd.set_defaults(
-        handler=_handler("jobs.experiments_cli", "run_experiment_command", "experiments")
+        handler=_handler("jobs.experiments.cli", "run_experiment_command", "experiments")
     )
 
 
 def _add_metric_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from jobs.metrics_cli import add_defs_argument, add_run_arguments, add_selection_arguments
+    from jobs.metrics.cli import add_defs_argument, add_run_arguments, add_selection_arguments
 
     val = sub.add_parser(
         "validate",
@@ -238,7 +238,7 @@ def _add_metric_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         add_defs_argument(cmd)
         add_selection_arguments(cmd)
         add_run_arguments(cmd, cmd.prog.split()[-1])
-        module = "jobs.daily_cli" if cmd is daily else "jobs.metrics_cli"
+        module = "jobs.daily" if cmd is daily else "jobs.metrics.cli"
         cmd.set_defaults(handler=_handler(module, handler, job))
     daily.add_argument(
         "--with-experiments",
@@ -252,7 +252,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 def _generator_params(args: argparse.Namespace) -> None:
     """Check the generator's flags together (a usage error before any work) as `args.params`."""
-    from jobs.generate import GeneratorParams
+    from jobs.generate.params import GeneratorParams
 
     args.params = GeneratorParams(
         seed=args.seed,
@@ -278,7 +278,7 @@ def _handler(module: str, name: str, job: str | None = None) -> Handler:
         if job is None:
             code: int = command(args, config)
             return code
-        from jobs.run_log import recorded_run
+        from jobs.core.run_log import recorded_run
 
         recorded = "restate" if getattr(args, "restate", False) else job
         with recorded_run(config, recorded, args.argv, getattr(args, "run_id", None)) as run:
@@ -290,7 +290,7 @@ def _handler(module: str, name: str, job: str | None = None) -> Handler:
 
 
 def _metrics_handler(name: str) -> Handler:
-    return _handler("jobs.metrics_cli", name)
+    return _handler("jobs.metrics.cli", name)
 
 
 def _config(args: argparse.Namespace) -> AppConfig:
@@ -303,7 +303,7 @@ def _config(args: argparse.Namespace) -> AppConfig:
 
 
 def main(argv: Sequence[str] | None = None, *, handle_signals: bool | None = None) -> int:
-    """Run one sub-command; return its exit status (see `jobs.failures`): 0 only when
+    """Run one sub-command; return its exit status (see `jobs.core.failures`): 0 only when
     every step succeeded. SIGTERM is handled when called as a program (no `argv`)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     if handle_signals if handle_signals is not None else argv is None:

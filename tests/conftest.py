@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from jobs.config import load_config
-from jobs.session import build_session
+from jobs.core.config import load_config
+from jobs.core.session import build_session
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,9 +39,9 @@ def spark_session(spark: SparkSession) -> SparkSession:
 @pytest.fixture(scope="session")
 def generated_warehouse(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A warehouse holding a small generated dataset under raw/ (28 days from 2026-09-01)."""
-    from jobs.delta import DeltaSink
-    from jobs.generate import GeneratorParams
-    from jobs.generate_job import generate, raw_dir
+    from jobs.core.delta import DeltaSink
+    from jobs.generate.job import generate, raw_dir
+    from jobs.generate.params import GeneratorParams
 
     warehouse = str(tmp_path_factory.mktemp("generated-warehouse"))
     sink = DeltaSink.for_session(spark, "delta-rs")

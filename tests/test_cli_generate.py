@@ -13,9 +13,10 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from jobs.cli import build_parser, main
-from jobs.delta import DeltaSink
-from jobs.generate import GeneratorParams, build_tables, partition_columns
-from jobs.generate_job import GROUND_TRUTH_FILE, generate
+from jobs.core.delta import DeltaSink
+from jobs.generate.job import GROUND_TRUTH_FILE, generate
+from jobs.generate.params import GeneratorParams
+from jobs.generate.tables import build_tables, partition_columns
 from tests.delta_helpers import delta_rows, spark_rows
 
 

@@ -17,10 +17,10 @@ import pytest
 from deltalake import DeltaTable
 
 from jobs.cli import main
-from jobs.experiments_job import EXPERIMENT_REPLICATES, EXPERIMENT_RESULTS, EXPERIMENT_UNITS
-from jobs.metrics_job import METRIC_VALUES
-from jobs.package import build_package
-from jobs.run_log import JOB_RUNS
+from jobs.core.run_log import JOB_RUNS
+from jobs.experiments.job import EXPERIMENT_REPLICATES, EXPERIMENT_RESULTS, EXPERIMENT_UNITS
+from jobs.metrics.job import METRIC_VALUES
+from jobs.submit.package import build_package
 from tests.conftest import REPO_ROOT, linked_warehouse
 from tests.standalone_cluster import StandaloneCluster
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from jobs.config import load_config, parse_config
-from jobs.located_yaml import InputError, parse_located
-from jobs.session import JavaMissingError, check_java, session_settings
+from jobs.core.config import load_config, parse_config
+from jobs.core.located_yaml import InputError, parse_located
+from jobs.core.session import JavaMissingError, check_java, session_settings
 from tests.conftest import REPO_ROOT
 
 

@@ -13,9 +13,9 @@ import pytest
 from pyspark.sql import SparkSession
 
 from jobs.cli import main
-from jobs.delta import DeltaSink
+from jobs.core.delta import DeltaSink
+from jobs.core.located_yaml import InputError, parse_located
 from jobs.experiments.loader import experiments_from_documents
-from jobs.located_yaml import InputError, parse_located
 from jobs.metrics.contract_defs import Check
 from jobs.metrics.loader import catalog_from_documents, load_catalog
 from jobs.metrics.sources import table_reader

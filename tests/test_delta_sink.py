@@ -18,15 +18,15 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
-from jobs.config import load_config
-from jobs.delta import AppTxn, ConcurrentWriteError, DeltaSink, DeltaWriteError
-from jobs.delta.delta_rs_backend import DeltaRsBackend, _AlreadyApplied
-from jobs.delta.location import table_uri
-from jobs.delta.model import SchemaMismatchError, WriteRequest
-from jobs.delta.native_backend import NativeBackend
-from jobs.delta.sink import session_has_delta
-from jobs.delta.table_state import replaced_files
-from jobs.session import build_session
+from jobs.core.config import load_config
+from jobs.core.delta import AppTxn, ConcurrentWriteError, DeltaSink, DeltaWriteError
+from jobs.core.delta.delta_rs_backend import DeltaRsBackend, _AlreadyApplied
+from jobs.core.delta.location import table_uri
+from jobs.core.delta.model import SchemaMismatchError, WriteRequest
+from jobs.core.delta.native_backend import NativeBackend
+from jobs.core.delta.sink import session_has_delta
+from jobs.core.delta.table_state import replaced_files
+from jobs.core.session import build_session
 from tests.conftest import REPO_ROOT
 from tests.delta_helpers import delta_rows, spark_rows
 

@@ -23,14 +23,14 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from scipy.stats import t as student_t
 
-from jobs.delta import DeltaSink
-from jobs.located_yaml import parse_located
+from jobs.core.delta import DeltaSink
+from jobs.core.located_yaml import parse_located
 from jobs.metrics.definitions import Catalog
 from jobs.metrics.gate_result import PublishGateError
+from jobs.metrics.job import compute_metric_rows, compute_passes, run_metrics
 from jobs.metrics.loader import catalog_from_documents
 from jobs.metrics.passes import ANON, shuffled_by_unit
 from jobs.metrics.planner import compile_plan
-from jobs.metrics_job import compute_metric_rows, compute_passes, run_metrics
 from tests.test_metric_correctness import write_parquet
 from udfs.exact_moments import (
     LIMB_BITS,

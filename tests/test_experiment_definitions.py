@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from jobs.core.located_yaml import InputError, parse_located
 from jobs.experiments.loader import experiments_from_documents, load_experiments
-from jobs.located_yaml import InputError, parse_located
 from jobs.metrics.definitions import Catalog
 from jobs.metrics.loader import load_catalog
 

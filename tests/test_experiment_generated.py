@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from jobs.delta import DeltaSink
+from jobs.core.delta import DeltaSink
+from jobs.experiments.job import ExperimentSummary, read_assignments, run_experiment
 from jobs.experiments.loader import load_experiments
-from jobs.experiments_job import ExperimentSummary, read_assignments, run_experiment
 from jobs.metrics.loader import load_catalog
 from jobs.metrics.sources import table_reader
 
@@ -26,8 +26,8 @@ DEFS = Path(__file__).resolve().parent.parent / "metric_defs"
 def runs(
     spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[dict[str, ExperimentSummary], dict[str, object]]:
-    from jobs.generate import GeneratorParams
-    from jobs.generate_job import generate, raw_dir
+    from jobs.generate.job import generate, raw_dir
+    from jobs.generate.params import GeneratorParams
 
     warehouse = str(tmp_path_factory.mktemp("experiment-warehouse"))
     sink = DeltaSink.for_session(spark, "delta-rs")

@@ -21,14 +21,11 @@ from pyspark.sql import functions as F
 from scipy import stats
 
 from jobs.cli import main
-from jobs.delta import DeltaSink
+from jobs.core.delta import DeltaSink
+from jobs.core.located_yaml import parse_located
 from jobs.experiments.analysis import Analysis, AnalysisSpec, MetricSpec, analyse
 from jobs.experiments.definitions import ExperimentDef
-from jobs.experiments.loader import experiments_from_documents
-from jobs.experiments.quantiles import quantile_arms
-from jobs.experiments.stats import CupedMode
-from jobs.experiments.units import quantile_events, unit_frame
-from jobs.experiments_job import (
+from jobs.experiments.job import (
     EXPERIMENT_REPLICATES,
     EXPERIMENT_RESULTS,
     EXPERIMENT_UNITS,
@@ -37,7 +34,10 @@ from jobs.experiments_job import (
     spec_for,
     write_results,
 )
-from jobs.located_yaml import parse_located
+from jobs.experiments.loader import experiments_from_documents
+from jobs.experiments.quantiles import quantile_arms
+from jobs.experiments.stats import CupedMode
+from jobs.experiments.units import quantile_events, unit_frame
 from jobs.metrics.definitions import Catalog
 from jobs.metrics.loader import catalog_from_documents
 from jobs.metrics.sources import table_reader

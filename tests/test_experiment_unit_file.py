@@ -16,9 +16,9 @@ from deltalake import write_deltalake
 from pyspark.sql import SparkSession
 
 from jobs.cli import main
-from jobs.delta import DeltaSink
+from jobs.core.delta import DeltaSink
+from jobs.core.failures import EXIT_USAGE
 from jobs.experiments.unit_file import SPLIT, UnitTableError, checked_units, read_located
-from jobs.failures import EXIT_USAGE
 
 HEADER = "unit,variant,metric,numerator,denominator,covariate,covariate_denominator"
 

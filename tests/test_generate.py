@@ -22,13 +22,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, LongType, TimestampType
 from scipy import stats
 
-from jobs.generate import (
-    TABLE_BUILDERS,
-    GeneratorParams,
-    build_tables,
-    ground_truth,
-    partition_columns,
-)
+from jobs.generate.params import GeneratorParams
+from jobs.generate.tables import TABLE_BUILDERS, build_tables, ground_truth, partition_columns
 
 TABLES = [
     "accounts", "uploads", "views", "moderation_actions", "user_reports", "security_events",

@@ -3,7 +3,7 @@ its write leaves every table at its previous version and the re-run writes exact
 two jobs writing different dates of the same table at the same time both succeed, with no
 lost rows.
 
-The commit gate (`jobs.delta.commit_gate`) holds a write after its data files are staged
+The commit gate (`jobs.core.delta.commit_gate`) holds a write after its data files are staged
 and before they are committed, so the kill lands mid-write and the two commits race.
 """
 
@@ -21,9 +21,9 @@ import pytest
 from deltalake import DeltaTable
 
 from jobs.cli import main
-from jobs.delta.commit_gate import GATE_VARIABLE
-from jobs.metrics_job import METRIC_VALUES
-from jobs.run_log import JOB_RUNS
+from jobs.core.delta.commit_gate import GATE_VARIABLE
+from jobs.core.run_log import JOB_RUNS
+from jobs.metrics.job import METRIC_VALUES
 
 pytestmark = pytest.mark.slow
 

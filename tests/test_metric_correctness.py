@@ -32,23 +32,23 @@ from pyspark.sql import functions as F
 from scipy.stats import chi2, norm
 from scipy.stats import t as student_t
 
-from jobs.delta import DeltaSink
-from jobs.located_yaml import parse_located
+from jobs.core.delta import DeltaSink
+from jobs.core.located_yaml import parse_located
 from jobs.metrics.definitions import Catalog
 from jobs.metrics.gate_result import GateResult, PublishGateError
 from jobs.metrics.gates import parent_consistency
-from jobs.metrics.loader import catalog_from_documents
-from jobs.metrics.planner import Plan, compile_plan
-from jobs.metrics.sources import table_reader
-from jobs.metrics.sql_check import SparkExpressionChecker
-from jobs.metrics.suppression import suppress
-from jobs.metrics_job import (
+from jobs.metrics.job import (
     METRIC_VALUES,
     RunSummary,
     compute_metric_rows,
     compute_passes,
     run_metrics,
 )
+from jobs.metrics.loader import catalog_from_documents
+from jobs.metrics.planner import Plan, compile_plan
+from jobs.metrics.sources import table_reader
+from jobs.metrics.sql_check import SparkExpressionChecker
+from jobs.metrics.suppression import suppress
 from jobs.privacy.audit import audit
 from jobs.privacy.publication import Row as AuditRow
 
@@ -1003,7 +1003,7 @@ def run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Run:
     assert catalog is not None
     plan = compile_plan(catalog)
 
-    with caught_warnings("jobs.metrics_job") as warnings:
+    with caught_warnings("jobs.metrics.job") as warnings:
         results = compute_passes(spark, sink, catalog, plan, warehouse, START, END)
     frame = compute_metric_rows(catalog, plan, results)
     rows: dict[str, dict[Key, Cell]] = defaultdict(dict)

@@ -13,8 +13,8 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from jobs.cli import main
-from jobs.delta import DeltaSink
-from jobs.located_yaml import InputError, parse_located
+from jobs.core.delta import DeltaSink
+from jobs.core.located_yaml import InputError, parse_located
 from jobs.metrics.definitions import Catalog
 from jobs.metrics.loader import catalog_from_documents, find_cycles, load_catalog
 from jobs.metrics.sources import table_reader

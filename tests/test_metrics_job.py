@@ -14,12 +14,12 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
-from jobs.delta import DeltaSink
+from jobs.core.delta import DeltaSink
 from jobs.metrics.definitions import Catalog
 from jobs.metrics.gate_result import PublishGateError
+from jobs.metrics.job import METRIC_VALUES, compute_metric_rows, compute_passes, run_metrics
 from jobs.metrics.loader import load_catalog
 from jobs.metrics.planner import compile_plan, render_plan
-from jobs.metrics_job import METRIC_VALUES, compute_metric_rows, compute_passes, run_metrics
 from tests.conftest import REPO_ROOT
 
 GOLDEN_PLAN = REPO_ROOT / "tests" / "golden" / "default_plan.txt"

@@ -11,16 +11,9 @@ import pandas as pd  # type: ignore[import-untyped]
 import pytest
 from numpy.typing import NDArray
 
-from udfs.anomaly_detectors import (
-    OUTPUT_COLUMNS,
-    OUTPUT_SCHEMA,
-    SERIES_COLUMNS,
-    DetectorConfig,
-    detect_frame,
-    detect_series,
-    frame_detector,
-    shrunk_index,
-)
+from udfs.anomaly_detectors import detect_frame, detect_series, frame_detector
+from udfs.detector_core import shrunk_index
+from udfs.detector_settings import OUTPUT_COLUMNS, OUTPUT_SCHEMA, SERIES_COLUMNS, DetectorConfig
 
 Array = NDArray[np.float64]
 
@@ -430,7 +423,7 @@ def test_invalid_settings_are_rejected() -> None:
     "grain,step,first", [("day", DAY, 7), ("hour", HOUR, 24), ("5min", np.timedelta64(5, "m"), 288)]
 )
 def test_short_warm_up_per_grain(grain: str, step: np.timedelta64, first: int) -> None:
-    from udfs.anomaly_detectors import warmup_points
+    from udfs.detector_settings import warmup_points
 
     values = 100 + np.random.default_rng(3).standard_normal(3 * first)
     out = detect_series(stamps(3 * first, step), values, grain=grain)  # type: ignore[arg-type]

@@ -17,19 +17,19 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from jobs.cli import main
-from jobs.delta import DeltaSink
-from jobs.located_yaml import parse_located
+from jobs.core.delta import DeltaSink
+from jobs.core.located_yaml import parse_located
 from jobs.metrics.definitions import Catalog
+from jobs.metrics.job import METRIC_VALUES
 from jobs.metrics.loader import catalog_from_documents
-from jobs.metrics_job import METRIC_VALUES
-from jobs.monitoring.series import metric_series, score_series
-from jobs.monitoring_job import (
+from jobs.monitoring.job import (
     ANOMALY_ROOT_CAUSES,
     METRIC_ANOMALIES,
     alerts,
     render_alerts,
     run_monitoring,
 )
+from jobs.monitoring.series import metric_series, score_series
 
 DAYS = 70
 FIRST = dt.date(2026, 6, 1)

@@ -23,18 +23,18 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
 
-from jobs.delta import DeltaSink
+from jobs.core.delta import DeltaSink
+from jobs.core.located_yaml import parse_located
 from jobs.experiments.analysis import analyse
+from jobs.experiments.job import spec_for
 from jobs.experiments.loader import experiments_from_documents
 from jobs.experiments.units import quantile_events, unit_frame
-from jobs.experiments_job import spec_for
-from jobs.located_yaml import parse_located
+from jobs.metrics.job import compute_metric_rows, compute_passes, publishable
 from jobs.metrics.loader import catalog_from_documents
 from jobs.metrics.planner import compile_plan
 from jobs.metrics.sources import table_reader
 from jobs.metrics.sql_check import SparkExpressionChecker
 from jobs.metrics.suppression import suppress
-from jobs.metrics_job import compute_metric_rows, compute_passes, publishable
 from tests import test_experiment_job as job
 from tests.test_metric_correctness import (
     END,

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from jobs.metrics.definitions import Part
+from jobs.metrics.job import hashed_dimensions, largest_first
 from jobs.metrics.passes import presence_bits
 from jobs.metrics.planner import PassPlan, conjuncts, rows_within
-from jobs.metrics_job import hashed_dimensions, largest_first
 
 
 def count(condition: str | None = None) -> Part:

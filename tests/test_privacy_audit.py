@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from jobs.located_yaml import parse_located
+from jobs.core.located_yaml import parse_located
 from jobs.metrics.definitions import Catalog
 from jobs.metrics.loader import catalog_from_documents
 from jobs.privacy.audit import audit

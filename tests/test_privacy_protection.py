@@ -21,13 +21,13 @@ import pytest
 import yaml
 from pyspark.sql import SparkSession
 
-from jobs.delta import DeltaSink
-from jobs.located_yaml import parse_located
+from jobs.core.delta import DeltaSink
+from jobs.core.located_yaml import parse_located
 from jobs.metrics.definitions import Catalog
 from jobs.metrics.gate_result import PublishGateError
+from jobs.metrics.job import METRIC_VALUES, run_metrics
 from jobs.metrics.loader import catalog_from_documents
 from jobs.metrics.planner import compile_plan
-from jobs.metrics_job import METRIC_VALUES, run_metrics
 from jobs.privacy.audit import AuditReport, audit
 from jobs.privacy.gate import published_rows
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from jobs.config import load_config
-from jobs.failures import (
+from jobs.core.config import load_config
+from jobs.core.failures import (
     EXIT_FAILED,
     EXIT_GATE,
     EXIT_NOT_READY,
@@ -26,17 +26,17 @@ from jobs.failures import (
     UsageError,
     outcome_of,
 )
-from jobs.located_yaml import InputError
-from jobs.logs import JsonFormatter, RunContext
+from jobs.core.located_yaml import InputError
+from jobs.core.logs import JsonFormatter, RunContext
+from jobs.core.run_dates import DataNotReadyError, check_landed, resolve_date, yesterday_utc
 from jobs.metrics.definitions import SourceDef
 from jobs.metrics.gate_result import GateResult, PublishGateError
 from jobs.metrics.gates import source_volume
 from jobs.metrics.loader import load_catalog
 from jobs.metrics.restatement import Restatement, StaleCell, restatements, stale_cells
-from jobs.metrics_cli import date_chunks, marking_landed
-from jobs.package import ENTRY_POINTS, build_package
-from jobs.run_dates import DataNotReadyError, check_landed, resolve_date, yesterday_utc
+from jobs.metrics.runner import date_chunks, marking_landed
 from jobs.submit import use_shipped_folders
+from jobs.submit.package import ENTRY_POINTS, build_package
 from tests.conftest import REPO_ROOT
 
 D = dt.date

@@ -26,23 +26,23 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs.cli import main
-from jobs.config import load_config
-from jobs.delta import DeltaSink
-from jobs.failures import EXIT_GATE, EXIT_NOT_READY, outcome_of
-from jobs.located_yaml import parse_located
+from jobs.core.config import load_config
+from jobs.core.delta import DeltaSink
+from jobs.core.failures import EXIT_GATE, EXIT_NOT_READY, outcome_of
+from jobs.core.located_yaml import parse_located
 from jobs.metrics.definitions import Catalog
-from jobs.metrics.loader import catalog_from_documents
-from jobs.metrics.planner import compile_plan
-from jobs.metrics.source_checks import SOURCE_CHECKS, CheckResult, ContractError
-from jobs.metrics.sources import table_reader
-from jobs.metrics.sql_check import SparkExpressionChecker
-from jobs.metrics_cli import day_to_compute
-from jobs.metrics_job import (
+from jobs.metrics.job import (
     METRIC_VALUES,
     compute_checked_passes,
     compute_metric_rows,
     run_metrics,
 )
+from jobs.metrics.loader import catalog_from_documents
+from jobs.metrics.planner import compile_plan
+from jobs.metrics.runner import day_to_compute
+from jobs.metrics.source_checks import SOURCE_CHECKS, CheckResult, ContractError
+from jobs.metrics.sources import table_reader
+from jobs.metrics.sql_check import SparkExpressionChecker
 from tests.conftest import REPO_ROOT
 
 DAYS = [dt.date(2026, 3, 26), dt.date(2026, 3, 27), dt.date(2026, 3, 28)]

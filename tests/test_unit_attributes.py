@@ -17,13 +17,13 @@ import yaml
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import metrics_job
-from jobs.delta import DeltaSink
-from jobs.located_yaml import parse_located
+from jobs.core.delta import DeltaSink
+from jobs.core.located_yaml import parse_located
+from jobs.metrics import job as metrics_job
 from jobs.metrics import passes
+from jobs.metrics.job import compute_metric_rows, compute_passes
 from jobs.metrics.loader import catalog_from_documents
 from jobs.metrics.planner import compile_plan, render_plan
-from jobs.metrics_job import compute_metric_rows, compute_passes
 from tests.test_metric_correctness import caught_warnings, write_parquet
 
 DAY = dt.date(2026, 3, 26)
@@ -88,7 +88,7 @@ def cells(
     assert not problems and catalog is not None
     plan = compile_plan(catalog)
     sink = DeltaSink.for_session(spark, "delta-rs")
-    with caught_warnings("jobs.metrics_job") as warnings:
+    with caught_warnings("jobs.metrics.job") as warnings:
         results = compute_passes(spark, sink, catalog, plan, str(folder), DAY, DAY)
     assert "__conflicts" not in results["events"].columns
     rows = compute_metric_rows(catalog, plan, results).collect()

@@ -11,6 +11,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any, cast
 
+from jobs.core.located_yaml import InputError, LocatedDocument, YamlPath, did_you_mean, load_located
 from jobs.experiments.definitions import (
     CORRECTIONS,
     EXPERIMENT_METRIC_TYPES,
@@ -18,7 +19,6 @@ from jobs.experiments.definitions import (
     ExperimentDef,
 )
 from jobs.experiments.stats import CUPED_MODES, Correction, CupedMode
-from jobs.located_yaml import InputError, LocatedDocument, YamlPath, did_you_mean, load_located
 from jobs.metrics.definitions import Catalog
 from jobs.metrics.loader import definition_files, file_problems
 from jobs.metrics.spec_problems import NAME, Collector, checked_int, checked_text, kind, label

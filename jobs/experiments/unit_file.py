@@ -49,9 +49,9 @@ from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType, StringType
 
-from jobs.delta import DeltaSink
-from jobs.failures import UsageError
-from jobs.located_yaml import did_you_mean
+from jobs.core.delta import DeltaSink
+from jobs.core.failures import UsageError
+from jobs.core.located_yaml import did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def _read_delta(spark: SparkSession, sink: DeltaSink, path: str) -> LocatedTable
     locations; otherwise the sink's reader, without locations."""
     from deltalake import DeltaTable
 
-    from jobs.delta.native_backend import NativeBackend
+    from jobs.core.delta.native_backend import NativeBackend
 
     table = DeltaTable(path)
     plain = not table.metadata().partition_columns and not (table.protocol().reader_features or [])

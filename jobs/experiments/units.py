@@ -68,7 +68,7 @@ def assignment_frame(assignments: DataFrame, exp: ExperimentDef, end: dt.date) -
     needed = (src.experiment_column, src.unit_column, src.variant_column, src.time_column)
     missing = [c for c in needed if c not in assignments.columns]
     if missing:
-        from jobs.located_yaml import did_you_mean
+        from jobs.core.located_yaml import did_you_mean
 
         hint = did_you_mean(missing[0], assignments.columns)
         raise AssignmentError(

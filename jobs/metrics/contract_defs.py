@@ -15,7 +15,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-from jobs.located_yaml import Location
+from jobs.core.located_yaml import Location
 
 Policy = Literal["fail", "quarantine", "warn"]
 POLICIES: tuple[Policy, ...] = get_args(Policy)

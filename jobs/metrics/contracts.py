@@ -12,7 +12,7 @@ Counting rides on the pass's one Spark action:
   rows carry an `Observation` (`counted`): per check a count and a few example keys (the
   rows with the least salted hash of their key: the same whatever the partitioning). An
   observation in a shuffle stage that comes out empty is only reported because the
-  session excludes adaptive execution's empty-relation rule (`jobs.session`); `results`
+  session excludes adaptive execution's empty-relation rule (`jobs.core.session`); `results`
   waits for it a bounded time, never forever;
 - a declared unique key: the key columns of the rows of the pass's dates grouped by key (an
   extra aggregation), reduced to one row of totals that is unioned into the pass's result,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from jobs.located_yaml import YamlPath
+from jobs.core.located_yaml import YamlPath
 from jobs.metrics.definitions import MetricDef, SourceDef
 from jobs.metrics.spec_problems import Collector, Raw, label
 

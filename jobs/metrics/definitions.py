@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from jobs.located_yaml import Location
+from jobs.core.located_yaml import Location
 from jobs.metrics.contract_defs import Contract
 
 MetricType = Literal[

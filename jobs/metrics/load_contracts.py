@@ -23,7 +23,7 @@ import datetime as dt
 import re
 from typing import Any, cast, get_args
 
-from jobs.located_yaml import LocatedDocument, YamlPath, did_you_mean
+from jobs.core.located_yaml import LocatedDocument, YamlPath, did_you_mean
 from jobs.metrics.contract_defs import (
     DEFAULT_FUTURE_TOLERANCE,
     DEFAULT_POLICIES,

@@ -12,7 +12,7 @@ import re
 from dataclasses import replace
 from typing import Any, cast
 
-from jobs.located_yaml import LocatedDocument, YamlPath, did_you_mean
+from jobs.core.located_yaml import LocatedDocument, YamlPath, did_you_mean
 from jobs.metrics.definitions import (
     AGG_KINDS,
     CI_METHODS,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, cast
 
-from jobs.located_yaml import LocatedDocument, YamlPath, did_you_mean
+from jobs.core.located_yaml import LocatedDocument, YamlPath, did_you_mean
 from jobs.metrics.contract_defs import Contract
 from jobs.metrics.definitions import MAX_DECIMALS, JoinDef, Settings, SourceDef
 from jobs.metrics.load_contracts import read_contract

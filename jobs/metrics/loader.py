@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from jobs.located_yaml import (
+from jobs.core.config import data_dir
+from jobs.core.located_yaml import (
     InputError,
     LocatedDocument,
     Location,
@@ -80,6 +81,11 @@ class ExpressionChecker(Protocol):
 
 
 CheckerFactory = Callable[[dict[str, SourceDef]], ExpressionChecker]
+
+
+def default_defs_dir() -> Path:
+    """`$SAFETY_METRICS_DEFS_DIR`, else `./metric_defs`, else the one beside the source tree."""
+    return data_dir("SAFETY_METRICS_DEFS_DIR", "metric_defs")
 
 
 def load_catalog(defs_dir: Path, checker: CheckerFactory | None = None) -> Catalog:

@@ -212,7 +212,7 @@ def record_checks(
     published: bool,
 ) -> None:
     """Append a run's checks to `source_checks` (small driver-side rows, with delta-rs)."""
-    from jobs.run_log import append_rows
+    from jobs.core.run_log import append_rows
 
     if not checks:
         return

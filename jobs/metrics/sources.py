@@ -17,7 +17,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import MapType
 
-from jobs.delta import DeltaSink
+from jobs.core.delta import DeltaSink
 from jobs.metrics.definitions import NONE_VALUE, SourceDef
 
 TableReader = Callable[[SourceDef], DataFrame]

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobs.located_yaml import (
+from jobs.core.located_yaml import (
     LocatedDocument,
     Location,
     Problem,

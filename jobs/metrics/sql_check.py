@@ -26,8 +26,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from jobs.located_yaml import LocatedDocument, Location, Problem, YamlPath, did_you_mean
-from jobs.logs import quiet_spark_errors
+from jobs.core.located_yaml import LocatedDocument, Location, Problem, YamlPath, did_you_mean
+from jobs.core.logs import quiet_spark_errors
 from jobs.metrics.contract_defs import Check, Scalar
 from jobs.metrics.definitions import SourceDef
 from jobs.metrics.sources import TableReader, with_joins

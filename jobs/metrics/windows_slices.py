@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.located_yaml import LocatedDocument, YamlPath, did_you_mean
+from jobs.core.located_yaml import LocatedDocument, YamlPath, did_you_mean
 from jobs.metrics.definitions import Settings
 from jobs.metrics.spec_problems import WINDOW, Collector, Raw, label
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import pandas as pd  # type: ignore[import-untyped]
 
-from jobs.located_yaml import InputError
+from jobs.core.located_yaml import InputError
 from jobs.monitoring.detect_output import write_scored
+from jobs.monitoring.detect_settings import LOCAL_SERIES_LIMIT, LONE_POINT_GRAIN
 from jobs.monitoring.grains import GrainName
 from jobs.monitoring.own_scoring import (
     detector_config,
@@ -31,11 +32,6 @@ from jobs.monitoring.series_summary import (
 )
 
 log = logging.getLogger("safety-metrics")
-
-#: Inputs of up to this many series are scored in this process, without starting Spark.
-LOCAL_SERIES_LIMIT = 1_000
-#: The grain a series of one timestamp is scored at (it is warming up at any grain).
-LONE_POINT_GRAIN = "day"
 
 
 class NothingJudgedError(InputError):
@@ -105,7 +101,7 @@ def run_detect(args: argparse.Namespace, config: Any) -> int:
     """The command: print the summary; write the points unless nothing could be judged."""
 
     def spark_session() -> Any:
-        from jobs.session import build_session
+        from jobs.core.session import build_session
 
         return build_session(config)
 

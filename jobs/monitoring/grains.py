@@ -1,6 +1,6 @@
 """A series' grain, read off the spacing of its timestamps.
 
-The grain names are the detector's (`udfs.anomaly_detectors.Grain`). A series' grain is the
+The grain names are the detector's (`udfs.detector_settings.Grain`). A series' grain is the
 largest grain that divides its most common spacing; every timestamp must lie on the grid of
 that grain through most of them (larger spacings are missing points), else the series mixes
 grains.
@@ -14,8 +14,8 @@ from typing import get_args
 import numpy as np
 from numpy.typing import NDArray
 
-from udfs.anomaly_detectors import GRAIN_SECONDS as GRAIN_SECONDS  # the detector's grains
-from udfs.anomaly_detectors import Grain
+from udfs.detector_settings import GRAIN_SECONDS as GRAIN_SECONDS  # the detector's grains
+from udfs.detector_settings import Grain
 
 GrainName = Grain
 

@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 
 from udfs import anomaly_detectors as detectors
-from udfs.anomaly_detectors import OUTPUT_COLUMNS, OUTPUT_SCHEMA, DetectorConfig, empty_frame
+from udfs import detector_settings
+from udfs.anomaly_detectors import empty_frame
+from udfs.detector_settings import OUTPUT_COLUMNS, OUTPUT_SCHEMA, DetectorConfig
 
 #: Spark DDL of the checked rows.
 CHECKED_SCHEMA = (
@@ -31,7 +33,7 @@ SERIES_BUCKETS = 256
 
 def detector_grains() -> tuple[str, ...]:
     """The grains the detector scores."""
-    return tuple(detectors.GRAIN_SECONDS)
+    return tuple(detector_settings.GRAIN_SECONDS)
 
 
 def detector_config(kind: str, direction: str, min_volume: float = 0.0) -> DetectorConfig:
@@ -46,7 +48,7 @@ def detector_config(kind: str, direction: str, min_volume: float = 0.0) -> Detec
 
 def warmup_points(grain: str, config: DetectorConfig) -> int:
     """Observed points a series needs before its first judged point."""
-    return detectors.warmup_points(grain, config)  # type: ignore[arg-type]
+    return detector_settings.warmup_points(grain, config)  # type: ignore[arg-type]
 
 
 def score_one(rows: pd.DataFrame, min_volume: float = 0.0) -> pd.DataFrame:

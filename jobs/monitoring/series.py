@@ -14,9 +14,10 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.located_yaml import InputError
+from jobs.core.located_yaml import InputError
 from jobs.metrics.definitions import Catalog, MetricDef
-from udfs.anomaly_detectors import OUTPUT_SCHEMA, DetectorConfig, Grain, score_group
+from udfs.anomaly_detectors import score_group
+from udfs.detector_settings import OUTPUT_SCHEMA, DetectorConfig, Grain
 
 #: Per-series settings carried on every input row (constant within a series).
 SETTING_COLUMNS = (
@@ -153,7 +154,7 @@ def score_series(series: DataFrame, grain: Grain = "day") -> DataFrame:
 def user_series(table: DataFrame, path: str) -> DataFrame:
     """A user's series table (series_id, ts, value, optional volume) as detection input with
     the default settings."""
-    from jobs.located_yaml import did_you_mean
+    from jobs.core.located_yaml import did_you_mean
 
     present = {c.lower(): c for c in table.columns}
     for needed in ("series_id", "ts", "value"):

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 
-from jobs.failures import UsageError
-from jobs.located_yaml import InputError, did_you_mean
+from jobs.core.failures import UsageError
+from jobs.core.located_yaml import InputError, did_you_mean
 from jobs.monitoring.grains import GRAIN_SECONDS, GrainName, check_grain, describe_seconds
 from jobs.monitoring.series_file import SeriesFile
-from udfs.anomaly_detectors import DIRECTIONS, KINDS
+from udfs.detector_settings import DIRECTIONS, KINDS
 
 #: Problems listed in an error (the count of the rest follows).
 MAX_PROBLEMS = 25

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.delta import DeltaSink
+from jobs.core.delta import DeltaSink
 from jobs.metrics.definitions import Catalog
 from jobs.metrics.gate_result import GateResult
 from jobs.metrics.planner import window_days

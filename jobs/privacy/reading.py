@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from jobs.delta.location import filesystem, table_uri
+from jobs.core.delta.location import filesystem, table_uri
 from jobs.privacy.publication import Row
 
 log = logging.getLogger(__name__)

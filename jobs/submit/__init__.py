@@ -5,7 +5,7 @@
 
 Each script runs one `safety-metrics` sub-command with the arguments it is given, under
 `conf/cluster.yaml` unless `--env` or `$SAFETY_METRICS_ENV` says otherwise, and exits with
-the command's status (`jobs.failures`). `safety-metrics package` ships them with the code.
+the command's status (`jobs.core.failures`). `safety-metrics package` ships them with the code.
 """
 
 from __future__ import annotations

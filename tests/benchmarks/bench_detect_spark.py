@@ -23,10 +23,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.config import load_config
+from jobs.core.config import load_config
+from jobs.core.session import build_session
 from jobs.monitoring.series import score_series, user_series
-from jobs.session import build_session
-from udfs.anomaly_detectors import DetectorConfig, detect_series
+from udfs.anomaly_detectors import detect_series
+from udfs.detector_settings import DetectorConfig
 
 
 def write_series(path: str, series: int, days: int, seed: int) -> None:

@@ -40,7 +40,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import NDArray
 
-from udfs.anomaly_detectors import DetectorConfig, detect_series
+from udfs.anomaly_detectors import detect_series
+from udfs.detector_settings import DetectorConfig
 
 Array = NDArray[np.float64]
 Ints = NDArray[np.int64]

@@ -16,12 +16,13 @@ import shutil
 import tempfile
 import time
 
-from jobs.config import load_config
-from jobs.delta import DeltaSink
-from jobs.generate import GeneratorParams, build_tables
-from jobs.generate_job import generate
-from jobs.logs import configure_logging
-from jobs.session import build_session
+from jobs.core.config import load_config
+from jobs.core.delta import DeltaSink
+from jobs.core.logs import configure_logging
+from jobs.core.session import build_session
+from jobs.generate.job import generate
+from jobs.generate.params import GeneratorParams
+from jobs.generate.tables import build_tables
 
 
 def main() -> None:

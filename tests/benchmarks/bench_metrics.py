@@ -46,17 +46,17 @@ from deltalake import DeltaTable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.config import load_config
-from jobs.delta import DeltaSink
-from jobs.generate import GeneratorParams
-from jobs.generate_job import existing_truth, generate, raw_dir
-from jobs.logs import configure_logging
+from jobs.core.config import load_config
+from jobs.core.delta import DeltaSink
+from jobs.core.logs import configure_logging
+from jobs.core.session import build_session
+from jobs.generate.job import existing_truth, generate, raw_dir
+from jobs.generate.params import GeneratorParams
 from jobs.metrics.definitions import Catalog, MetricDef, Part, SourceDef
+from jobs.metrics.job import compute_metric_rows, compute_passes
 from jobs.metrics.loader import load_catalog
 from jobs.metrics.planner import compile_plan
 from jobs.metrics.sources import dim_column, prepare, table_reader
-from jobs.metrics_job import compute_metric_rows, compute_passes
-from jobs.session import build_session
 from tests.conftest import REPO_ROOT
 
 

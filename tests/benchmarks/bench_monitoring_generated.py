@@ -51,18 +51,18 @@ import pandas as pd  # type: ignore[import-untyped]
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.config import load_config
-from jobs.delta import DeltaSink
-from jobs.generate import GeneratorParams
-from jobs.generate_job import GROUND_TRUTH_FILE, generate, raw_dir
-from jobs.logs import configure_logging
+from jobs.core.config import load_config
+from jobs.core.delta import DeltaSink
+from jobs.core.logs import configure_logging
+from jobs.core.session import build_session
+from jobs.generate.job import GROUND_TRUTH_FILE, generate, raw_dir
+from jobs.generate.params import GeneratorParams
 from jobs.metrics.definitions import Catalog
+from jobs.metrics.job import run_metrics
 from jobs.metrics.loader import load_catalog
 from jobs.metrics.planner import Plan, compile_plan
-from jobs.metrics_job import run_metrics
+from jobs.monitoring.job import ANOMALY_ROOT_CAUSES, METRIC_ANOMALIES, run_monitoring
 from jobs.monitoring.root_cause import parse_slice
-from jobs.monitoring_job import ANOMALY_ROOT_CAUSES, METRIC_ANOMALIES, run_monitoring
-from jobs.session import build_session
 from tests.conftest import REPO_ROOT
 
 DAYS = 56

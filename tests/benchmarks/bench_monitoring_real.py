@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 
-from udfs.anomaly_detectors import DetectorConfig, Grain, detect_series
+from udfs.anomaly_detectors import detect_series
+from udfs.detector_settings import DetectorConfig, Grain
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DEV_SET = REPO.parent / "shared" / "anomaly-dev"

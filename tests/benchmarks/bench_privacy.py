@@ -17,14 +17,14 @@ import statistics
 import time
 from pathlib import Path
 
-from jobs.config import load_config
-from jobs.delta import DeltaSink
+from jobs.core.config import load_config
+from jobs.core.delta import DeltaSink
+from jobs.core.session import build_session
+from jobs.metrics.job import METRIC_VALUES
 from jobs.metrics.loader import load_catalog
-from jobs.metrics_job import METRIC_VALUES
 from jobs.privacy.audit import audit
 from jobs.privacy.gate import published_rows
 from jobs.privacy.publication import FULL
-from jobs.session import build_session
 
 
 def main() -> None:

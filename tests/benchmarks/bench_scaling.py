@@ -27,8 +27,8 @@ from pathlib import Path
 import pandas as pd  # type: ignore[import-untyped]
 from deltalake import DeltaTable
 
-from jobs.metrics_job import METRIC_VALUES
-from jobs.package import build_package
+from jobs.metrics.job import METRIC_VALUES
+from jobs.submit.package import build_package
 from tests.conftest import REPO_ROOT
 from tests.standalone_cluster import StandaloneCluster
 

@@ -21,15 +21,15 @@ from pathlib import Path
 
 sys.path.insert(0, os.getcwd())  # the checkout to time, before any installed copy
 
-from jobs.config import load_config
-from jobs.delta import DeltaSink
-from jobs.generate import GeneratorParams
-from jobs.logs import configure_logging
+from jobs.core.config import load_config
+from jobs.core.delta import DeltaSink
+from jobs.core.logs import configure_logging
+from jobs.core.session import build_session
+from jobs.generate.params import GeneratorParams
 from jobs.metrics.definitions import Catalog
+from jobs.metrics.job import compute_metric_rows, compute_passes
 from jobs.metrics.loader import load_catalog
 from jobs.metrics.planner import compile_plan
-from jobs.metrics_job import compute_metric_rows, compute_passes
-from jobs.session import build_session
 
 
 def daily_only(catalog: Catalog) -> Catalog:

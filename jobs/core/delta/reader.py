@@ -20,7 +20,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from jobs.delta.model import DeltaWriteError
+from jobs.core.delta.model import DeltaWriteError
 
 #: Reader features that plain Parquet reads cannot honour.
 UNSUPPORTED_READER_FEATURES = {"deletionVectors", "columnMapping", "v2Checkpoint"}

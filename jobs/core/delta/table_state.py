@@ -10,7 +10,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import CommitProperties, Transaction
 
-from jobs.delta.model import AppTxn, WriteRequest, partition_literal
+from jobs.core.delta.model import AppTxn, WriteRequest, partition_literal
 
 
 def load_table(uri: str, version: int | None = None) -> DeltaTable | None:

@@ -24,13 +24,13 @@ import pandas as pd  # type: ignore[import-untyped]
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.delta import DeltaSink
-from jobs.logs import stage
+from jobs.core.delta import DeltaSink
+from jobs.core.logs import stage
 from jobs.metrics.definitions import Catalog
-from jobs.metrics_job import METRIC_VALUES
+from jobs.metrics.job import METRIC_VALUES
 from jobs.monitoring.root_cause import ROOT_CAUSE_COLUMNS, explain, metric_kinds
 from jobs.monitoring.series import metric_series, score_series
-from udfs.anomaly_detectors import Grain
+from udfs.detector_settings import Grain
 
 log = logging.getLogger(__name__)
 

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from jobs.config import AppConfig
+from jobs.core.config import AppConfig
 
 
 def run_daily_command(args: argparse.Namespace, config: AppConfig) -> int:
     """Generate the default dataset when it is absent, compute the metrics for the date,
     then score that date for anomalies (and analyse experiments with --with-experiments)."""
-    from jobs.delta import DeltaSink
-    from jobs.generate import GeneratorParams
-    from jobs.generate_job import generate, raw_dir
-    from jobs.metrics.loader import load_catalog
-    from jobs.metrics_cli import default_defs_dir, metrics_run
-    from jobs.monitoring_cli import monitor
-    from jobs.session import build_session
+    from jobs.core.delta import DeltaSink
+    from jobs.core.session import build_session
+    from jobs.generate.job import generate, raw_dir
+    from jobs.generate.params import GeneratorParams
+    from jobs.metrics.cli import metrics_run
+    from jobs.metrics.loader import default_defs_dir, load_catalog
+    from jobs.monitoring.cli import monitor
 
     spark = build_session(config)
     sink = DeltaSink.for_session(spark, config.delta_backend)
@@ -33,7 +33,7 @@ def run_daily_command(args: argparse.Namespace, config: AppConfig) -> int:
     catalog = load_catalog(args.defs or default_defs_dir())
     code = monitor(spark, sink, config, catalog, day, day, args.run_id)
     if code == 0 and args.with_experiments:
-        from jobs.experiments_cli import run_defined_experiments
+        from jobs.experiments.cli import run_defined_experiments
 
         print()
         code = run_defined_experiments(spark, sink, config, args.defs, None, day, args.run_id)

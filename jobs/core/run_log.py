@@ -31,11 +31,11 @@ import pyarrow as pa
 from deltalake import write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from jobs.config import AppConfig
-from jobs.delta.location import table_uri
-from jobs.delta.model import WriteResult
-from jobs.failures import EXIT_OK, outcome_of
-from jobs.logs import RUN_CONTEXT, STAGE_LISTENERS
+from jobs.core.config import AppConfig
+from jobs.core.delta.location import table_uri
+from jobs.core.delta.model import WriteResult
+from jobs.core.failures import EXIT_OK, outcome_of
+from jobs.core.logs import RUN_CONTEXT, STAGE_LISTENERS
 
 if TYPE_CHECKING:
     from jobs.metrics.restatement import StaleCell
@@ -187,7 +187,7 @@ def recorded_run(
     config: AppConfig, job: str, argv: list[str], run_id: str | None = None
 ) -> Iterator[JobRun]:
     """Record the run in `job_runs` when it ends, successfully or not; re-raises."""
-    from jobs.delta.sink import WRITE_LISTENERS
+    from jobs.core.delta.sink import WRITE_LISTENERS
 
     run = JobRun(run_id or new_run_id(), job, shlex.join(["safety-metrics", *argv]), config)
     started = time.perf_counter()

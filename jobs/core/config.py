@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from jobs.located_yaml import (
+from jobs.core.located_yaml import (
     InputError,
     LocatedDocument,
     Location,
@@ -19,8 +19,8 @@ from jobs.located_yaml import (
     load_located,
     unknown_key_problems,
 )
-from jobs.logs import LOG_FORMATS, LogFormat
-from jobs.run_dates import DATE_KEYWORDS, DateKeyword
+from jobs.core.logs import LOG_FORMATS, LogFormat
+from jobs.core.run_dates import DATE_KEYWORDS, DateKeyword
 
 DeltaBackendChoice = Literal["auto", "native", "delta-rs"]
 DELTA_BACKEND_CHOICES: tuple[DeltaBackendChoice, ...] = ("auto", "native", "delta-rs")
@@ -108,7 +108,7 @@ def data_dir(env_var: str, folder: str) -> Path:
     here = Path(folder)
     if here.is_dir():
         return here
-    return Path(__file__).resolve().parent.parent / folder
+    return Path(__file__).resolve().parents[2] / folder
 
 
 def default_conf_dir() -> Path:

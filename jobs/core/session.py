@@ -15,8 +15,8 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from jobs.config import AppConfig
-from jobs.run_log import note
+from jobs.core.config import AppConfig
+from jobs.core.run_log import note
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from typing import Protocol
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import TimestampNTZType, TimestampType
 
-from jobs.config import DeltaBackendChoice
-from jobs.delta.delta_rs_backend import DeltaRsBackend
-from jobs.delta.location import table_uri
-from jobs.delta.model import (
+from jobs.core.config import DeltaBackendChoice
+from jobs.core.delta.delta_rs_backend import DeltaRsBackend
+from jobs.core.delta.location import table_uri
+from jobs.core.delta.model import (
     AppTxn,
     DeltaWriteError,
     PartitionValue,
@@ -32,11 +32,11 @@ from jobs.delta.model import (
     WriteRequest,
     WriteResult,
 )
-from jobs.delta.native_backend import NativeBackend
-from jobs.delta.reader import read_delta_files
-from jobs.delta.schema import check_partitioning, check_schema, delta_schema
-from jobs.delta.table_state import already_applied, load_table
-from jobs.logs import quiet_spark_errors
+from jobs.core.delta.native_backend import NativeBackend
+from jobs.core.delta.reader import read_delta_files
+from jobs.core.delta.schema import check_partitioning, check_schema, delta_schema
+from jobs.core.delta.table_state import already_applied, load_table
+from jobs.core.logs import quiet_spark_errors
 
 log = logging.getLogger(__name__)
 #: Called with every write's result (the run log counts rows written per table).

@@ -22,7 +22,9 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.delta import DeltaSink
+from jobs.core.delta import DeltaSink
+from jobs.core.logs import stage
+from jobs.core.run_log import new_run_id
 from jobs.experiments.analysis import Analysis, AnalysisSpec, MetricSpec, analyse
 from jobs.experiments.definitions import AssignmentSource, ExperimentDef
 from jobs.experiments.stats import Correction, CupedMode
@@ -33,10 +35,8 @@ from jobs.experiments.units import (
     quantile_events,
     unit_frame,
 )
-from jobs.logs import stage
 from jobs.metrics.definitions import Catalog
 from jobs.metrics.sources import TableReader
-from jobs.run_log import new_run_id
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +310,7 @@ def active_experiments(
     if ids:
         missing = [i for i in ids if i not in experiments]
         if missing:
-            from jobs.located_yaml import did_you_mean
+            from jobs.core.located_yaml import did_you_mean
 
             hint = did_you_mean(missing[0], experiments)
             raise KeyError(f"unknown experiment '{missing[0]}'" + (f"; {hint}" if hint else ""))

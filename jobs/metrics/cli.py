@@ -1,41 +1,28 @@
-"""Sub-commands over the metric catalog: validate, plan, run, and the daily main job."""
+"""`validate`, `plan`, `run`, `backfill` and `run --restate`: their arguments and what they print
+(the Spark side: `jobs.metrics.runner` drives a run, `jobs.metrics.job` computes and writes)."""
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
 import os
-import time
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pyspark.sql import SparkSession
-
-from jobs.arguments import iso_date, positive_int
-from jobs.config import AppConfig, data_dir
-from jobs.delta import DeltaSink
-from jobs.failures import UsageError
-from jobs.logs import stage
-from jobs.metrics.definitions import Catalog, SourceDef
-from jobs.metrics.loader import load_catalog
+from jobs.core.arguments import iso_date, positive_int
+from jobs.core.config import AppConfig
+from jobs.core.failures import UsageError
+from jobs.core.run_dates import check_landed, run_date
+from jobs.metrics.definitions import Catalog
+from jobs.metrics.loader import default_defs_dir, load_catalog
 from jobs.metrics.planner import Plan, compile_plan, render_plan
-from jobs.metrics.sources import TableReader, source_dates, table_reader
-from jobs.run_dates import DateSpec, check_landed, run_date, today_utc, yesterday_utc
-from jobs.run_log import note
 
 if TYPE_CHECKING:
+    from jobs.metrics.job import RunSummary
     from jobs.metrics.restatement import Restatement, StaleCell
-    from jobs.metrics_job import RunSummary
+    from jobs.metrics.runner import MetricsJob
 
 log = logging.getLogger("safety-metrics")
-
-
-def default_defs_dir() -> Path:
-    """`$SAFETY_METRICS_DEFS_DIR`, else `./metric_defs`, else the one beside the source tree."""
-    return data_dir("SAFETY_METRICS_DEFS_DIR", "metric_defs")
 
 
 def add_defs_argument(parser: argparse.ArgumentParser) -> None:
@@ -62,20 +49,10 @@ def selection(args: argparse.Namespace) -> list[str] | None:
     return [m.strip() for m in args.metrics.split(",") if m.strip()]
 
 
-def load_checked_catalog(
-    spark: SparkSession, sink: DeltaSink, config: AppConfig, defs: Path | None
-) -> Catalog:
-    """Load the catalog and check its SQL against the sources' real columns."""
-    from jobs.metrics.sql_check import SparkExpressionChecker
-
-    read = table_reader(spark, sink, config.warehouse)
-    return load_catalog(
-        defs or default_defs_dir(), lambda sources: SparkExpressionChecker(spark, read, sources)
-    )
-
-
 def run_validate(args: argparse.Namespace, config: AppConfig) -> int:
-    from jobs.session import build_session
+    from jobs.core.delta import DeltaSink
+    from jobs.core.session import build_session
+    from jobs.metrics.runner import load_checked_catalog
 
     defs = args.defs or default_defs_dir()
     catalog = load_catalog(defs)  # structure first: no Spark needed to report these
@@ -87,85 +64,18 @@ def run_validate(args: argparse.Namespace, config: AppConfig) -> int:
     return 0
 
 
+def selected_plan(catalog: Catalog, names: list[str] | None) -> Plan:
+    try:
+        return compile_plan(catalog, names)
+    except KeyError as exc:
+        raise UsageError(str(exc.args[0])) from None
+
+
 def run_plan(args: argparse.Namespace, config: AppConfig) -> int:
     catalog = load_catalog(args.defs or default_defs_dir())
     plan = selected_plan(catalog, selection(args))
     print(render_plan(catalog, plan), end="")
     return 0
-
-
-def latest_dates(
-    read: TableReader,
-    sources: Iterable[SourceDef],
-    warehouse: str,
-    today: dt.date | None = None,
-) -> dict[str, dt.date | None]:
-    """Each source's last date with data up to `today` (default: today in UTC; None: no
-    rows), for the sources whose data marks a day as landed (not those that `may_be_empty`,
-    unless all of them may). Rows dated after today are a contract violation (future_time):
-    they never make a date look landed, and each such source is named in a warning."""
-    day = today or today_utc()
-    found = {s.name: source_dates(s, read, warehouse, day) for s in marking_landed(sources)}
-    for name, dates in sorted(found.items()):
-        if dates.future is not None:
-            log.warning(
-                "%s has rows dated up to %s, after today (%s, UTC): rows in the future break "
-                "its contract (future_time); dates after today are never chosen, and a run "
-                "over them stops",
-                name,
-                dates.future,
-                day,
-            )
-    return {name: dates.latest for name, dates in found.items()}
-
-
-def marking_landed(sources: Iterable[SourceDef]) -> list[SourceDef]:
-    """The sources whose data shows that a day has landed: those that are never empty on a
-    normal day (all of them, if every one `may_be_empty`)."""
-    chosen = list(sources)
-    return [s for s in chosen if not s.may_be_empty] or chosen
-
-
-def latest_date_of(
-    read: TableReader,
-    sources: Iterable[SourceDef],
-    warehouse: str,
-    today: dt.date | None = None,
-) -> dt.date:
-    """The last date up to today that every one of `sources` that has data has data for."""
-    ends = [d for d in latest_dates(read, sources, warehouse, today).values() if d is not None]
-    if not ends:
-        raise RuntimeError("no source has any data; run `safety-metrics generate` first")
-    return min(ends)
-
-
-def day_to_compute(
-    spec: DateSpec | None,
-    config: AppConfig,
-    read: TableReader,
-    sources: Iterable[SourceDef],
-    today: dt.date | None = None,
-) -> dt.date:
-    """The date a job computes: `--date`, else the configuration's `default_date`
-    (`yesterday` in UTC, or `latest`: the last date up to today (UTC) that every source has).
-    A date past some source's data raises `DataNotReadyError` (exit status 75: retry
-    later)."""
-    chosen = list(sources)
-    wanted = spec or config.default_date
-    if wanted == "latest":
-        day = latest_date_of(read, chosen, config.warehouse, today)
-        log.info(
-            "date: %s, the latest date up to today (%s, UTC) every source has data for",
-            day,
-            today or today_utc(),
-        )
-        return day
-    day = yesterday_utc() if wanted == "yesterday" else wanted
-    assert isinstance(day, dt.date)
-    if spec is None:
-        log.info("no --date given: computing %s (default_date: %s, UTC)", day, wanted)
-    check_landed(day, latest_dates(read, chosen, config.warehouse, today))
-    return day
 
 
 def add_run_arguments(cmd: argparse.ArgumentParser, command: str) -> None:
@@ -210,102 +120,6 @@ def add_run_arguments(cmd: argparse.ArgumentParser, command: str) -> None:
         )
 
 
-def date_chunks(start: dt.date, end: dt.date, days: int | None) -> list[tuple[dt.date, dt.date]]:
-    """[start, end] cut into consecutive ranges of at most `days` days (None: one range)."""
-    if end < start:
-        raise UsageError(f"--end {end} is before --start {start}")
-    if days is None:
-        return [(start, end)]
-    chunks = []
-    first = start
-    while first <= end:
-        last = min(end, first + dt.timedelta(days=days - 1))
-        chunks.append((first, last))
-        first = last + dt.timedelta(days=1)
-    return chunks
-
-
-@dataclass(frozen=True)
-class MetricsJob:
-    """What every metrics command needs: the checked catalog, the plan and the session."""
-
-    spark: SparkSession
-    sink: DeltaSink
-    catalog: Catalog
-    plan: Plan
-    config: AppConfig
-
-    @classmethod
-    def start(cls, args: argparse.Namespace, config: AppConfig) -> MetricsJob:
-        from jobs.session import build_session
-
-        catalog = load_catalog(args.defs or default_defs_dir())  # structure first, no Spark
-        plan = selected_plan(catalog, selection(args))
-        spark = build_session(config)
-        sink = DeltaSink.for_session(spark, config.delta_backend)
-        catalog = load_checked_catalog(spark, sink, config, args.defs)
-        return cls(spark, sink, catalog, plan, config)
-
-    def read(self) -> TableReader:
-        return table_reader(self.spark, self.sink, self.config.warehouse)
-
-    def publish(
-        self, start: dt.date, end: dt.date, run_id: str | None, plan: Plan | None = None
-    ) -> RunSummary:
-        """Compute `plan` (default: the selection's) over [start, end] and replace it."""
-        from jobs.metrics_job import date_range, run_metrics
-
-        plan = plan or self.plan
-        note(
-            dates=date_range(start, end),
-            definitions_version=self.catalog.definitions_version(plan.metrics),
-        )
-        return run_metrics(
-            self.spark,
-            self.sink,
-            self.catalog,
-            plan,
-            self.config.warehouse,
-            start,
-            end,
-            run_id=run_id,
-        )
-
-    def publish_chunks(
-        self,
-        start: dt.date,
-        end: dt.date,
-        chunk_days: int | None,
-        run_id: str | None,
-        plan: Plan | None = None,
-    ) -> list[RunSummary]:
-        """`publish` one chunk of days at a time (each its own atomic commit), with progress
-        and an estimate of the time left."""
-        chunks = date_chunks(start, end, chunk_days)
-        summaries: list[RunSummary] = []
-        began = time.perf_counter()
-        for i, (first, last) in enumerate(chunks, start=1):
-            with stage(log, f"[chunk {i}/{len(chunks)}] {first}..{last}"):
-                summary = self.publish(first, last, run_id, plan)
-            summaries.append(summary)
-            if len(chunks) > 1:
-                left = (time.perf_counter() - began) / i * (len(chunks) - i)
-                print(
-                    f"chunk {i}/{len(chunks)} {first}..{last}: {summary.rows:,} rows, "
-                    f"table version {summary.version}, {summary.seconds:.0f} s"
-                    + (f"; about {left:.0f} s left" if i < len(chunks) else ""),
-                    flush=True,
-                )
-        return summaries
-
-
-def selected_plan(catalog: Catalog, names: list[str] | None) -> Plan:
-    try:
-        return compile_plan(catalog, names)
-    except KeyError as exc:
-        raise UsageError(str(exc.args[0])) from None
-
-
 def run_metrics_command(args: argparse.Namespace, config: AppConfig) -> int:
     """`run`: a date (default: the configuration's default_date), a range, or `--restate`."""
     if args.restate:
@@ -318,9 +132,19 @@ def run_metrics_command(args: argparse.Namespace, config: AppConfig) -> int:
     return 0
 
 
+def start_job(args: argparse.Namespace, config: AppConfig) -> MetricsJob:
+    """The catalog's structure and the plan first (no Spark), then the session."""
+    from jobs.metrics.runner import MetricsJob
+
+    catalog = load_catalog(args.defs or default_defs_dir())
+    return MetricsJob.start(config, args.defs, selected_plan(catalog, selection(args)))
+
+
 def metrics_run(args: argparse.Namespace, config: AppConfig) -> RunSummary:
     """Compute and publish the dates `args` name; return the last chunk's summary."""
-    job = MetricsJob.start(args, config)
+    from jobs.metrics.runner import day_to_compute, latest_dates
+
+    job = start_job(args, config)
     sources = [job.catalog.sources[p.source] for p in job.plan.passes]
     if args.start or args.end:
         start, end = args.start or args.end, args.end or args.start
@@ -359,18 +183,18 @@ def _totals(summaries: list[RunSummary]) -> str:
 
 def run_restate(args: argparse.Namespace, config: AppConfig) -> int:
     """`run --restate`: recompute exactly the stale (date, metric) cells, log each."""
+    from jobs.core.run_log import record_restatements
+    from jobs.metrics.job import METRIC_VALUES
     from jobs.metrics.restatement import (
         restatements,
         stale_cells,
         stored_versions,
         undefined_metrics,
     )
-    from jobs.metrics_job import METRIC_VALUES
-    from jobs.run_log import record_restatements
 
     if args.date:
         raise UsageError("--restate looks for stale dates itself; bound it with --start/--end")
-    job = MetricsJob.start(args, config)
+    job = start_job(args, config)
     table = os.path.join(config.warehouse, METRIC_VALUES)
     if not os.path.isdir(os.path.join(table, "_delta_log")) and "://" not in table:
         print(f"{table}: no table yet, nothing to restate")

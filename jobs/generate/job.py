@@ -19,15 +19,10 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from jobs.delta import DeltaSink, WriteResult
-from jobs.generate import (
-    TABLE_BUILDERS,
-    GeneratorParams,
-    build_tables,
-    ground_truth,
-    partition_columns,
-)
-from jobs.logs import stage
+from jobs.core.delta import DeltaSink, WriteResult
+from jobs.core.logs import stage
+from jobs.generate.params import GeneratorParams
+from jobs.generate.tables import TABLE_BUILDERS, build_tables, ground_truth, partition_columns
 
 log = logging.getLogger(__name__)
 GROUND_TRUTH_FILE = "_ground_truth.json"

@@ -21,8 +21,9 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.util import inheritable_thread_target
 
-from jobs.delta import DeltaSink
-from jobs.logs import stage
+from jobs.core.delta import DeltaSink
+from jobs.core.logs import stage
+from jobs.core.run_log import new_run_id
 from jobs.metrics.assemble import derived_frames, long_frame, metric_frames
 from jobs.metrics.contracts import PassContract
 from jobs.metrics.definitions import Catalog, SourceDef
@@ -53,7 +54,6 @@ from jobs.metrics.sources import (
 )
 from jobs.metrics.suppression import suppress
 from jobs.privacy.gate import privacy_gate, published_rows
-from jobs.run_log import new_run_id
 
 log = logging.getLogger(__name__)
 METRIC_VALUES = "metrics/metric_values"

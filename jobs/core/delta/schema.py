@@ -8,7 +8,7 @@ from typing import Any
 from deltalake import Schema as DeltaSchema
 from pyspark.sql.types import StructType
 
-from jobs.delta.model import SchemaMismatchError
+from jobs.core.delta.model import SchemaMismatchError
 
 
 def _as_nullable(node: Any) -> Any:

@@ -24,18 +24,18 @@ from deltalake.transaction import (
 )
 from pyspark.sql import DataFrame
 
-from jobs.delta.commit_gate import wait_at_commit_gate
-from jobs.delta.location import filesystem
-from jobs.delta.model import (
+from jobs.core.delta.commit_gate import wait_at_commit_gate
+from jobs.core.delta.location import filesystem
+from jobs.core.delta.model import (
     ConcurrentWriteError,
     DeltaWriteError,
     WriteRequest,
     WriteResult,
     partition_literal,
 )
-from jobs.delta.schema import check_partitioning, check_schema, delta_schema
-from jobs.delta.staged_files import StagedFile, list_staged_files
-from jobs.delta.table_state import (
+from jobs.core.delta.schema import check_partitioning, check_schema, delta_schema
+from jobs.core.delta.staged_files import StagedFile, list_staged_files
+from jobs.core.delta.table_state import (
     already_applied,
     commit_properties,
     conflict_message,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from jobs.config import default_conf_dir
+from jobs.core.config import default_conf_dir
 
 CODE_PACKAGES = ("jobs", "udfs")
 ZIP_NAME = "safety_metrics.zip"
@@ -44,7 +44,7 @@ class Package:
 
 def source_root() -> Path:
     """The folder that holds the `jobs` and `udfs` packages."""
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 def build_package(output: Path, defs_dir: Path) -> Package:
@@ -143,7 +143,7 @@ arguments of its `safety-metrics` sub-command (`daily_metrics`: `run`, `backfill
 
 def run_package_command(args: argparse.Namespace) -> int:
     """`safety-metrics package --output DIR`."""
-    from jobs.metrics_cli import default_defs_dir
+    from jobs.metrics.loader import default_defs_dir
 
     built = build_package(Path(args.output), args.defs or default_defs_dir())
     print(f"Built {built.folder}/ for spark-submit:")

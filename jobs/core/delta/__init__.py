@@ -1,6 +1,6 @@
 """Writing and reading Delta tables, with a native-Spark and a delta-rs backend."""
 
-from jobs.delta.model import (
+from jobs.core.delta.model import (
     AppTxn,
     ConcurrentWriteError,
     DeltaWriteError,
@@ -8,7 +8,7 @@ from jobs.delta.model import (
     WriteMode,
     WriteResult,
 )
-from jobs.delta.sink import DeltaSink
+from jobs.core.delta.sink import DeltaSink
 
 __all__ = [
     "AppTxn",

@@ -11,9 +11,9 @@ import os
 import sys
 import time
 
-from jobs.arguments import iso_date, positive_int
-from jobs.config import AppConfig
-from jobs.failures import EXIT_GATE, UsageError
+from jobs.core.arguments import iso_date, positive_int
+from jobs.core.config import AppConfig
+from jobs.core.failures import EXIT_GATE, UsageError
 
 log = logging.getLogger("safety-metrics")
 
@@ -46,13 +46,12 @@ def add_audit_privacy_arguments(cmd: argparse.ArgumentParser) -> None:
 
 
 def run_audit_privacy_command(args: argparse.Namespace, config: AppConfig) -> int:
-    from jobs.delta import DeltaSink
-    from jobs.metrics.loader import load_catalog
-    from jobs.metrics_cli import default_defs_dir
-    from jobs.metrics_job import METRIC_VALUES
+    from jobs.core.delta import DeltaSink
+    from jobs.core.session import build_session
+    from jobs.metrics.job import METRIC_VALUES
+    from jobs.metrics.loader import default_defs_dir, load_catalog
     from jobs.privacy.audit import audit
     from jobs.privacy.gate import published_rows
-    from jobs.session import build_session
 
     catalog = load_catalog(args.defs or default_defs_dir())
     judged_metrics = None

@@ -6,17 +6,18 @@ import argparse
 import datetime as dt
 import logging
 import os
+from typing import TYPE_CHECKING
 
-from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
-
-from jobs.arguments import iso_date
-from jobs.config import AppConfig
-from jobs.delta import DeltaSink
-from jobs.failures import UsageError
+from jobs.core.arguments import iso_date
+from jobs.core.config import AppConfig
+from jobs.core.failures import UsageError
+from jobs.core.run_dates import DataNotReadyError, resolve_date, run_date
 from jobs.metrics.definitions import Catalog
-from jobs.run_dates import DataNotReadyError, resolve_date, run_date
-from jobs.run_log import new_run_id, note
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from jobs.core.delta import DeltaSink
 
 log = logging.getLogger("safety-metrics")
 
@@ -39,44 +40,10 @@ def add_monitor_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--run-id", default=None, help="run id to record (default: time + random)")
 
 
-DETECT_CONTRACT = """\
-input columns (names case-insensitive; CSV, Parquet file or folder, or a Delta folder):
-  series_id   the series a row belongs to (without it: one series, named after the file)
-  ts          ISO 8601 time (YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS], an offset is converted
-              to UTC; none means UTC); unique within a series. Also read from a column
-              timestamp, time, date or datetime where there is no ts
-  value       a number (empty: a missing point); or, instead, numerator and denominator:
-              value = numerator / denominator, and the denominator is the volume
-  volume      optional: the denominator of a rate or proportion (a Poisson floor on its
-              noise); points under --min-volume are never alerted
-  kind        optional, constant per series: count, rate, proportion, mean, gauge, latency
-  direction   optional, constant per series: up (alert rises only), down, both
-  A kind or direction column wins over the flag; the flag fills series whose cells are
-  empty. Default kind: gauge; with numerator and denominator, proportion (rate where the
-  numerator exceeds the denominator).
-
-grains: 1min, 5min, 10min, 15min, 30min, hour, day, detected per series from the spacing
-  of its timestamps: the largest grain dividing the most common spacing. Every timestamp
-  must lie on that grain's grid (a longer spacing is missing points; a point off the grid
-  is an error: mixed grains). --grain sets the grain of every series.
-
-scoring: up to --max-local-series series in this process (no Spark), more in one Spark
-  job; the checks and the output are the same either way.
-
-every series gets a status: judged, warming up (needs N more points), too sparse,
-  constant, low volume, or rejected (with why).
-
-exit status: 0 some series were judged and the points were written; 2 the input breaks the
-  contract (every problem listed with file, line (CSV, header = line 1) or row (Parquet,
-  Delta), column and value; nothing written) or no series could be judged (nothing
-  written); 1 any other failure.
-"""
-
-
 def add_detect_arguments(cmd: argparse.ArgumentParser) -> None:
-    from jobs.monitoring.detect_command import LOCAL_SERIES_LIMIT
+    from jobs.monitoring.detect_settings import DETECT_CONTRACT, LOCAL_SERIES_LIMIT
     from jobs.monitoring.grains import GRAIN_NAMES, parse_grain
-    from udfs.anomaly_detectors import DIRECTIONS, KINDS
+    from udfs.detector_settings import DIRECTIONS, KINDS
 
     cmd.formatter_class = argparse.RawDescriptionHelpFormatter
     cmd.epilog = DETECT_CONTRACT
@@ -142,6 +109,8 @@ def add_alerts_arguments(cmd: argparse.ArgumentParser) -> None:
 
 
 def latest_metric_date(sink: DeltaSink, warehouse: str, table: str) -> dt.date:
+    from pyspark.sql import functions as F
+
     path = os.path.join(warehouse, table)
     if not os.path.isdir(os.path.join(path, "_delta_log")):
         raise FileNotFoundError(f"{path}: no such Delta table; run `safety-metrics run` first")
@@ -152,10 +121,10 @@ def latest_metric_date(sink: DeltaSink, warehouse: str, table: str) -> dt.date:
 
 
 def run_monitor_command(args: argparse.Namespace, config: AppConfig) -> int:
-    from jobs.metrics.loader import load_catalog
-    from jobs.metrics_cli import default_defs_dir
-    from jobs.metrics_job import METRIC_VALUES
-    from jobs.session import build_session
+    from jobs.core.delta import DeltaSink
+    from jobs.core.session import build_session
+    from jobs.metrics.job import METRIC_VALUES
+    from jobs.metrics.loader import default_defs_dir, load_catalog
 
     catalog = load_catalog(args.defs or default_defs_dir())
     spark = build_session(config)
@@ -188,7 +157,8 @@ def monitor(
     run_id: str | None,
 ) -> int:
     """Score [start, end], write both tables, print the alerts of `end`."""
-    from jobs.monitoring_job import alerts, render_alerts, run_monitoring
+    from jobs.core.run_log import new_run_id, note
+    from jobs.monitoring.job import alerts, render_alerts, run_monitoring
 
     run_id = run_id or new_run_id()
     note(dates=[start + dt.timedelta(days=i) for i in range((end - start).days + 1)])
@@ -199,8 +169,9 @@ def monitor(
 
 
 def run_alerts_command(args: argparse.Namespace, config: AppConfig) -> int:
-    from jobs.monitoring_job import METRIC_ANOMALIES, alerts, render_alerts, write_json_lines
-    from jobs.session import build_session
+    from jobs.core.delta import DeltaSink
+    from jobs.core.session import build_session
+    from jobs.monitoring.job import METRIC_ANOMALIES, alerts, render_alerts, write_json_lines
 
     spark = build_session(config)
     sink = DeltaSink.for_session(spark, config.delta_backend)

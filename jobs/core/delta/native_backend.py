@@ -16,8 +16,8 @@ from deltalake import DeltaTable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.delta.model import ConcurrentWriteError, PartitionValue, WriteRequest, WriteResult
-from jobs.delta.table_state import (
+from jobs.core.delta.model import ConcurrentWriteError, PartitionValue, WriteRequest, WriteResult
+from jobs.core.delta.table_state import (
     already_applied,
     commit_properties,
     conflict_message,

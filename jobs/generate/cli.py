@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from jobs.config import AppConfig
+from jobs.core.config import AppConfig
 
 
 def run_generate_command(args: argparse.Namespace, config: AppConfig) -> int:
-    from jobs.delta import DeltaSink
-    from jobs.generate_job import generate, raw_dir
-    from jobs.session import build_session
+    from jobs.core.delta import DeltaSink
+    from jobs.core.session import build_session
+    from jobs.generate.job import generate, raw_dir
 
     params = args.params  # checked with the other arguments (`jobs.cli._generator_params`)
     spark = build_session(config)

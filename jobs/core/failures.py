@@ -48,9 +48,9 @@ class Outcome:
 
 def outcome_of(exc: BaseException) -> Outcome:
     """The exit status and message for a job that raised `exc`."""
-    from jobs.located_yaml import InputError
+    from jobs.core.located_yaml import InputError
+    from jobs.core.run_dates import DataNotReadyError
     from jobs.metrics.gate_result import PublishGateError
-    from jobs.run_dates import DataNotReadyError
 
     if isinstance(exc, InputError | UsageError):
         return Outcome(EXIT_USAGE, str(exc), False)

@@ -8,19 +8,20 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pyspark.sql import SparkSession
-
-from jobs.config import AppConfig
-from jobs.delta import DeltaSink
+from jobs.core.config import AppConfig
+from jobs.core.failures import UsageError
+from jobs.core.run_dates import DateSpec, run_date, yesterday_utc
 from jobs.experiments.definitions import ExperimentDef
 from jobs.experiments.stats import CUPED_MODES
-from jobs.experiments.units import metric_parts
-from jobs.experiments_job import ExperimentSummary
-from jobs.failures import UsageError
 from jobs.metrics.definitions import Catalog
-from jobs.run_dates import DateSpec, run_date, yesterday_utc
-from jobs.run_log import new_run_id, note
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from jobs.core.delta import DeltaSink
+    from jobs.experiments.job import ExperimentSummary
 
 log = logging.getLogger("safety-metrics")
 
@@ -90,9 +91,9 @@ def split_shares(text: str) -> dict[str, float]:
 
 def run_experiment_command(args: argparse.Namespace, config: AppConfig) -> int:
     """`experiment --units PATH`, or the defined experiments (`--id`, default all active)."""
-    from jobs.metrics.loader import load_catalog
-    from jobs.metrics_cli import default_defs_dir
-    from jobs.session import build_session
+    from jobs.core.delta import DeltaSink
+    from jobs.core.session import build_session
+    from jobs.metrics.loader import default_defs_dir, load_catalog
 
     if args.units:
         if not args.control:
@@ -115,10 +116,11 @@ def run_units_file(
     args: argparse.Namespace,
 ) -> int:
     """The statistics on a user's unit-level table; writes the results tables."""
+    from jobs.core.logs import stage
+    from jobs.core.run_log import new_run_id
     from jobs.experiments.analysis import analyse
+    from jobs.experiments.job import ExperimentSummary, file_spec, write_results
     from jobs.experiments.unit_file import checked_units, read_located
-    from jobs.experiments_job import file_spec, write_results
-    from jobs.logs import stage
 
     started = time.perf_counter()
     exp_id = args.experiment_id or Path(args.units.rstrip("/")).stem
@@ -168,10 +170,11 @@ def run_defined_experiments(
 ) -> int:
     """The experiments `ids` (default: every active one) of the definitions in `defs`, each
     analysed up to `date` (default: the configuration's default_date), never past its end."""
+    from jobs.core.run_log import note
+    from jobs.experiments.job import active_experiments
     from jobs.experiments.loader import load_experiments
-    from jobs.experiments_job import active_experiments
-    from jobs.metrics.loader import load_catalog
-    from jobs.metrics_cli import default_defs_dir, load_checked_catalog
+    from jobs.metrics.loader import default_defs_dir, load_catalog
+    from jobs.metrics.runner import load_checked_catalog
 
     experiments = load_experiments(
         defs or default_defs_dir(), load_catalog(defs or default_defs_dir())
@@ -195,7 +198,7 @@ def _versions(catalog: Catalog, chosen: list[ExperimentDef]) -> str:
     """One hash of the analysed experiments' definition versions."""
     import hashlib
 
-    from jobs.experiments_job import definition_version
+    from jobs.experiments.job import definition_version
 
     text = ",".join(f"{e.id}={definition_version(catalog, e)}" for e in chosen)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -213,9 +216,11 @@ def run_one(
     """One defined experiment, up to `date` (default: the configuration's default_date;
     `latest`: the experiment's end, else the latest date its sources have), never past
     the experiment's end."""
-    from jobs.experiments_job import read_assignments, run_experiment
+    from jobs.core.run_log import note
+    from jobs.experiments.job import read_assignments, run_experiment
+    from jobs.experiments.units import metric_parts
+    from jobs.metrics.runner import day_to_compute
     from jobs.metrics.sources import table_reader
-    from jobs.metrics_cli import day_to_compute
 
     read = table_reader(spark, sink, config.warehouse)
     names = {p.source for m in exp.metrics for p in metric_parts(catalog.metrics[m]).parts()}
