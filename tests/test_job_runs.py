@@ -14,10 +14,11 @@ from deltalake import DeltaTable
 
 from jobs.cli import main
 from jobs.core.failures import EXIT_NOT_READY, EXIT_USAGE
-from jobs.core.run_log import JOB_RUNS, RESTATEMENTS
+from jobs.core.run_log import JOB_RUNS
 from jobs.metrics.job import METRIC_VALUES
 from jobs.metrics.loader import load_catalog
 from jobs.metrics.planner import compile_plan
+from jobs.metrics.restatement import RESTATEMENTS
 from tests.conftest import REPO_ROOT
 
 LAST_DAY = dt.date(2026, 9, 28)

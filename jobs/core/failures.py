@@ -31,6 +31,11 @@ class UsageError(ValueError):
     """A command line that cannot run as given (the message says what to change)."""
 
 
+class PublishRefused(RuntimeError):
+    """A check refused to publish (a gate, a source contract, privacy); nothing was written.
+    Capabilities raise their own subclasses; the exit status is `EXIT_GATE`."""
+
+
 class JobInterrupted(BaseException):
     """The process was asked to stop (SIGTERM): unwinds like KeyboardInterrupt, so staged
     files are discarded and the run is recorded as failed."""
@@ -50,11 +55,10 @@ def outcome_of(exc: BaseException) -> Outcome:
     """The exit status and message for a job that raised `exc`."""
     from jobs.core.located_yaml import InputError
     from jobs.core.run_dates import DataNotReadyError
-    from jobs.metrics.gate_result import PublishGateError
 
     if isinstance(exc, InputError | UsageError):
         return Outcome(EXIT_USAGE, str(exc), False)
-    if isinstance(exc, PublishGateError):
+    if isinstance(exc, PublishRefused):
         return Outcome(EXIT_GATE, str(exc), False)
     if isinstance(exc, DataNotReadyError):
         return Outcome(EXIT_NOT_READY, f"data not ready: {exc}", False)

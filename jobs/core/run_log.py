@@ -22,10 +22,9 @@ import shlex
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 from deltalake import write_deltalake
@@ -37,12 +36,8 @@ from jobs.core.delta.model import WriteResult
 from jobs.core.failures import EXIT_OK, outcome_of
 from jobs.core.logs import RUN_CONTEXT, STAGE_LISTENERS
 
-if TYPE_CHECKING:
-    from jobs.metrics.restatement import StaleCell
-
 log = logging.getLogger(__name__)
 JOB_RUNS = "runs/job_runs"
-RESTATEMENTS = "runs/restatements"
 WRITE_ATTEMPTS = 5
 
 JOB_RUNS_SCHEMA = pa.schema(
@@ -72,18 +67,6 @@ JOB_RUNS_SCHEMA = pa.schema(
         ("delta_backend", pa.string()),
         ("host", pa.string()),
         ("user", pa.string()),
-    ]
-)
-
-
-RESTATEMENTS_SCHEMA = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("restated_at", pa.timestamp("us", tz="UTC")),
-        ("date", pa.date32()),
-        ("metric", pa.string()),
-        ("stored_version", pa.string()),  # null: the metric had no rows that date
-        ("current_version", pa.string()),
     ]
 )
 
@@ -220,25 +203,6 @@ def append_run(warehouse: str, row: dict[str, object]) -> None:
         log.info("run %s recorded in %s (%s)", row["run_id"], JOB_RUNS, row["status"])
     except Exception as exc:  # a broken warehouse must not hide the job's own result
         log.error("could not record run %s in %s: %s", row["run_id"], JOB_RUNS, exc)
-
-
-def record_restatements(warehouse: str, run_id: str, cells: Iterable[StaleCell]) -> None:
-    """Append one `restatements` row per recomputed (date, metric) cell."""
-    now = dt.datetime.now(dt.UTC)
-    rows: list[dict[str, object]] = [
-        {
-            "run_id": run_id,
-            "restated_at": now,
-            "date": c.date,
-            "metric": c.metric,
-            "stored_version": c.stored,
-            "current_version": c.current,
-        }
-        for c in cells
-    ]
-    if rows:
-        append_rows(warehouse, RESTATEMENTS, rows, RESTATEMENTS_SCHEMA)
-        log.info("%d restated cells recorded in %s", len(rows), RESTATEMENTS)
 
 
 def append_rows(

@@ -183,9 +183,9 @@ def _totals(summaries: list[RunSummary]) -> str:
 
 def run_restate(args: argparse.Namespace, config: AppConfig) -> int:
     """`run --restate`: recompute exactly the stale (date, metric) cells, log each."""
-    from jobs.core.run_log import record_restatements
     from jobs.metrics.job import METRIC_VALUES
     from jobs.metrics.restatement import (
+        record_restatements,
         restatements,
         stale_cells,
         stored_versions,

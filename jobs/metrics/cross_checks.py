@@ -16,7 +16,7 @@ from jobs.metrics.definitions import MetricDef, SourceDef
 from jobs.metrics.spec_problems import Collector, Raw, label
 
 if TYPE_CHECKING:
-    from jobs.metrics.loader import ExpressionChecker
+    from jobs.metrics.spec_problems import ExpressionChecker
 
 
 def check_derived(raw: Raw, metrics: dict[str, MetricDef], out: Collector) -> None:

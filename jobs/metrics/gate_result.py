@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from jobs.core.failures import PublishRefused
+
 
 @dataclass(frozen=True)
 class GateResult:
@@ -20,7 +22,7 @@ class GateResult:
         return "\n".join(lines)
 
 
-class PublishGateError(RuntimeError):
+class PublishGateError(PublishRefused):
     """A gate failed; nothing was written."""
 
     def __init__(self, results: Sequence[GateResult]) -> None:

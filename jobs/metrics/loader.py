@@ -11,9 +11,9 @@ checks), `load_sources`, `windows_slices`, `load_metrics` and `cross_checks`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from jobs.core.config import data_dir
 from jobs.core.located_yaml import (
@@ -30,10 +30,10 @@ from jobs.metrics.cross_checks import (
     check_sql,
     find_cycles,
 )
-from jobs.metrics.definitions import Catalog, MetricDef, SourceDef
+from jobs.metrics.definitions import Catalog, MetricDef
 from jobs.metrics.load_metrics import read_metric
 from jobs.metrics.load_sources import check_joins, read_dimensions, read_settings, read_source
-from jobs.metrics.spec_problems import NAME, Collector, Raw, kind
+from jobs.metrics.spec_problems import NAME, CheckerFactory, Collector, ExpressionChecker, Raw, kind
 
 __all__ = [
     "CheckerFactory",
@@ -64,23 +64,6 @@ DEFAULT_KEYS = (
 def definition_files(defs_dir: Path) -> list[Path]:
     """The YAML files of a catalog, in a stable order."""
     return sorted([*defs_dir.glob("*.yaml"), *defs_dir.glob("*.yml")])
-
-
-class ExpressionChecker(Protocol):
-    """Checks SQL expressions against sources' columns (see `sql_check`)."""
-
-    def source_problems(
-        self, doc: LocatedDocument, path: YamlPath, source: SourceDef
-    ) -> list[Problem]: ...
-
-    def expression_problem(
-        self, source: str, expr: str, expect: Literal["boolean", "numeric", "any"]
-    ) -> str | None: ...
-
-    def derived_problem(self, expr: str, metric_names: list[str]) -> str | None: ...
-
-
-CheckerFactory = Callable[[dict[str, SourceDef]], ExpressionChecker]
 
 
 def default_defs_dir() -> Path:

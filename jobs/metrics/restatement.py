@@ -1,5 +1,6 @@
 """Restatement: find the stored (date, metric) cells whose definition version is not the
-current one, and group them into as few recomputations as possible.
+current one, group them into as few recomputations as possible, and log each one
+recomputed in `runs/restatements`.
 
 Every row of `metric_values` carries its metric's `definition_version` (a hash of all that
 affects its numbers). A cell is stale when a date's rows for a metric carry another version,
@@ -11,13 +12,31 @@ by the set of metrics they need, and consecutive dates with the same set become 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from jobs.core.run_log import append_rows
 from jobs.metrics.definitions import Catalog
+
+log = logging.getLogger(__name__)
+#: One row per (date, metric) cell a restatement recomputed.
+RESTATEMENTS = "runs/restatements"
+RESTATEMENTS_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("restated_at", pa.timestamp("us", tz="UTC")),
+        ("date", pa.date32()),
+        ("metric", pa.string()),
+        ("stored_version", pa.string()),  # null: the metric had no rows that date
+        ("current_version", pa.string()),
+    ]
+)
+
 
 StoredVersions = dict[tuple[dt.date, str], frozenset[str]]
 
@@ -99,3 +118,22 @@ def restatements(cells: Iterable[StaleCell]) -> list[Restatement]:
         else:
             runs.append(Restatement(metrics, day, day))
     return runs
+
+
+def record_restatements(warehouse: str, run_id: str, cells: Iterable[StaleCell]) -> None:
+    """Append one `restatements` row per recomputed (date, metric) cell."""
+    now = dt.datetime.now(dt.UTC)
+    rows: list[dict[str, object]] = [
+        {
+            "run_id": run_id,
+            "restated_at": now,
+            "date": c.date,
+            "metric": c.metric,
+            "stored_version": c.stored,
+            "current_version": c.current,
+        }
+        for c in cells
+    ]
+    if rows:
+        append_rows(warehouse, RESTATEMENTS, rows, RESTATEMENTS_SCHEMA)
+        log.info("%d restated cells recorded in %s", len(rows), RESTATEMENTS)

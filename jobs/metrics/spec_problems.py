@@ -3,15 +3,16 @@
 Reading the definition files is split over several modules (`loader`, `load_sources`,
 `windows_slices`, `load_metrics`, `cross_checks`); they all add located problems to one
 `Collector`, read from one `Raw` holder, and use the same name patterns and value checks.
-Keeping those here lets each step import them without importing the others.
+Keeping those here (and the protocol of the SQL checker) lets each step import them without
+importing the others.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from jobs.core.located_yaml import (
     LocatedDocument,
@@ -20,6 +21,7 @@ from jobs.core.located_yaml import (
     YamlPath,
     unknown_key_problems,
 )
+from jobs.metrics.definitions import SourceDef
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 WINDOW = re.compile(r"^([1-9][0-9]*)([dh])$")
@@ -93,3 +95,20 @@ def checked_text(doc: LocatedDocument, path: YamlPath, value: Any, out: Collecto
         out.add(doc, path, "E004", f"{label(path)} must be non-empty text, got {value!r}")
         return ""
     return value.strip()
+
+
+class ExpressionChecker(Protocol):
+    """Checks SQL expressions against sources' columns (see `sql_check`)."""
+
+    def source_problems(
+        self, doc: LocatedDocument, path: YamlPath, source: SourceDef
+    ) -> list[Problem]: ...
+
+    def expression_problem(
+        self, source: str, expr: str, expect: Literal["boolean", "numeric", "any"]
+    ) -> str | None: ...
+
+    def derived_problem(self, expr: str, metric_names: list[str]) -> str | None: ...
+
+
+CheckerFactory = Callable[[dict[str, SourceDef]], ExpressionChecker]
