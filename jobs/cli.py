@@ -190,8 +190,9 @@ def _add_metric_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     val = sub.add_parser(
         "validate",
         help="check every metric definition (all problems at once, each with file and line)",
-        description="Check the metric catalog: keys, types, references, cycles among derived "
-        "metrics, and every SQL expression against the sources' real columns.",
+        description="Check the metric catalog without its data: keys, types, references, cycles "
+        "among derived metrics, and every SQL expression against the sources' declared "
+        "schemas (each checked against its table where the table exists).",
     )
     _add_common(val)
     add_defs_argument(val)

@@ -31,12 +31,6 @@ def spark() -> Iterator[SparkSession]:
 
 
 @pytest.fixture(scope="session")
-def spark_session(spark: SparkSession) -> SparkSession:
-    """pytest-spark's fixture name, served by the same shared session."""
-    return spark
-
-
-@pytest.fixture(scope="session")
 def generated_warehouse(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A warehouse holding a small generated dataset under raw/ (28 days from 2026-09-01)."""
     from jobs.core.delta import DeltaSink

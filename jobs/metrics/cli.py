@@ -57,10 +57,16 @@ def run_validate(args: argparse.Namespace, config: AppConfig) -> int:
     defs = args.defs or default_defs_dir()
     catalog = load_catalog(defs)  # structure first: no Spark needed to report these
     spark = build_session(config)
+    unread: list[str] = []
     catalog = load_checked_catalog(
-        spark, DeltaSink.for_session(spark, config.delta_backend), config, defs
+        spark, DeltaSink.for_session(spark, config.delta_backend), config, defs, unread
     )
     print(f"{defs}: {len(catalog.metrics)} metrics over {len(catalog.sources)} sources are valid.")
+    if unread:
+        print(
+            f"  checked against their declared schemas alone (no table under "
+            f"{config.warehouse}): {', '.join(sorted(unread))}"
+        )
     return 0
 
 

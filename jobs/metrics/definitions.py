@@ -90,6 +90,9 @@ class SourceDef:
     #: What its rows must satisfy (see `contract_defs`); every source has the implicit
     #: checks on its unit and time columns.
     contract: Contract = field(default_factory=Contract)
+    #: Declared (column, Spark SQL type) pairs: expressions are checked against these, so
+    #: `validate` needs no data; the real table must match them (`source_schema`).
+    schema: tuple[tuple[str, str], ...] = ()
     where: Location | None = field(default=None, compare=False)
 
     def dimension_names(self) -> tuple[str, ...]:

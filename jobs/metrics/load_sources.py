@@ -14,6 +14,7 @@ from jobs.core.located_yaml import LocatedDocument, YamlPath, did_you_mean
 from jobs.metrics.contract_defs import Contract
 from jobs.metrics.definitions import MAX_DECIMALS, JoinDef, Settings, SourceDef
 from jobs.metrics.load_contracts import read_contract
+from jobs.metrics.source_schema import read_schema
 from jobs.metrics.spec_problems import NAME, Collector, Raw, checked_int, checked_text, kind, label
 from jobs.metrics.windows_slices import windows
 
@@ -32,6 +33,7 @@ SOURCE_KEYS = (
     "path",
     "format",
     "catalog_table",
+    "schema",
     "time_column",
     "date_column",
     "unit",
@@ -226,6 +228,9 @@ def read_source(
                 or "declare it in the catalog's top-level 'dimensions'",
             )
     joins = _joins(name, doc, path, body.get("join", []), out)
+    schema = (
+        read_schema(name, doc, (*path, "schema"), body["schema"], out) if "schema" in body else ()
+    )
     attributes = _unit_attributes(name, doc, path, body, [d for d, _ in dim_pairs], out)
     contract = Contract()
     if "contract" in body:
@@ -250,6 +255,7 @@ def read_source(
         dimensions=dim_pairs,
         unit_attributes=attributes,
         contract=contract,
+        schema=schema,
         where=doc.where(path),
     )
 

@@ -34,15 +34,28 @@ log = logging.getLogger("safety-metrics")
 
 
 def load_checked_catalog(
-    spark: SparkSession, sink: DeltaSink, config: AppConfig, defs: Path | None
+    spark: SparkSession,
+    sink: DeltaSink,
+    config: AppConfig,
+    defs: Path | None,
+    unread: list[str] | None = None,
 ) -> Catalog:
-    """Load the catalog and check its SQL against the sources' real columns."""
+    """Load the catalog and check its SQL against the sources' declared (else real)
+    columns, and the declarations against the real tables that exist. `unread`, when
+    given, receives the sources checked against their declaration alone (no table)."""
     from jobs.metrics.sql_check import SparkExpressionChecker
 
     read = table_reader(spark, sink, config.warehouse)
-    return load_catalog(
-        defs or default_defs_dir(), lambda sources: SparkExpressionChecker(spark, read, sources)
-    )
+    checkers: list[SparkExpressionChecker] = []
+
+    def checker(sources: dict[str, SourceDef]) -> SparkExpressionChecker:
+        checkers.append(SparkExpressionChecker(spark, read, sources))
+        return checkers[-1]
+
+    catalog = load_catalog(defs or default_defs_dir(), checker)
+    if unread is not None:
+        unread.extend(name for c in checkers for name in c.unread)
+    return catalog
 
 
 def latest_dates(

@@ -1,7 +1,9 @@
-"""Check the catalog's SQL expressions against the sources' real columns, with Spark.
+"""Check the catalog's SQL expressions against the sources' columns, with Spark.
 
 Spark's own analyser parses and resolves each expression over an empty frame of the
-source's schema: no data is read. Each error is reported at the YAML key that holds the
+source's columns: its declared `schema:` where it has one (so `validate` needs no data, and
+the real table, whenever it exists, must match the declaration: E046), else the real
+table's schema. No data is read. Each error is reported at the YAML key that holds the
 expression, with Spark's message (which lists close column names).
 """
 
@@ -30,6 +32,7 @@ from jobs.core.located_yaml import LocatedDocument, Location, Problem, YamlPath,
 from jobs.core.logs import quiet_spark_errors
 from jobs.metrics.contract_defs import Check, Scalar
 from jobs.metrics.definitions import SourceDef
+from jobs.metrics.source_schema import schema_ddl
 from jobs.metrics.sources import TableReader, with_joins
 
 Expect = Literal["boolean", "numeric", "any"]
@@ -54,8 +57,18 @@ class SparkExpressionChecker:
         self.read = read
         self.sources = sources
         self._frames: dict[str, DataFrame | None] = {}
+        #: Sources checked against their declared schema alone (no table to read).
+        self.unread: list[str] = []
 
     def _raw(self, name: str) -> DataFrame:
+        """An empty frame of the source's columns: its declared schema where it has one
+        (so checks do not depend on the data being there), else the real table's."""
+        source = self.sources[name]
+        if source.schema:
+            return self.spark.createDataFrame([], schema_ddl(source.schema))
+        return self._table(name)
+
+    def _table(self, name: str) -> DataFrame:
         return self.read(self.sources[name]).limit(0)
 
     def source_problems(
@@ -69,17 +82,31 @@ class SparkExpressionChecker:
 
         try:
             with quiet_spark_errors():
-                df = self._raw(source.name)
-                df.schema  # noqa: B018 - forces the read's analysis
+                found = self._table(source.name)
+                found.schema  # noqa: B018 - forces the read's analysis
+            table: DataFrame | None = found
         except Exception as exc:
-            key = next(k for k in ("catalog_table", "path", "table") if (*path, k) in doc.locations)
-            add(
-                (key,),
-                f"cannot read source '{source.name}' at {source.location}: {spark_message(exc)}",
-                "run `safety-metrics generate` to create the default data",
+            table = None
+            if not source.schema:
+                key = next(
+                    k for k in ("catalog_table", "path", "table") if (*path, k) in doc.locations
+                )
+                add(
+                    (key,),
+                    f"cannot read source '{source.name}' at {source.location}: "
+                    f"{spark_message(exc)}",
+                    "declare its columns under `schema:` to check it without the data, or "
+                    "run `safety-metrics generate` to create the default data",
+                )
+                self._frames[source.name] = None
+                return problems
+            self.unread.append(source.name)
+        df = self._raw(source.name)
+        if table is not None and source.schema:
+            problems.extend(
+                Problem(doc.where((*path, *key)), "E046", message, hint)
+                for key, message, hint in schema_differences(source, df.schema, table.schema)
             )
-            self._frames[source.name] = None
-            return problems
         columns = set(df.columns)
         for key in ("time_column", "date_column"):
             column = getattr(source, key)
@@ -226,3 +253,35 @@ def _fits(value: Scalar, kind: DataType) -> bool:
     if isinstance(kind, DateType):
         return isinstance(value, dt.date) and not isinstance(value, dt.datetime)
     return isinstance(value, dt.date)  # timestamps: a date (midnight UTC) or a time
+
+
+def schema_differences(
+    source: SourceDef, declared: StructType, table: StructType
+) -> list[tuple[YamlPath, str, str | None]]:
+    """Where the real table does not match the declared schema: (YAML key, message, hint)
+    per declared column it lacks or holds as another type. Columns the table has beyond
+    the declared ones are fine (expressions may only use declared ones)."""
+    real = {f.name: f.dataType for f in table.fields}
+    found: list[tuple[YamlPath, str, str | None]] = []
+    for field_ in declared.fields:
+        key: YamlPath = ("schema", field_.name)
+        if field_.name not in real:
+            found.append(
+                (
+                    key,
+                    f"source '{source.name}' declares column '{field_.name}', which its table "
+                    f"{source.location} does not have",
+                    did_you_mean(field_.name, real) or f"columns: {', '.join(sorted(real))}",
+                )
+            )
+        elif real[field_.name] != field_.dataType:
+            found.append(
+                (
+                    key,
+                    f"source '{source.name}' declares '{field_.name}' as "
+                    f"{field_.dataType.simpleString()}; its table {source.location} has "
+                    f"{real[field_.name].simpleString()}",
+                    f"declare {field_.name}: {real[field_.name].simpleString()}",
+                )
+            )
+    return found
