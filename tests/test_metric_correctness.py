@@ -110,6 +110,16 @@ METRICS: list[dict[str, Any]] = [
         "slices": [[], ["surface"]],
     },
     {
+        "name": "winsorized_feed_amount",
+        "source": "events",
+        "type": "winsorized_mean",
+        "value": "amount",
+        "cap": {"min": 5, "max": 40},
+        "filter": "surface = 'feed'",
+        "windows": W2,
+        "slices": [[], ["surface"]],
+    },
+    {
         "name": "bad_share",
         "source": "events",
         "type": "ratio",
@@ -302,6 +312,13 @@ ORACLE: dict[str, Oracle] = {
     "mean_feed_amount": Sums(
         "surface = 'feed'",
         "amount",
+        den_flag="surface = 'feed' AND amount IS NOT NULL",
+        ci="delta",
+    ),
+    # Values held inside [5, 40] (DuckDB's CASE, nulls stay null), then a mean.
+    "winsorized_feed_amount": Sums(
+        "surface = 'feed'",
+        "CASE WHEN amount > 40 THEN 40.0 WHEN amount < 5 THEN 5.0 ELSE amount END",
         den_flag="surface = 'feed' AND amount IS NOT NULL",
         ci="delta",
     ),
@@ -856,6 +873,15 @@ SHOWS: dict[str, dict[str, Stat]] = {
     "total_amount": {"value": ("sum", "events", "TRUE", "amount")},
     "mean_feed_amount": {
         "value": ("sum", "events", "surface = 'feed'", "amount"),
+        "den": ("sum", "events", "surface = 'feed' AND amount IS NOT NULL", "1"),
+    },
+    "winsorized_feed_amount": {
+        "value": (
+            "sum",
+            "events",
+            "surface = 'feed'",
+            "CASE WHEN amount > 40 THEN 40.0 WHEN amount < 5 THEN 5.0 ELSE amount END",
+        ),
         "den": ("sum", "events", "surface = 'feed' AND amount IS NOT NULL", "1"),
     },
     "bad_share": {"value": ("sum", "events", "is_bad", "1"), "den": ("sum", "events", "TRUE", "1")},

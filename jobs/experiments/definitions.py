@@ -20,7 +20,6 @@ from jobs.experiments.stats import Correction, CupedMode
 
 #: Catalog metric types an experiment can analyse: each is a ratio of per-unit sums, or an
 #: event-level quantile with events clustered by unit.
-EXPERIMENT_METRIC_TYPES = ("count", "sum", "mean", "ratio", "rate", "quantile")
 CORRECTIONS: tuple[Correction, ...] = ("bh", "bonferroni", "none")
 Method = Literal["delta", "cuped", "bootstrap"]
 

@@ -37,6 +37,7 @@ from jobs.experiments.units import (
 )
 from jobs.metrics.definitions import Catalog
 from jobs.metrics.sources import TableReader
+from jobs.metrics.types import traits
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,12 @@ def spec_for(catalog: Catalog, exp: ExperimentDef) -> AnalysisSpec:
     for name in exp.metrics:
         m = catalog.metrics[name]
         metrics.append(
-            MetricSpec(name, m.good_direction, m.per, m.quantile if m.type == "quantile" else None)
+            MetricSpec(
+                name,
+                m.good_direction,
+                m.per,
+                m.quantile if traits(m.type).finish == "quantile" else None,
+            )
         )
     return AnalysisSpec(
         experiment_id=exp.id,

@@ -14,7 +14,6 @@ from typing import Any, cast
 from jobs.core.located_yaml import InputError, LocatedDocument, YamlPath, did_you_mean, load_located
 from jobs.experiments.definitions import (
     CORRECTIONS,
-    EXPERIMENT_METRIC_TYPES,
     AssignmentSource,
     ExperimentDef,
 )
@@ -22,6 +21,7 @@ from jobs.experiments.stats import CUPED_MODES, Correction, CupedMode
 from jobs.metrics.definitions import Catalog
 from jobs.metrics.loader import definition_files, file_problems
 from jobs.metrics.spec_problems import NAME, Collector, checked_int, checked_text, kind, label
+from jobs.metrics.types import REGISTRY, traits
 
 ASSIGNMENT_KEYS = (
     "description",
@@ -319,13 +319,13 @@ def _metrics(
                 f"unknown metric '{name}'",
                 did_you_mean(str(name), catalog.metrics) or "experiments use catalog metrics",
             )
-        elif metric.type not in EXPERIMENT_METRIC_TYPES:
+        elif not traits(metric.type).experiments:
             out.add(
                 doc,
                 (*path, i),
                 "E050",
                 f"metric '{name}' is a {metric.type} metric; experiments analyse "
-                f"{', '.join(EXPERIMENT_METRIC_TYPES)} metrics",
+                f"{', '.join(n for n, t in REGISTRY.items() if t.traits.experiments)} metrics",
             )
         elif not all(part.additive for part in metric.parts()):
             out.add(

@@ -27,6 +27,7 @@ from jobs.experiments.definitions import ExperimentDef
 from jobs.metrics.definitions import Catalog, MetricDef, Part
 from jobs.metrics.exact_sums import WHOLE, scaled_value
 from jobs.metrics.sources import TableReader, prepare
+from jobs.metrics.types import traits
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class MetricParts:
 
 def metric_parts(metric: MetricDef) -> MetricParts:
     """The parts whose per-unit sums are y and x for a catalog metric."""
-    if metric.type == "quantile":
+    if traits(metric.type).finish == "quantile":
         q = metric.quantile_part
         assert q is not None
         present = f"({q.value}) IS NOT NULL"
@@ -216,7 +217,7 @@ def quantile_events(
     frames = []
     for name in exp.metrics:
         metric = catalog.metrics[name]
-        if metric.type != "quantile" or metric.quantile_part is None:
+        if traits(metric.type).finish != "quantile" or metric.quantile_part is None:
             continue
         q = metric.quantile_part
         events = joined_events(catalog, q.source, read, exp, assigned, end).join(

@@ -30,6 +30,7 @@ from jobs.metrics.definitions import Catalog, MetricDef, Part
 from jobs.metrics.exact_sums import WHOLE
 from jobs.metrics.passes import pair_stat, quantile_stat, stat
 from jobs.metrics.planner import Plan
+from jobs.metrics.types import traits
 from udfs.interval_udfs import ratio_half_width, totals_half_width
 
 KEYS = ("period", "window", "slice_id")
@@ -143,7 +144,7 @@ def _without_interval(
 def _single_pass(catalog: Catalog, metric: MetricDef, rows: DataFrame, z: float) -> DataFrame:
     per = metric.per
     none = F.lit(None).cast("double")
-    if metric.type == "quantile":
+    if traits(metric.type).finish == "quantile":
         q = metric.quantile_part
         assert q is not None and metric.quantile is not None
         value = F.col(quantile_stat(q.key, metric.quantile))
@@ -271,7 +272,7 @@ def metric_frames(
     frames: dict[str, DataFrame] = {}
     for name in plan.metrics:
         metric = catalog.metrics[name]
-        if metric.type == "derived":
+        if traits(metric.type).finish == "derived":
             continue
         if name in plan.cross_source:
             assert metric.numerator is not None and metric.denominator is not None

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from jobs.core.located_yaml import YamlPath
 from jobs.metrics.definitions import MetricDef, SourceDef
 from jobs.metrics.spec_problems import Collector, Raw, label
+from jobs.metrics.types import traits
 
 if TYPE_CHECKING:
     from jobs.metrics.spec_problems import ExpressionChecker
@@ -114,13 +115,13 @@ def check_sql(
         out.problems.extend(checker.source_problems(doc, path, source))
     for name, metric in metrics.items():
         doc, path, body, _ = raw.metrics[name]
-        if metric.type == "derived":
+        if traits(metric.type).finish == "derived":
             error = checker.derived_problem(metric.expression or "", sorted(metrics))
             if error:
                 out.add(doc, (*path, "expression"), "E041", f"expression: {error}")
             continue
         src = metric.source or ""
-        value_expect: Literal["numeric", "any"] = "any" if "distinct" in metric.type else "numeric"
+        value_expect = traits(metric.type).value_expect
         checks: list[tuple[YamlPath, str, Any, Literal["boolean", "numeric", "any"]]] = [
             ((*path, "filter"), src, body.get("filter"), "boolean"),
             ((*path, "value"), src, body.get("value"), value_expect),

@@ -17,18 +17,9 @@ from typing import Any, Literal, get_args
 from jobs.core.located_yaml import Location
 from jobs.metrics.contract_defs import Contract
 
-MetricType = Literal[
-    "count",
-    "sum",
-    "mean",
-    "ratio",
-    "rate",
-    "distinct_count",
-    "approx_distinct_count",
-    "quantile",
-    "derived",
-]
-METRIC_TYPES: tuple[MetricType, ...] = get_args(MetricType)
+#: A metric type's name: one of `jobs.metrics.types.TYPE_NAMES` (each type is a module
+#: there, implementing `jobs.metrics.types.protocol.MetricType`).
+MetricType = str
 AggKind = Literal["count", "sum", "distinct_count", "approx_distinct_count"]
 AGG_KINDS: tuple[AggKind, ...] = get_args(AggKind)
 Grain = Literal["day", "hour"]
@@ -212,6 +203,9 @@ class MetricDef:
     proportion: bool = False
     tags: tuple[str, ...] = ()
     monitoring: MonitoringDef = MonitoringDef()
+    #: What else its type says its numbers depend on (a sketch's parameters), hashed into
+    #: its definition version (`jobs.metrics.types.protocol.MetricType.version_extra`).
+    version_extra: tuple[tuple[str, str], ...] = ()
     where: Location | None = field(default=None, compare=False)
 
     def parts(self) -> tuple[Part, ...]:
@@ -265,8 +259,7 @@ class Catalog:
             "sources": {s: _source_payload(self, s) for s in metric.sources()},
             "depends_on": {d: self._version_payload(d) for d in metric.depends_on},
         }
-        if metric.type == "approx_distinct_count":
-            payload["sketch"] = f"datasketches hll lg_k={HLL_LG_K}"
+        payload.update(metric.version_extra)
         return payload
 
 

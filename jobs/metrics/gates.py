@@ -19,6 +19,7 @@ from jobs.metrics.gate_result import GateResult
 from jobs.metrics.passes import stat
 from jobs.metrics.planner import Plan
 from jobs.metrics.suppression import sibling_links
+from jobs.metrics.types import traits
 
 EXAMPLES = 5
 #: Below this median daily row count a source's volume is too noisy to judge.
@@ -54,11 +55,7 @@ def no_null_keys(metrics: DataFrame) -> GateResult:
 
 def proportion_bounds(catalog: Catalog, plan: Plan, metrics: DataFrame) -> GateResult:
     names = [n for n in plan.metrics if catalog.metrics[n].proportion]
-    counts = [
-        n
-        for n in plan.metrics
-        if catalog.metrics[n].type in ("count", "distinct_count", "approx_distinct_count")
-    ]
+    counts = [n for n in plan.metrics if traits(catalog.metrics[n].type).counts]
     out_of_bounds = (
         F.col("metric").isin(names)
         & ((F.col("numerator") < 0) | (F.col("numerator") > F.col("denominator")))

@@ -1,42 +1,37 @@
 """Read one metric definition into a `MetricDef`.
 
-A metric's keys depend on its type (which keys it needs, which do not apply), its parts may
-name their own sources and filters, and its confidence-interval method is chosen or checked
-from its shape. This is the longest step of loading, so it has its own module; checks that
-need every metric at once are in `cross_checks`.
+The keys every metric has are read here; what depends on its type (which keys it needs,
+which do not apply, the statistics it needs) is its type's (`jobs.metrics.types`). Its
+confidence-interval method is chosen or checked from its traits and parts. Checks that need
+every metric at once are in `cross_checks`.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from typing import Any, cast
 
 from jobs.core.located_yaml import LocatedDocument, YamlPath, did_you_mean
 from jobs.metrics.definitions import (
-    AGG_KINDS,
     CI_METHODS,
     MAX_DECIMALS,
-    METRIC_TYPES,
-    AggKind,
     CiMethod,
     GoodDirection,
     Grain,
     MetricDef,
-    MetricType,
     MonitorDirection,
     MonitoringDef,
     Part,
-    QuantilePart,
     Settings,
     SourceDef,
 )
-from jobs.metrics.spec_problems import IDENTIFIER, Collector, Raw, checked_int, checked_text, label
+from jobs.metrics.spec_problems import Collector, Raw, checked_int, checked_text
+from jobs.metrics.types import REGISTRY, TYPE_NAMES, TYPE_SPECIFIC
+from jobs.metrics.types.protocol import BuildContext, Traits
+from jobs.metrics.types.yaml_parts import source_ref
 from jobs.metrics.windows_slices import merged, metric_slices, metric_windows
 
-#: Division by anything but a number literal, e.g. `a / b` or `a / (b + c)`.
-UNSAFE_DIVISION = re.compile(r"/\s*[^\s0-9.]")
-METRIC_KEYS = (
+COMMON_KEYS = (
     "name",
     "description",
     "owner",
@@ -60,32 +55,9 @@ METRIC_KEYS = (
     "tags",
     "monitoring",
 )
+#: Every key a metric may have: the common ones, then what its types add (`cap`, ...).
+METRIC_KEYS = (*COMMON_KEYS, *[k for k in TYPE_SPECIFIC if k not in COMMON_KEYS])
 MONITORING_KEYS = ("enabled", "sensitivity", "min_volume", "direction")
-PART_KEYS = ("agg", "value", "filter", "source")
-#: Keys each metric type needs, and keys it does not use (a mistake to set).
-REQUIRED: dict[str, tuple[str, ...]] = {
-    "count": ("source",),
-    "sum": ("source", "value"),
-    "mean": ("source", "value"),
-    "ratio": ("numerator", "denominator"),
-    "rate": ("numerator", "denominator", "per"),
-    "distinct_count": ("source", "value"),
-    "approx_distinct_count": ("source", "value"),
-    "quantile": ("source", "value", "quantile"),
-    "derived": ("expression",),
-}
-TYPE_SPECIFIC = ("value", "numerator", "denominator", "per", "quantile", "expression")
-ALLOWED_SPECIFIC: dict[str, tuple[str, ...]] = {
-    "count": (),
-    "sum": ("value",),
-    "mean": ("value",),
-    "ratio": ("numerator", "denominator", "per"),
-    "rate": ("numerator", "denominator", "per"),
-    "distinct_count": ("value",),
-    "approx_distinct_count": ("value",),
-    "quantile": ("value", "quantile"),
-    "derived": ("expression",),
-}
 
 
 def read_metric(
@@ -102,25 +74,26 @@ def read_metric(
     before = len(out.problems)
     out.keys(doc, path, body, METRIC_KEYS)
     mtype = body.get("type")
-    if mtype not in METRIC_TYPES:
+    if mtype not in REGISTRY:
         out.add(
             doc,
             (*path, "type") if "type" in body else path,
             "E030",
             f"metric '{name}' has type {mtype!r}",
-            did_you_mean(str(mtype), METRIC_TYPES) or f"one of: {', '.join(METRIC_TYPES)}",
+            did_you_mean(str(mtype), TYPE_NAMES) or f"one of: {', '.join(TYPE_NAMES)}",
         )
         return None
-    mtype = cast(MetricType, mtype)
-    for key in REQUIRED[mtype]:
+    mtype = str(mtype)
+    kind = REGISTRY[mtype]
+    for key in kind.required:
         value, _ = merged(body, defaults, key) if key == "source" else (body.get(key), True)
         if value is None:
             out.add(doc, path, "E031", f"metric '{name}' of type {mtype} needs '{key}'")
     for key in TYPE_SPECIFIC:
-        if key in body and key not in ALLOWED_SPECIFIC[mtype]:
+        if key in body and key not in kind.allowed:
             out.add(doc, (*path, key), "E032", f"'{key}' does not apply to a {mtype} metric")
-    if mtype == "derived" and "source" in body:
-        out.add(doc, (*path, "source"), "E032", "'source' does not apply to a derived metric")
+    if not kind.takes_source and "source" in body:
+        out.add(doc, (*path, "source"), "E032", f"'source' does not apply to a {mtype} metric")
     description = (
         checked_text(doc, (*path, "description"), body.get("description"), out)
         if "description" in body
@@ -133,7 +106,7 @@ def read_metric(
         out.add(
             doc, path, "E031", f"metric '{name}' needs an 'owner' (or a file-level defaults.owner)"
         )
-    unit = body.get("unit", "ratio" if mtype in ("ratio",) else "count")
+    unit = body.get("unit", kind.traits.default_unit)
     direction = body.get("good_direction", "none")
     if direction not in ("up", "down", "none"):
         out.add(
@@ -167,8 +140,8 @@ def read_metric(
     tags = merged(body, defaults, "tags")[0] or []
     source_value, source_local = merged(body, defaults, "source")
     metric_source: str | None = None
-    if mtype != "derived" and source_value is not None:
-        metric_source = _source_ref(
+    if kind.takes_source and source_value is not None:
+        metric_source = source_ref(
             doc, (*path, "source") if source_local else path, source_value, sources, out
         )
     metric_filter = body.get("filter")
@@ -178,69 +151,15 @@ def read_metric(
         out.add(doc, (*path, "filter"), "E004", "filter must be a SQL boolean expression")
         metric_filter = None
 
-    numerator = denominator = None
-    quantile_part = None
-    quantile = None
     per = 1.0
-    proportion = False
-    expression = None
-    depends: tuple[str, ...] = ()
     value = body.get("value")
     if value is not None and (not isinstance(value, str) or not value.strip()):
         out.add(doc, (*path, "value"), "E004", "value must be a SQL expression")
         value = None
-    if metric_source is not None or mtype in ("ratio", "rate"):
-        src = metric_source or ""
-        if mtype == "count":
-            numerator = Part(src, "count", None, metric_filter)
-        elif mtype == "sum" and value:
-            numerator = Part(src, "sum", value, metric_filter)
-        elif mtype == "mean" and value:
-            numerator = Part(src, "sum", value, metric_filter)
-            denominator = Part(src, "count", None, _and(metric_filter, f"({value}) IS NOT NULL"))
-        elif mtype in ("distinct_count", "approx_distinct_count") and value:
-            numerator = Part(src, cast(AggKind, mtype), value, metric_filter)
-        elif mtype == "quantile" and value:
-            quantile_part = QuantilePart(src, value, metric_filter)
-            q = body.get("quantile")
-            if isinstance(q, bool) or not isinstance(q, int | float) or not 0 < q < 1:
-                out.add(
-                    doc,
-                    (*path, "quantile"),
-                    "E004",
-                    f"quantile must be a number in (0, 1), e.g. 0.9; got {q!r}",
-                )
-            else:
-                quantile = float(q)
-        elif mtype in ("ratio", "rate"):
-            numerator = _part(
-                doc,
-                (*path, "numerator"),
-                body.get("numerator"),
-                metric_source,
-                metric_filter,
-                sources,
-                out,
-            )
-            denominator = _part(
-                doc,
-                (*path, "denominator"),
-                body.get("denominator"),
-                metric_source,
-                metric_filter,
-                sources,
-                out,
-            )
-            raw_num: dict[str, Any] = body.get("numerator") or {}
-            raw_den: dict[str, Any] = body.get("denominator") or {}
-            proportion = (
-                numerator is not None
-                and denominator is not None
-                and numerator.agg == denominator.agg == "count"
-                and numerator.source == denominator.source
-                and raw_num.get("filter") is not None
-                and raw_den.get("filter") is None
-            )
+    built = kind.build(
+        BuildContext(name, doc, path, body, metric_source, metric_filter, value, sources, raw, out)
+    )
+    numerator, denominator = built.numerator, built.denominator
     if "per" in body:
         p = body["per"]
         if isinstance(p, bool) or not isinstance(p, int | float) or p <= 0:
@@ -249,35 +168,17 @@ def read_metric(
             )
         else:
             per = float(p)
-    if mtype == "derived":
-        expression = body.get("expression")
-        if not isinstance(expression, str) or not expression.strip():
-            expression = None
-        else:
-            depends = tuple(
-                dict.fromkeys(t for t in IDENTIFIER.findall(expression) if t in raw.metrics)
-            )
-            if not depends:
-                out.add(
-                    doc,
-                    (*path, "expression"),
-                    "E033",
-                    "a derived expression must refer to other metrics by name",
-                    did_you_mean(IDENTIFIER.findall(expression)[0], raw.metrics)
-                    if IDENTIFIER.findall(expression)
-                    else None,
-                )
-            if UNSAFE_DIVISION.search(expression):
-                out.add(
-                    doc,
-                    (*path, "expression"),
-                    "E037",
-                    "a derived expression divides by a value that can be 0, which fails the "
-                    "whole run (Spark's ANSI mode)",
-                    "use try_divide(a, b), which gives null for a zero divisor",
-                )
     ci = _resolve_ci(
-        doc, path, name, cast(CiMethod, ci), mtype, proportion, numerator, denominator, sources, out
+        doc,
+        path,
+        name,
+        cast(CiMethod, ci),
+        kind.traits,
+        built.proportion,
+        numerator,
+        denominator,
+        sources,
+        out,
     )
     monitoring = _monitoring(doc, (*path, "monitoring"), body.get("monitoring"), out)
     decimals = _decimals(doc, path, merged(body, defaults, "decimals")[0], settings, out)
@@ -299,15 +200,16 @@ def read_metric(
         source=metric_source,
         numerator=numerator,
         denominator=denominator,
-        quantile=quantile,
-        quantile_part=quantile_part,
+        quantile=built.quantile,
+        quantile_part=built.quantile_part,
         per=per,
-        expression=expression,
-        depends_on=depends,
+        expression=built.expression,
+        depends_on=built.depends_on,
         min_cell_size=min_cell,
-        proportion=proportion,
+        proportion=built.proportion,
         tags=tuple(str(t) for t in tags),
         monitoring=monitoring,
+        version_extra=tuple(kind.version_extra().items()),
         where=doc.where(path),
     )
 
@@ -334,79 +236,12 @@ def _with_decimals(part: Part | None, decimals: int) -> Part | None:
     return replace(part, decimals=decimals) if part is not None and part.agg == "sum" else part
 
 
-def _and(a: str | None, b: str | None) -> str | None:
-    if a and b:
-        return f"({a}) AND ({b})"
-    return a or b
-
-
-def _source_ref(
-    doc: LocatedDocument, path: YamlPath, value: Any, sources: dict[str, SourceDef], out: Collector
-) -> str | None:
-    if not isinstance(value, str) or value not in sources:
-        out.add(
-            doc,
-            path,
-            "E021",
-            f"unknown source {value!r}",
-            did_you_mean(str(value), sources)
-            or f"defined sources: {', '.join(sorted(sources)) or 'none'}",
-        )
-        return None
-    return value
-
-
-def _part(
-    doc: LocatedDocument,
-    path: YamlPath,
-    value: Any,
-    metric_source: str | None,
-    metric_filter: str | None,
-    sources: dict[str, SourceDef],
-    out: Collector,
-) -> Part | None:
-    if value is None:
-        return None
-    body = out.mapping(doc, path, value, label(path))
-    if body is None:
-        return None
-    out.keys(doc, path, body, PART_KEYS)
-    agg = body.get("agg", "count")
-    if agg not in AGG_KINDS:
-        out.add(
-            doc,
-            (*path, "agg"),
-            "E004",
-            f"agg must be one of {', '.join(AGG_KINDS)}, got {agg!r}",
-            did_you_mean(str(agg), AGG_KINDS),
-        )
-        return None
-    src = metric_source
-    if "source" in body:
-        src = _source_ref(doc, (*path, "source"), body["source"], sources, out)
-    elif src is None:
-        out.add(doc, path, "E031", f"{label(path)} needs a 'source' (or the metric one)")
-    part_value = body.get("value")
-    if agg == "count" and part_value is not None:
-        out.add(doc, (*path, "value"), "E032", "'value' does not apply to agg count; use a filter")
-    if agg != "count" and (not isinstance(part_value, str) or not part_value.strip()):
-        out.add(doc, path, "E031", f"agg {agg} needs a 'value' expression")
-        return None
-    part_filter = body.get("filter")
-    if part_filter is not None and (not isinstance(part_filter, str) or not part_filter.strip()):
-        out.add(doc, (*path, "filter"), "E004", "filter must be a SQL boolean expression")
-        return None
-    if src is None:
-        return None
-    return Part(src, cast(AggKind, agg), part_value, _and(metric_filter, part_filter))
-
-
 def _resolve_ci(
     doc: LocatedDocument,
     path: YamlPath,
     name: str,
     ci: CiMethod,
-    mtype: MetricType,
+    traits: Traits,
     proportion: bool,
     numerator: Part | None,
     denominator: Part | None,
@@ -414,7 +249,7 @@ def _resolve_ci(
     out: Collector,
 ) -> CiMethod:
     additive_ratio = (
-        mtype in ("ratio", "rate", "mean")
+        traits.ratio_interval
         and numerator is not None
         and denominator is not None
         and numerator.additive

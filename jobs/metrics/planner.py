@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jobs.metrics.definitions import Catalog, Grain, MetricDef, Part, QuantilePart
+from jobs.metrics.types import traits
 
 
 @dataclass(frozen=True)
@@ -269,7 +270,7 @@ def derived_order(catalog: Catalog, names: list[str]) -> tuple[str, ...]:
 
     def visit(name: str) -> None:
         metric = catalog.metrics[name]
-        if metric.type != "derived" or name in done:
+        if traits(metric.type).finish != "derived" or name in done:
             return
         for dep in metric.depends_on:
             visit(dep)
@@ -299,7 +300,7 @@ def compile_plan(catalog: Catalog, selection: list[str] | None = None) -> Plan:
     cross: list[str] = []
     for name in names:
         metric = catalog.metrics[name]
-        if metric.type == "derived":
+        if traits(metric.type).finish == "derived":
             continue
         sources = metric.sources()
         if len(sources) > 1:

@@ -36,6 +36,8 @@ from typing import Any, Literal
 
 import pandas as pd  # type: ignore[import-untyped]
 
+from jobs.metrics.types import traits
+
 Kind = Literal["additive", "ratio", "other"]
 MIN_EXPLANATORY_POWER = 0.1
 TOP = 5
@@ -176,10 +178,6 @@ def metric_kinds(catalog: Any) -> dict[str, MetricKind]:
     """How each catalog metric decomposes over slices."""
     kinds: dict[str, MetricKind] = {}
     for metric in catalog.metrics.values():
-        if metric.type in ("count", "sum"):
-            kinds[metric.name] = MetricKind("additive")
-        elif metric.type in ("ratio", "rate", "mean"):
-            kinds[metric.name] = MetricKind("ratio", metric.per)
-        else:
-            kinds[metric.name] = MetricKind("other")
+        split = traits(metric.type).root_cause
+        kinds[metric.name] = MetricKind(split, metric.per if split == "ratio" else 1.0)
     return kinds

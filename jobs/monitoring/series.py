@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 
 from jobs.core.located_yaml import InputError
 from jobs.metrics.definitions import Catalog, MetricDef
+from jobs.metrics.types import traits
 from udfs.anomaly_detectors import score_group
 from udfs.detector_settings import OUTPUT_SCHEMA, DetectorConfig, Grain
 
@@ -70,7 +71,8 @@ def settings_for(metric: MetricDef, default: DetectorConfig | None = None) -> Se
     mon = metric.monitoring
     harmful = {"down": "up", "up": "down"}.get(metric.good_direction, "both")
     counts_ratio = (
-        metric.type in ("ratio", "rate")
+        traits(metric.type).finish == "ratio"
+        and traits(metric.type).series_kind is None
         and metric.numerator is not None
         and metric.numerator.agg == "count"
         and metric.denominator is not None
@@ -80,7 +82,7 @@ def settings_for(metric: MetricDef, default: DetectorConfig | None = None) -> Se
         sensitivity=mon.sensitivity or base.sensitivity,
         min_volume=mon.min_volume if mon.min_volume is not None else base.min_volume,
         direction=mon.direction or harmful,
-        counts=metric.type == "count",
+        counts=kind_of(metric) == "count",
         rate_scale=metric.per if counts_ratio else 1.0,
         poisson=counts_ratio,
         kind=kind_of(metric),
@@ -88,18 +90,20 @@ def settings_for(metric: MetricDef, default: DetectorConfig | None = None) -> Se
 
 
 def kind_of(metric: MetricDef) -> str:
-    """The detector's kind of a metric: counts (distinct ones too) are counts; a ratio or
-    rate of counts is a proportion when its numerator counts a subset of its denominator's
-    rows, else a rate; a ratio of a sum over a count is a mean; quantiles are latencies;
-    sums and derived metrics are gauges."""
-    if metric.type in ("count", "distinct_count", "approx_distinct_count"):
-        return "count"
-    if metric.type in ("ratio", "rate") and metric.numerator and metric.denominator:
+    """The detector's kind of a metric: its type's (`Traits.series_kind`: counts, distinct
+    ones too, are counts; means are means; quantiles latencies; sums and derived metrics
+    gauges), else read off its parts: a ratio or rate of counts is a proportion when its
+    numerator counts a subset of its denominator's rows, else a rate; a ratio of a sum over
+    a count is a mean; any other ratio a gauge."""
+    fixed = traits(metric.type).series_kind
+    if fixed is not None:
+        return fixed
+    if metric.numerator and metric.denominator:
         if metric.numerator.agg == "count" and metric.denominator.agg == "count":
             return "proportion" if metric.proportion else "rate"
         if metric.denominator.agg == "count":
             return "mean"
-    return {"mean": "mean", "quantile": "latency"}.get(metric.type, "gauge")
+    return "gauge"
 
 
 def metric_series(

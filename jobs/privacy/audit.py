@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from jobs.metrics.definitions import Catalog
+from jobs.metrics.types import traits
 from jobs.privacy.engine import Cell, Method, SliceCell, recoverable
 from jobs.privacy.publication import (
     FULL,
@@ -328,7 +329,7 @@ def _derived(
     marker = Stat("derived", (), "none", frozenset(), False)
     for row in by_key.values():
         metric = catalog.metrics.get(row.metric)
-        if metric is None or metric.type != "derived":
+        if metric is None or traits(metric.type).finish != "derived":
             continue
         inputs = [by_key.get((d, *row.key[1:])) for d in metric.depends_on]
         present = [r for r in inputs if r is not None]

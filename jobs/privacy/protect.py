@@ -34,6 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from jobs.metrics.definitions import Catalog
+from jobs.metrics.types import traits
 from jobs.privacy.audit import AuditReport, Finding, audit
 from jobs.privacy.engine import SliceCell, recoverable
 from jobs.privacy.publication import FULL, HOURS_PER_DAY, Row, build, project
@@ -234,7 +235,7 @@ def _derived(pub: _Publication) -> None:
     value computable, so hiding it then would protect nothing)."""
     for key, row in pub.run.items():
         metric = pub.catalog.metrics.get(row.metric)
-        if metric is None or metric.type != "derived":
+        if metric is None or traits(metric.type).finish != "derived":
             continue
         inputs = [(dep, *key[1:]) for dep in metric.depends_on]
         if any(
@@ -338,7 +339,8 @@ def _fix(pub: _Publication, finding: Finding) -> bool:
         shown = [
             (name, *row.key[1:])
             for name, m in pub.catalog.metrics.items()
-            if m.type == "derived" and (row.metric in m.depends_on or name == row.metric)
+            if traits(m.type).finish == "derived"
+            and (row.metric in m.depends_on or name == row.metric)
         ]
         keys = [k for k in shown if k in pub.run and k not in pub.hidden_rows]
         pub.hidden_rows.update(keys)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from jobs.metrics.definitions import Catalog, MetricDef, Part, QuantilePart
 from jobs.metrics.planner import counts_column
+from jobs.metrics.types import traits
 from jobs.privacy.engine import Relations
 
 
@@ -84,9 +85,9 @@ def metric_stats(catalog: Catalog, name: str) -> MetricStats | None:
 def _stats(catalog: Catalog, name: str) -> MetricStats | None:
     metric: MetricDef = catalog.metrics[name]
     threshold = metric.min_cell_size or catalog.settings.min_cell_size
-    if metric.type == "derived":
+    if traits(metric.type).finish == "derived":
         return None
-    if metric.type == "quantile":
+    if traits(metric.type).finish == "quantile":
         q = metric.quantile_part
         assert q is not None and metric.quantile is not None
         stat = Stat("quantile", (q.key, f"{metric.quantile:g}"), "none", frozenset(), False)

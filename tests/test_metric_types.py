@@ -1,0 +1,119 @@
+"""The metric-type registry: every type is one module the loader and the rest dispatch
+through, and `winsorized_mean` (added through the registry alone) reads its cap with
+located errors. Its numbers are checked against DuckDB + NumPy in test_metric_correctness."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from jobs.core.located_yaml import parse_located
+from jobs.metrics.loader import catalog_from_documents
+from jobs.metrics.types import REGISTRY, TYPE_NAMES, traits
+from jobs.metrics.types.winsorized_mean import capped
+
+BASE = """\
+dimensions: [country]
+sources:
+  views:
+    path: /nowhere.parquet
+    format: parquet
+    time_column: ts
+    unit: viewer_id
+metrics:
+  - name: m
+    description: d
+    owner: o
+    source: views
+"""
+
+
+def problems(body: str) -> list[str]:
+    _, found = catalog_from_documents([parse_located(BASE + body, "defs.yaml")])
+    return [str(p) for p in found]
+
+
+def test_each_type_is_one_documented_module_in_the_registry() -> None:
+    assert tuple(REGISTRY) == TYPE_NAMES
+    for name, kind in REGISTRY.items():
+        module = importlib.import_module(type(kind).__module__)
+        assert module.__name__ == f"jobs.metrics.types.{name}"
+        assert module.__doc__ and f"`type: {name}`" in module.__doc__
+        assert set(kind.required) - {"source"} <= set(kind.allowed)
+
+
+def test_the_loader_reads_a_winsorized_mean_as_a_mean_of_capped_values() -> None:
+    catalog, found = catalog_from_documents(
+        [
+            parse_located(
+                BASE + "    type: winsorized_mean\n    value: watch\n"
+                "    cap: {min: 0, max: 3600}\n    filter: is_feed\n",
+                "defs.yaml",
+            )
+        ]
+    )
+    assert found == [] and catalog is not None
+    metric = catalog.metrics["m"]
+    assert metric.numerator is not None and metric.denominator is not None
+    assert metric.numerator.agg == "sum" and metric.numerator.filter == "is_feed"
+    assert metric.numerator.value == capped("watch", 0.0, 3600.0)
+    assert metric.denominator.agg == "count"
+    assert metric.denominator.filter == "(is_feed) AND ((watch) IS NOT NULL)"
+    assert metric.ci == "delta" and traits(metric.type).series_kind == "mean"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            "    type: winsorized_mean\n    value: watch\n",
+            "defs.yaml:9:5: E031 metric 'm' of type winsorized_mean needs 'cap'",
+        ),
+        (
+            "    type: winsorized_mean\n    value: watch\n    cap: high\n",
+            "defs.yaml:15:5: E004 cap max must be a number, got 'high'",
+        ),
+        (
+            "    type: winsorized_mean\n    value: watch\n    cap: {min: 9, max: 1}\n",
+            "defs.yaml:15:5: E004 cap min 9 is above cap max 1",
+        ),
+        (
+            "    type: winsorized_mean\n    value: watch\n    cap: {ceiling: 9}\n",
+            "defs.yaml:15:5: E004 cap takes min and/or max, got ['ceiling']",
+        ),
+        (
+            "    type: mean\n    value: watch\n    cap: 9\n",
+            "defs.yaml:15:5: E032 'cap' does not apply to a mean metric",
+        ),
+        (
+            "    type: winsorised_mean\n    value: watch\n",
+            "defs.yaml:13:5: E030 metric 'm' has type 'winsorised_mean'; "
+            "did you mean 'winsorized_mean'?",
+        ),
+    ],
+)
+def test_winsorized_mean_yaml_mistakes_are_located(body: str, expected: str) -> None:
+    assert problems(body) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "row", "expected"),
+    [
+        (0.0, 10.0, 12.5, 10.0),
+        (0.0, 10.0, -1.0, 0.0),
+        (None, 10.0, 3.5, 3.5),
+        (0.0, None, 1e12, 1e12),
+    ],
+)
+def test_capped_holds_values_inside_the_cap_and_keeps_nulls(
+    low: float | None, high: float | None, row: float, expected: float
+) -> None:
+    import duckdb
+
+    sql = capped("x", low, high)
+    with duckdb.connect() as db:
+        assert db.execute(f"SELECT {sql} FROM (SELECT {row}::DOUBLE AS x)").fetchall() == [
+            (expected,)
+        ]
+        assert db.execute(f"SELECT {sql} FROM (SELECT NULL::DOUBLE AS x)").fetchall() == [(None,)]
