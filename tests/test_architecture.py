@@ -102,3 +102,20 @@ def test_dependencies_go_one_way() -> None:
         or (module.startswith("udfs") and target.startswith("jobs"))
     )
     assert wrong == []
+
+
+#: "No module over about 400 lines": a module that grows past this is split by concern.
+MAX_LINES = 420
+
+
+def test_modules_are_small_and_say_what_they_own() -> None:
+    too_long = {}
+    undocumented = []
+    for module, path in modules().items():
+        text = path.read_text()
+        if len(text.splitlines()) > MAX_LINES:
+            too_long[module] = len(text.splitlines())
+        if not ast.get_docstring(ast.parse(text)):
+            undocumented.append(module)
+    assert too_long == {}
+    assert undocumented == []

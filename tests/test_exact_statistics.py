@@ -27,9 +27,11 @@ from jobs.core.delta import DeltaSink
 from jobs.core.located_yaml import parse_located
 from jobs.metrics.definitions import Catalog
 from jobs.metrics.gate_result import PublishGateError
-from jobs.metrics.job import compute_metric_rows, compute_passes, run_metrics
+from jobs.metrics.job import compute_metric_rows, run_metrics
 from jobs.metrics.loader import catalog_from_documents
-from jobs.metrics.passes import ANON, shuffled_by_unit
+from jobs.metrics.pass_columns import ANON
+from jobs.metrics.pass_runs import compute_passes
+from jobs.metrics.passes import shuffled_by_unit
 from jobs.metrics.planner import compile_plan
 from tests.test_metric_correctness import write_parquet
 from udfs.exact_moments import (

@@ -21,17 +21,9 @@ from jobs.experiments.analysis import (
     MetricSpec,
     _adjust_and_judge,
 )
-from jobs.experiments.stats import (
-    ArmEstimate,
-    Correction,
-    SampleRatio,
-    adjust_p_values,
-    adjusted_level,
-    bootstrap_comparison,
-    bootstrap_intervals,
-    t_comparison,
-    t_intervals,
-)
+from jobs.experiments.bootstrap_stats import bootstrap_comparison, bootstrap_intervals
+from jobs.experiments.decisions import Correction, adjust_p_values, adjusted_level
+from jobs.experiments.stats import ArmEstimate, SampleRatio, t_comparison, t_intervals
 
 METRIC = MetricSpec("m", "up")
 

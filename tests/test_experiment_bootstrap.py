@@ -18,8 +18,9 @@ from jobs.experiments.aggregates import (
     moment_frame,
     replicate_frame,
 )
+from jobs.experiments.bootstrap_stats import bootstrap_comparison, replicate_ratios
 from jobs.experiments.quantiles import quantile_arms
-from jobs.experiments.stats import Moments, bootstrap_comparison, replicate_ratios
+from jobs.experiments.stats import Moments
 from udfs.poisson_bootstrap import numpy_weights, numpy_xxhash64, poisson_weight
 
 SEED = 20261125

@@ -8,21 +8,22 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from jobs.experiments.stats import (
-    Moments,
-    adjust_p_values,
+from jobs.experiments.bootstrap_stats import (
     bootstrap_comparison,
     bootstrap_intervals,
+    replicate_ratios,
+)
+from jobs.experiments.decisions import adjust_p_values, verdict
+from jobs.experiments.stats import (
+    Moments,
     cuped_arms,
     cuped_estimate,
     cuped_theta,
     delta_estimate,
     pooled_covariate_ratio,
-    replicate_ratios,
     sample_ratio_test,
     t_comparison,
     t_intervals,
-    verdict,
 )
 
 RNG = np.random.default_rng(20261124)

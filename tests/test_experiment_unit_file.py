@@ -18,7 +18,8 @@ from pyspark.sql import SparkSession
 from jobs.cli import main
 from jobs.core.delta import DeltaSink
 from jobs.core.failures import EXIT_USAGE
-from jobs.experiments.unit_file import SPLIT, UnitTableError, checked_units, read_located
+from jobs.experiments.unit_file import checked_units
+from jobs.experiments.unit_file_read import SPLIT, UnitTableError, read_located
 
 HEADER = "unit,variant,metric,numerator,denominator,covariate,covariate_denominator"
 

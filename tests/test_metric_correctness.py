@@ -37,14 +37,9 @@ from jobs.core.located_yaml import parse_located
 from jobs.metrics.definitions import Catalog
 from jobs.metrics.gate_result import GateResult, PublishGateError
 from jobs.metrics.gates import parent_consistency
-from jobs.metrics.job import (
-    METRIC_VALUES,
-    RunSummary,
-    compute_metric_rows,
-    compute_passes,
-    run_metrics,
-)
+from jobs.metrics.job import METRIC_VALUES, RunSummary, compute_metric_rows, run_metrics
 from jobs.metrics.loader import catalog_from_documents
+from jobs.metrics.pass_runs import compute_passes
 from jobs.metrics.planner import Plan, compile_plan
 from jobs.metrics.sources import table_reader
 from jobs.metrics.sql_check import SparkExpressionChecker
@@ -1029,7 +1024,7 @@ def run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Run:
     assert catalog is not None
     plan = compile_plan(catalog)
 
-    with caught_warnings("jobs.metrics.job") as warnings:
+    with caught_warnings("jobs.metrics.pass_runs") as warnings:
         results = compute_passes(spark, sink, catalog, plan, warehouse, START, END)
     frame = compute_metric_rows(catalog, plan, results)
     rows: dict[str, dict[Key, Cell]] = defaultdict(dict)

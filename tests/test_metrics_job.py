@@ -17,8 +17,9 @@ from pyspark.sql import SparkSession
 from jobs.core.delta import DeltaSink
 from jobs.metrics.definitions import Catalog
 from jobs.metrics.gate_result import PublishGateError
-from jobs.metrics.job import METRIC_VALUES, compute_metric_rows, compute_passes, run_metrics
+from jobs.metrics.job import METRIC_VALUES, compute_metric_rows, run_metrics
 from jobs.metrics.loader import load_catalog
+from jobs.metrics.pass_runs import compute_passes
 from jobs.metrics.planner import compile_plan, render_plan
 from tests.conftest import REPO_ROOT
 

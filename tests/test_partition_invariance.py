@@ -29,8 +29,9 @@ from jobs.experiments.analysis import analyse
 from jobs.experiments.job import spec_for
 from jobs.experiments.loader import experiments_from_documents
 from jobs.experiments.units import quantile_events, unit_frame
-from jobs.metrics.job import compute_metric_rows, compute_passes, publishable
+from jobs.metrics.job import compute_metric_rows, publishable
 from jobs.metrics.loader import catalog_from_documents
+from jobs.metrics.pass_runs import compute_passes
 from jobs.metrics.planner import compile_plan
 from jobs.metrics.sources import table_reader
 from jobs.metrics.sql_check import SparkExpressionChecker

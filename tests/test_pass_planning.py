@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from jobs.metrics.conditions import conjuncts, rows_within
 from jobs.metrics.definitions import Part
-from jobs.metrics.job import hashed_dimensions, largest_first
-from jobs.metrics.passes import presence_bits
-from jobs.metrics.planner import PassPlan, conjuncts, rows_within
+from jobs.metrics.pass_columns import presence_bits
+from jobs.metrics.pass_runs import hashed_dimensions, largest_first
+from jobs.metrics.planner import PassPlan
 
 
 def count(condition: str | None = None) -> Part:

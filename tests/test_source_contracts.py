@@ -31,13 +31,9 @@ from jobs.core.delta import DeltaSink
 from jobs.core.failures import EXIT_GATE, EXIT_NOT_READY, outcome_of
 from jobs.core.located_yaml import parse_located
 from jobs.metrics.definitions import Catalog
-from jobs.metrics.job import (
-    METRIC_VALUES,
-    compute_checked_passes,
-    compute_metric_rows,
-    run_metrics,
-)
+from jobs.metrics.job import METRIC_VALUES, compute_metric_rows, run_metrics
 from jobs.metrics.loader import catalog_from_documents
+from jobs.metrics.pass_runs import compute_checked_passes
 from jobs.metrics.planner import compile_plan
 from jobs.metrics.runner import day_to_compute
 from jobs.metrics.source_checks import SOURCE_CHECKS, CheckResult, ContractError

@@ -19,10 +19,10 @@ from pyspark.sql import functions as F
 
 from jobs.core.delta import DeltaSink
 from jobs.core.located_yaml import parse_located
-from jobs.metrics import job as metrics_job
-from jobs.metrics import passes
-from jobs.metrics.job import compute_metric_rows, compute_passes
+from jobs.metrics import pass_runs, passes
+from jobs.metrics.job import compute_metric_rows
 from jobs.metrics.loader import catalog_from_documents
+from jobs.metrics.pass_runs import compute_passes
 from jobs.metrics.planner import compile_plan, render_plan
 from tests.test_metric_correctness import caught_warnings, write_parquet
 
@@ -88,7 +88,7 @@ def cells(
     assert not problems and catalog is not None
     plan = compile_plan(catalog)
     sink = DeltaSink.for_session(spark, "delta-rs")
-    with caught_warnings("jobs.metrics.job") as warnings:
+    with caught_warnings("jobs.metrics.pass_runs") as warnings:
         results = compute_passes(spark, sink, catalog, plan, str(folder), DAY, DAY)
     assert "__conflicts" not in results["events"].columns
     rows = compute_metric_rows(catalog, plan, results).collect()
@@ -170,7 +170,7 @@ def test_dimension_values_that_share_a_hash_rerun_the_pass_on_the_values(
     plain, _, _ = cells(spark, tmp_path, table, [])
     # A hash with two values: BR, US, IN and (none) cannot all have their own (and this
     # small pass carries its dimensions as hashes, as large ones do).
-    monkeypatch.setattr(metrics_job, "HASHED_MIN_ENTRIES", 0)
+    monkeypatch.setattr(pass_runs, "HASHED_MIN_ENTRIES", 0)
     monkeypatch.setattr(passes, "dimension_hash", lambda value: F.xxhash64(value) % 2)
     rerun, warnings, _ = cells(spark, tmp_path, table, [])
     assert len(warnings) == 1

@@ -31,27 +31,31 @@ from jobs.experiments.aggregates import (
     moment_frame,
     replicate_frame,
 )
+from jobs.experiments.bootstrap_stats import (
+    bootstrap_comparison,
+    bootstrap_intervals,
+    replicate_ratios,
+)
+from jobs.experiments.decisions import (
+    Correction,
+    adjust_p_values,
+    adjusted_level,
+    agreeing,
+    verdict,
+)
 from jobs.experiments.quantiles import QuantileArm, quantile_arms
 from jobs.experiments.stats import (
     CUPED_DF,
     Comparison,
-    Correction,
     CupedMode,
     Intervals,
     Moments,
     SampleRatio,
-    adjust_p_values,
-    adjusted_level,
-    agreeing,
-    bootstrap_comparison,
-    bootstrap_intervals,
     cuped_arms,
     delta_estimate,
-    replicate_ratios,
     sample_ratio_test,
     t_comparison,
     t_intervals,
-    verdict,
 )
 
 

@@ -120,7 +120,8 @@ def run_units_file(
     from jobs.core.run_log import new_run_id
     from jobs.experiments.analysis import analyse
     from jobs.experiments.job import ExperimentSummary, file_spec, write_results
-    from jobs.experiments.unit_file import checked_units, read_located
+    from jobs.experiments.unit_file import checked_units
+    from jobs.experiments.unit_file_read import read_located
 
     started = time.perf_counter()
     exp_id = args.experiment_id or Path(args.units.rstrip("/")).stem

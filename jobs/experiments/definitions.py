@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from jobs.core.located_yaml import Location
-from jobs.experiments.stats import Correction, CupedMode
+from jobs.experiments.decisions import Correction
+from jobs.experiments.stats import CupedMode
 
 #: Catalog metric types an experiment can analyse: each is a ratio of per-unit sums, or an
 #: event-level quantile with events clustered by unit.

@@ -26,8 +26,9 @@ from jobs.core.delta import DeltaSink
 from jobs.core.logs import stage
 from jobs.core.run_log import new_run_id
 from jobs.experiments.analysis import Analysis, AnalysisSpec, MetricSpec, analyse
+from jobs.experiments.decisions import Correction
 from jobs.experiments.definitions import AssignmentSource, ExperimentDef
-from jobs.experiments.stats import Correction, CupedMode
+from jobs.experiments.stats import CupedMode
 from jobs.experiments.units import (
     UNIT_COLUMNS,
     assignment_frame,

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any, cast
 
 from jobs.core.located_yaml import InputError, LocatedDocument, YamlPath, did_you_mean, load_located
+from jobs.experiments.decisions import Correction
 from jobs.experiments.definitions import (
     CORRECTIONS,
     AssignmentSource,
     ExperimentDef,
 )
-from jobs.experiments.stats import CUPED_MODES, Correction, CupedMode
+from jobs.experiments.stats import CUPED_MODES, CupedMode
 from jobs.metrics.definitions import Catalog
 from jobs.metrics.loader import definition_files, file_problems
 from jobs.metrics.spec_problems import NAME, Collector, checked_int, checked_text, kind, label

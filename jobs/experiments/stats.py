@@ -40,11 +40,15 @@ from udfs.exact_moments import delta_ratio_variance
 log = logging.getLogger(__name__)
 
 Array = NDArray[np.float64]
-Correction = Literal["bh", "bonferroni", "none"]
+
 CupedMode = Literal["per_comparison", "pooled"]
+
 CUPED_MODES: tuple[CupedMode, ...] = ("per_comparison", "pooled")
+
 Y, X, CY, CX = range(4)
+
 NAN = float("nan")
+
 #: Degrees of freedom a CUPED comparison gives up for its estimated slope.
 CUPED_DF = 1.0
 
@@ -296,86 +300,6 @@ def t_intervals(
     return Intervals(lift - q * se, lift + q * se, low, high)
 
 
-def bootstrap_p_value(replicates: Array) -> float:
-    """Two-sided p-value of the replicate lifts against 0: 2 (1 + c) / (B + 1), c the
-    replicates at or beyond 0 on the far side (ties count on both), at most 1. Never 0:
-    the smallest is 2 / (B + 1)."""
-    b = len(replicates)
-    if b == 0:
-        return NAN
-    far = min(int(np.sum(replicates <= 0)), int(np.sum(replicates >= 0)))
-    return float(_floored_p(np.array([far]), b)[0])
-
-
-def _floored_p(far: NDArray[np.int64], b: int) -> Array:
-    """2 (1 + far) / (B + 1), at most 1, per far-side count (one expression for the p-value
-    and for the interval's order statistic, so the two agree to the last bit)."""
-    return np.minimum(1.0, 2.0 * (1.0 + far.astype(np.float64)) / float(b + 1))
-
-
-def bootstrap_interval(replicates: Array, level: float) -> tuple[float, float]:
-    """Percentile interval at confidence 1 - level: the k-th smallest and k-th largest
-    replicates, k the number of far-side counts c for which `bootstrap_p_value` would be
-    below `level` (about (B + 1) level / 2 - 1). So the interval excludes 0 exactly when
-    the p-value is below `level`; (-inf, inf) when no count could be (too few replicates
-    for the level)."""
-    b = len(replicates)
-    if b == 0:
-        return NAN, NAN
-    k = int(np.sum(_floored_p(np.arange(b + 1), b) < level))
-    if k == 0:
-        return -math.inf, math.inf
-    ordered = np.sort(replicates)
-    return float(ordered[k - 1]), float(ordered[b - k])
-
-
-def _usable(control: Array, treatment: Array) -> tuple[Array, Array]:
-    """Replicate lifts and relative lifts (finite ones) of replicates with both arms."""
-    usable = np.isfinite(treatment) & np.isfinite(control)  # a replicate with x = 0 has none
-    treatment, control = treatment[usable], control[usable]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel_b = treatment / control - 1
-    return treatment - control, rel_b[np.isfinite(rel_b)]
-
-
-def bootstrap_comparison(
-    control: Array, treatment: Array, alpha: float, control_value: float, treatment_value: float
-) -> Comparison:
-    """Percentile intervals from replicate estimates of each arm (same replicate count):
-    the lift and relative lift per replicate, and the floored two-sided p-value."""
-    lift_b, _ = _usable(control, treatment)
-    rel = treatment_value / control_value - 1 if control_value else NAN
-    lift = treatment_value - control_value
-    if len(lift_b) == 0:
-        return Comparison(control_value, treatment_value, lift, NAN, NAN, rel, NAN, NAN, NAN)
-    intervals = bootstrap_intervals(control, treatment, alpha)
-    return Comparison(
-        control=control_value,
-        treatment=treatment_value,
-        lift=lift,
-        lift_lower=intervals.lift_lower,
-        lift_upper=intervals.lift_upper,
-        relative_lift=rel,
-        relative_lower=intervals.relative_lower,
-        relative_upper=intervals.relative_upper,
-        p_value=bootstrap_p_value(lift_b),
-    )
-
-
-def bootstrap_intervals(control: Array, treatment: Array, level: float) -> Intervals:
-    """Percentile intervals of the replicate lift and relative lift at confidence 1 - level."""
-    lift_b, rel_b = _usable(control, treatment)
-    low, high = bootstrap_interval(lift_b, level)
-    rel_low, rel_high = bootstrap_interval(rel_b, level) if len(rel_b) else (NAN, NAN)
-    return Intervals(low, high, rel_low, rel_high)
-
-
-def replicate_ratios(y_sums: Array, x_sums: Array) -> Array:
-    """R per replicate from the arm's weighted sums per replicate (nan where x is 0)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(x_sums != 0, y_sums / x_sums, np.nan)
-
-
 @dataclass(frozen=True)
 class SampleRatio:
     observed: tuple[int, ...]
@@ -392,77 +316,3 @@ def sample_ratio_test(
     shares = np.asarray(expected_shares, dtype=float) / float(np.sum(expected_shares))
     p = float(stats.chisquare(counts, counts.sum() * shares).pvalue)
     return SampleRatio(tuple(int(c) for c in observed), tuple(shares), p, p < threshold)
-
-
-def adjust_p_values(p_values: Sequence[float], method: Correction) -> list[float]:
-    """Multiple-testing adjusted p-values (Benjamini-Hochberg step-up, or Bonferroni)."""
-    p = np.asarray(p_values, dtype=float)
-    m = len(p)
-    if m == 0 or method == "none":
-        return [float(v) for v in p]
-    if method == "bonferroni":
-        return [float(v) for v in np.minimum(p * m, 1.0)]
-    order = np.argsort(p)
-    ranked = p[order] * m / np.arange(1, m + 1)
-    stepped = np.minimum.accumulate(ranked[::-1])[::-1]
-    adjusted = np.empty(m)
-    adjusted[order] = np.minimum(stepped, 1.0)
-    return [float(v) for v in adjusted]
-
-
-def adjusted_level(p_adjusted: Sequence[float], alpha: float, method: Correction) -> float:
-    """The level a of intervals that agree with `p_adjusted < alpha` over one family of m
-    comparisons: alpha without correction; alpha / m for Bonferroni; for BH, R alpha / m
-    with R the number of rejections (Benjamini & Yekutieli's FCR-adjusted intervals;
-    alpha / m when nothing is rejected). A comparison is significant exactly when its raw
-    p-value is below a, i.e. when its interval at confidence 1 - a excludes 0."""
-    m = len(p_adjusted)
-    if method == "none" or m == 0:
-        return alpha
-    if method == "bonferroni":
-        return alpha / m
-    rejected = sum(1 for p in p_adjusted if p < alpha)
-    return max(rejected, 1) * alpha / m
-
-
-def agreeing(lower: float, upper: float, lift: float, significant: bool) -> tuple[float, float]:
-    """(lower, upper) made to agree with the verdict where they disagree, which the
-    constructions above rule out except by rounding at an exact tie (p-value equal to the
-    level): the end nearest 0 moves to 0 (not significant) or just past it (significant).
-    Unbounded or missing intervals are left alone."""
-    if not (math.isfinite(lower) and math.isfinite(upper)):
-        return lower, upper
-    excludes = lower > 0 or upper < 0
-    if excludes == significant:
-        return lower, upper
-    moved = (0.0, upper) if lower > 0 else (lower, 0.0)
-    if significant:
-        if lift > 0:
-            moved = (math.nextafter(0.0, 1.0), upper)
-        elif lift < 0:
-            moved = (lower, math.nextafter(0.0, -1.0))
-        else:
-            return lower, upper
-    shift = max(abs(moved[0] - lower), abs(moved[1] - upper))
-    if shift > 1e-9 * max(upper - lower, 1e-300):
-        log.warning(
-            "interval [%g, %g] disagreed with the verdict (significant=%s) by more than "
-            "rounding; moved to [%g, %g]",
-            lower,
-            upper,
-            significant,
-            *moved,
-        )
-    return moved
-
-
-Verdict = Literal["improvement", "harm", "changed", "no significant change"]
-
-
-def verdict(significant: bool, lift: float, good_direction: str) -> Verdict:
-    """What a significant lift means, given the metric's good direction (up, down, none)."""
-    if not significant:
-        return "no significant change"
-    if good_direction not in ("up", "down"):
-        return "changed"
-    return "improvement" if (lift > 0) == (good_direction == "up") else "harm"

@@ -28,7 +28,7 @@ from scipy.stats import norm
 
 from jobs.metrics.definitions import Catalog, MetricDef, Part
 from jobs.metrics.exact_sums import WHOLE
-from jobs.metrics.passes import pair_stat, quantile_stat, stat
+from jobs.metrics.pass_columns import pair_stat, quantile_stat, stat
 from jobs.metrics.planner import Plan
 from jobs.metrics.types import traits
 from udfs.interval_udfs import ratio_half_width, totals_half_width

@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 
 from jobs.metrics.definitions import Catalog, SourceDef
 from jobs.metrics.gate_result import GateResult
-from jobs.metrics.passes import stat
+from jobs.metrics.pass_columns import stat
 from jobs.metrics.planner import Plan
 from jobs.metrics.suppression import sibling_links
 from jobs.metrics.types import traits

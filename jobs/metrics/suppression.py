@@ -24,9 +24,10 @@ from pyspark.sql import functions as F
 
 from jobs.metrics.definitions import Catalog, Part, QuantilePart
 from jobs.metrics.gate_result import GateResult, PublishGateError
-from jobs.metrics.passes import stat
+from jobs.metrics.pass_columns import stat
 from jobs.metrics.planner import Plan, slice_set_name
-from jobs.privacy.protect import Decision, RowKey, StatCell, UnitCounts, protect
+from jobs.privacy.protect import protect
+from jobs.privacy.protect_state import Decision, RowKey, StatCell, UnitCounts
 from jobs.privacy.publication import Row
 from jobs.privacy.reading import collect_rows
 from jobs.privacy.stats import part_stat, units_stat

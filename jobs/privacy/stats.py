@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jobs.metrics.conditions import counts_column
 from jobs.metrics.definitions import Catalog, MetricDef, Part, QuantilePart
-from jobs.metrics.planner import counts_column
 from jobs.metrics.types import traits
 from jobs.privacy.engine import Relations
 

@@ -30,14 +30,13 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
 
+from jobs.experiments.bootstrap_stats import bootstrap_comparison, replicate_ratios
 from jobs.experiments.stats import (
     CUPED_DF,
     Comparison,
     Moments,
-    bootstrap_comparison,
     cuped_arms,
     delta_estimate,
-    replicate_ratios,
     t_comparison,
 )
 from udfs.poisson_bootstrap import numpy_weights

@@ -53,8 +53,9 @@ from jobs.core.session import build_session
 from jobs.generate.job import existing_truth, generate, raw_dir
 from jobs.generate.params import GeneratorParams
 from jobs.metrics.definitions import Catalog, MetricDef, Part, SourceDef
-from jobs.metrics.job import compute_metric_rows, compute_passes
+from jobs.metrics.job import compute_metric_rows
 from jobs.metrics.loader import load_catalog
+from jobs.metrics.pass_runs import compute_passes
 from jobs.metrics.planner import compile_plan
 from jobs.metrics.sources import dim_column, prepare, table_reader
 from tests.conftest import REPO_ROOT

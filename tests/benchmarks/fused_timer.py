@@ -27,8 +27,9 @@ from jobs.core.logs import configure_logging
 from jobs.core.session import build_session
 from jobs.generate.params import GeneratorParams
 from jobs.metrics.definitions import Catalog
-from jobs.metrics.job import compute_metric_rows, compute_passes
+from jobs.metrics.job import compute_metric_rows
 from jobs.metrics.loader import load_catalog
+from jobs.metrics.pass_runs import compute_passes
 from jobs.metrics.planner import compile_plan
 
 
