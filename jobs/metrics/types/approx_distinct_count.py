@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.metrics.definitions import HLL_LG_K, Part
-from jobs.metrics.types.distinct_count import DISTINCT_TRAITS
+from jobs.metrics.definitions import HLL_LG_K
+from jobs.metrics.types.distinct_count import DISTINCT_TRAITS, distinct_of
 from jobs.metrics.types.protocol import BuildContext, Built, Traits
 
 
@@ -19,9 +19,7 @@ class ApproxDistinctCount:
     traits: Traits = DISTINCT_TRAITS
 
     def build(self, ctx: BuildContext) -> Built:
-        if ctx.source is None or ctx.value is None:
-            return Built()
-        return Built(numerator=Part(ctx.source, "approx_distinct_count", ctx.value, ctx.filter))
+        return distinct_of(ctx, "approx_distinct_count")
 
     def version_extra(self) -> dict[str, Any]:
         return {"sketch": f"datasketches hll lg_k={HLL_LG_K}"}

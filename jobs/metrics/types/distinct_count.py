@@ -5,12 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.metrics.definitions import Part
+from jobs.metrics.definitions import AggKind, Part
 from jobs.metrics.types.protocol import BuildContext, Built, Traits
 
 DISTINCT_TRAITS = Traits(
     finish="total", root_cause="other", series_kind="count", counts=True, value_expect="any"
 )
+
+
+def distinct_of(ctx: BuildContext, agg: AggKind) -> Built:
+    """A count of the distinct values of the metric's `value` (exactly, or by `agg`'s sketch)."""
+    if ctx.source is None or ctx.value is None:
+        return Built()
+    return Built(numerator=Part(ctx.source, agg, ctx.value, ctx.filter))
 
 
 class DistinctCount:
@@ -21,9 +28,7 @@ class DistinctCount:
     traits: Traits = DISTINCT_TRAITS
 
     def build(self, ctx: BuildContext) -> Built:
-        if ctx.source is None or ctx.value is None:
-            return Built()
-        return Built(numerator=Part(ctx.source, "distinct_count", ctx.value, ctx.filter))
+        return distinct_of(ctx, "distinct_count")
 
     def version_extra(self) -> dict[str, Any]:
         return {}
