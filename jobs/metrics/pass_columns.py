@@ -117,7 +117,7 @@ def unit_inputs(df: DataFrame, plan: PassPlan) -> DataFrame:
     return df.select("*", *cols)
 
 
-def counted(bits: dict[Presence, int], key: Presence) -> Column:
+def presence_count(bits: dict[Presence, int], key: Presence) -> Column:
     """Per-unit count of rows with presence `key` (the unit level's aggregate)."""
     if key == EVERY_ROW:
         return F.count(F.lit(1))

@@ -21,11 +21,11 @@ from jobs.metrics.pass_columns import (
     ANON,
     CELL,
     UNIT_KIND,
-    counted,
     is_input,
     is_stat_column,
     pair_stat,
     presence_bits,
+    presence_count,
     stat,
 )
 from jobs.metrics.pass_dimensions import finest_hashes, hash_name, high_name, low_name, rolled_up
@@ -58,7 +58,7 @@ def unit_level(periods: DataFrame, plan: PassPlan, unit: str) -> DataFrame:
     hashes = [F.col(dim_column(a)).alias(hash_name(a)) for a in attributes]
     flat = expanded.select("__t", "__w", F.col(unit), ANON, *inputs, *hashes, "__e.*")
     bits = presence_bits(plan)
-    aggs = [counted(bits, k).alias(_count_name(k, bits)) for k in plan.presences]
+    aggs = [presence_count(bits, k).alias(_count_name(k, bits)) for k in plan.presences]
     for p in plan.parts:
         if p.agg == "sum":
             aggs.append(F.try_sum(stat(p.key, "x")).alias(stat(p.key, "x")))
