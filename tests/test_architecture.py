@@ -119,3 +119,31 @@ def test_modules_are_small_and_say_what_they_own() -> None:
             undocumented.append(module)
     assert too_long == {}
     assert undocumented == []
+
+
+def test_no_function_calls_a_module_function_it_shadows() -> None:
+    """A function that assigns a name it also calls as the module's function fails at run
+    time (UnboundLocalError, or NameError in a comprehension): refactors that move and
+    rename functions make this easy to miss."""
+    found = []
+    for module, path in modules().items():
+        tree = ast.parse(path.read_text())
+        own = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)}
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom):
+                own |= {a.asname or a.name for a in node.names}
+        for function in ast.walk(tree):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            stored = {
+                n.id
+                for n in ast.walk(function)
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+            }
+            called = {
+                n.func.id
+                for n in ast.walk(function)
+                if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+            }
+            found += [f"{module}.{function.name}: {name}" for name in stored & called & own]
+    assert found == []
