@@ -115,6 +115,16 @@ METRICS: list[dict[str, Any]] = [
         "slices": [[], ["surface"]],
     },
     {
+        "name": "winsorized_p90_feed_amount",
+        "source": "events",
+        "type": "winsorized_mean",
+        "value": "amount",
+        "cap": {"percentile": 0.9},
+        "filter": "surface = 'feed'",
+        "windows": W2,
+        "slices": [[], ["surface"]],
+    },
+    {
         "name": "bad_share",
         "source": "events",
         "type": "ratio",
@@ -314,6 +324,14 @@ ORACLE: dict[str, Oracle] = {
     "winsorized_feed_amount": Sums(
         "surface = 'feed'",
         "CASE WHEN amount > 40 THEN 40.0 WHEN amount < 5 THEN 5.0 ELSE amount END",
+        den_flag="surface = 'feed' AND amount IS NOT NULL",
+        ci="delta",
+    ),
+    # Values capped at the previous day's 90th percentile of feed amounts (`feed_p90_before`,
+    # DuckDB's quantile_cont: see `Reference`); no cap where that day has none.
+    "winsorized_p90_feed_amount": Sums(
+        "surface = 'feed'",
+        "CASE WHEN amount > feed_p90_before THEN feed_p90_before ELSE amount END",
         den_flag="surface = 'feed' AND amount IS NOT NULL",
         ci="delta",
     ),
@@ -546,6 +564,15 @@ class Reference:
             self.con.execute(
                 f"CREATE TABLE {name} AS SELECT *, CAST(ts AS DATE) AS day FROM {name}_raw"
             )
+        # The previous day's 90th percentile of feed amounts, beside every event.
+        self.con.execute("""
+            CREATE OR REPLACE TABLE events AS
+            SELECT e.*, p.p90 AS feed_p90_before
+            FROM events e LEFT JOIN (
+                SELECT day + 1 AS day, quantile_cont(amount, 0.9) AS p90
+                FROM events WHERE surface = 'feed' AND amount IS NOT NULL GROUP BY day
+            ) p USING (day)
+        """)
         self.con.execute("CREATE TABLE periods (period DATE, win VARCHAR, first DATE)")
         for day in OUTPUT_DATES:
             for window in W3:
@@ -876,6 +903,15 @@ SHOWS: dict[str, dict[str, Stat]] = {
             "events",
             "surface = 'feed'",
             "CASE WHEN amount > 40 THEN 40.0 WHEN amount < 5 THEN 5.0 ELSE amount END",
+        ),
+        "den": ("sum", "events", "surface = 'feed' AND amount IS NOT NULL", "1"),
+    },
+    "winsorized_p90_feed_amount": {
+        "value": (
+            "sum",
+            "events",
+            "surface = 'feed'",
+            "CASE WHEN amount > feed_p90_before THEN feed_p90_before ELSE amount END",
         ),
         "den": ("sum", "events", "surface = 'feed' AND amount IS NOT NULL", "1"),
     },

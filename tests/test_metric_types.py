@@ -117,3 +117,58 @@ def test_capped_holds_values_inside_the_cap_and_keeps_nulls(
             (expected,)
         ]
         assert db.execute(f"SELECT {sql} FROM (SELECT NULL::DOUBLE AS x)").fetchall() == [(None,)]
+
+
+def test_a_percentile_cap_reads_the_previous_days_percentile() -> None:
+    from jobs.metrics.definitions import PreviousDayCap
+
+    catalog, found = catalog_from_documents(
+        [
+            parse_located(
+                BASE + "    type: winsorized_mean\n    value: watch\n"
+                "    cap: {percentile: 0.99}\n    filter: is_feed\n",
+                "defs.yaml",
+            )
+        ]
+    )
+    assert found == [] and catalog is not None
+    metric = catalog.metrics["m"]
+    cap = PreviousDayCap("views", "watch", "is_feed", 0.99)
+    assert metric.caps == (cap,)
+    assert metric.numerator is not None
+    assert metric.numerator.value == capped("watch", None, cap.column)
+    assert f"`{cap.column}`" in metric.numerator.value
+
+
+@pytest.mark.parametrize(
+    ("cap", "expected"),
+    [
+        ("{percentile: 1.5}", "E004 cap percentile must be a number in (0, 1), got 1.5"),
+        (
+            "{percentile: 0.9, max: 3}",
+            "E004 cap: {percentile: P} goes alone (no min or max with it)",
+        ),
+    ],
+)
+def test_percentile_cap_mistakes_are_located(cap: str, expected: str) -> None:
+    body = f"    type: winsorized_mean\n    value: watch\n    cap: {cap}\n"
+    assert problems(body) == [f"defs.yaml:15:5: {expected}"]
+
+
+def test_experiments_refuse_a_metric_capped_by_the_previous_day() -> None:
+    from dataclasses import replace
+
+    from jobs.core.located_yaml import InputError
+    from jobs.experiments.loader import experiments_from_documents
+    from jobs.metrics.definitions import PreviousDayCap
+    from jobs.metrics.loader import load_catalog
+    from tests.test_experiment_definitions import DEFS, doc_text_with
+
+    catalog = load_catalog(DEFS)
+    views = catalog.metrics["views"]
+    capped_views = replace(views, caps=(PreviousDayCap("views", "1", None, 0.5),))
+    catalog = replace(catalog, metrics={**catalog.metrics, "views": capped_views})
+    with pytest.raises(InputError) as exc:
+        experiments_from_documents([parse_located(doc_text_with(), "exp.yaml")], catalog)
+    assert [p.code for p in exc.value.problems] == ["E050"]
+    assert "previous day" in str(exc.value.problems[0])

@@ -328,6 +328,15 @@ def _metrics(
                 f"metric '{name}' is a {metric.type} metric; experiments analyse "
                 f"{', '.join(n for n, t in REGISTRY.items() if t.traits.experiments)} metrics",
             )
+        elif metric.caps:
+            out.add(
+                doc,
+                (*path, i),
+                "E050",
+                f"metric '{name}' caps each row at a statistic of the previous day; experiments "
+                "compare arms over their own rows",
+                "give it a fixed cap to compare it in experiments",
+            )
         elif not all(part.additive for part in metric.parts()):
             out.add(
                 doc,

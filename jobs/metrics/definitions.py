@@ -129,6 +129,25 @@ class Part:
 
 
 @dataclass(frozen=True)
+class PreviousDayCap:
+    """A cap a part's value expression reads as the column `column`: per row, the exact
+    `quantile` of `value` over the `source`'s rows (where `filter` holds) of the day before
+    the row's day (null, so no cap, where that day has no such rows)."""
+
+    source: str
+    value: str
+    filter: str | None
+    quantile: float
+
+    @property
+    def column(self) -> str:
+        text = json.dumps(
+            [self.source, "previous day quantile", self.value, self.filter, self.quantile]
+        )
+        return "__cap_" + hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
 class QuantilePart:
     """An event-level quantile of a value over one source."""
 
@@ -206,6 +225,9 @@ class MetricDef:
     #: What else its type says its numbers depend on (a sketch's parameters), hashed into
     #: its definition version (`jobs.metrics.types.protocol.MetricType.version_extra`).
     version_extra: tuple[tuple[str, str], ...] = ()
+    #: Statistics of the previous day its parts' expressions read (`PreviousDayCap`),
+    #: computed before its pass.
+    caps: tuple[PreviousDayCap, ...] = ()
     where: Location | None = field(default=None, compare=False)
 
     def parts(self) -> tuple[Part, ...]:

@@ -210,6 +210,7 @@ def read_metric(
         tags=tuple(str(t) for t in tags),
         monitoring=monitoring,
         version_extra=tuple(kind.version_extra().items()),
+        caps=built.caps,
         where=doc.where(path),
     )
 

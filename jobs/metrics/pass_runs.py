@@ -20,6 +20,7 @@ from jobs.metrics.contracts import PassContract
 from jobs.metrics.definitions import Catalog, SourceDef
 from jobs.metrics.passes import pass_frame
 from jobs.metrics.planner import PassPlan, Plan
+from jobs.metrics.previous_day_caps import caps_of, with_caps
 from jobs.metrics.source_checks import (
     CheckResult,
     ContractError,
@@ -161,10 +162,18 @@ def compute_checked_passes(
             rows = rows_of[p.name]
             narrowed = lookups_to_narrow(source, catalog.sources, rows, whole_table_rows)
             screen = contract.kept if contract else None
+            caps = caps_of(catalog, p)
             prepared = prepare(source, catalog.sources, read, window(p), narrowed, screen)
+            prepared = with_caps(prepared, caps, catalog, read, window(p))
             # The unit branch reads each row once: the contract counts the rows there.
             counted = (
-                prepare(source, catalog.sources, read, window(p), narrowed, contract.counted)
+                with_caps(
+                    prepare(source, catalog.sources, read, window(p), narrowed, contract.counted),
+                    caps,
+                    catalog,
+                    read,
+                    window(p),
+                )
                 if contract
                 else None
             )

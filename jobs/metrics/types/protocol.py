@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from jobs.core.located_yaml import LocatedDocument, YamlPath
-from jobs.metrics.definitions import Part, QuantilePart, SourceDef
+from jobs.metrics.definitions import Part, PreviousDayCap, QuantilePart, SourceDef
 from jobs.metrics.spec_problems import Collector, Raw
 
 #: How a cell's value and interval are finished from the pass's statistics:
@@ -62,6 +62,7 @@ class Built:
     proportion: bool = False
     expression: str | None = None
     depends_on: tuple[str, ...] = ()
+    caps: tuple[PreviousDayCap, ...] = ()
 
 
 @dataclass(frozen=True)
