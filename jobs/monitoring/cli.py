@@ -1,11 +1,11 @@
-"""`safety-metrics monitor`, `detect` and `alerts`: anomaly detection and its summaries."""
+"""`safety-metrics monitor`, `detect` and `alerts`: their arguments and what they print (the
+Spark side: `job.py` scores and reads the tables, `detect_command.py` scores a user's file)."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import logging
-import os
 from typing import TYPE_CHECKING
 
 from jobs.core.arguments import iso_date
@@ -108,23 +108,12 @@ def add_alerts_arguments(cmd: argparse.ArgumentParser) -> None:
     )
 
 
-def latest_metric_date(sink: DeltaSink, warehouse: str, table: str) -> dt.date:
-    from pyspark.sql import functions as F
-
-    path = os.path.join(warehouse, table)
-    if not os.path.isdir(os.path.join(path, "_delta_log")):
-        raise FileNotFoundError(f"{path}: no such Delta table; run `safety-metrics run` first")
-    value = sink.read(path).agg(F.max("date")).collect()[0][0]
-    if value is None:
-        raise RuntimeError(f"{path} is empty")
-    return value  # type: ignore[no-any-return]
-
-
 def run_monitor_command(args: argparse.Namespace, config: AppConfig) -> int:
     from jobs.core.delta import DeltaSink
     from jobs.core.session import build_session
     from jobs.metrics.job import METRIC_VALUES
     from jobs.metrics.loader import default_defs_dir, load_catalog
+    from jobs.monitoring.job import latest_metric_date
 
     catalog = load_catalog(args.defs or default_defs_dir())
     spark = build_session(config)
@@ -171,7 +160,13 @@ def monitor(
 def run_alerts_command(args: argparse.Namespace, config: AppConfig) -> int:
     from jobs.core.delta import DeltaSink
     from jobs.core.session import build_session
-    from jobs.monitoring.job import METRIC_ANOMALIES, alerts, render_alerts, write_json_lines
+    from jobs.monitoring.job import (
+        METRIC_ANOMALIES,
+        alerts,
+        latest_metric_date,
+        render_alerts,
+        write_json_lines,
+    )
 
     spark = build_session(config)
     sink = DeltaSink.for_session(spark, config.delta_backend)

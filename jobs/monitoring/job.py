@@ -278,3 +278,15 @@ def write_json_lines(found: list[dict[str, Any]], path: str) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         for alert in found:
             handle.write(json.dumps(alert, default=str) + "\n")
+
+
+def latest_metric_date(sink: DeltaSink, warehouse: str, table: str) -> dt.date:
+    """The last date in the Delta table `table` of the warehouse (a `FileNotFoundError`
+    where there is no such table)."""
+    path = os.path.join(warehouse, table)
+    if not os.path.isdir(os.path.join(path, "_delta_log")):
+        raise FileNotFoundError(f"{path}: no such Delta table; run `safety-metrics run` first")
+    value = sink.read(path).agg(F.max("date")).collect()[0][0]
+    if value is None:
+        raise RuntimeError(f"{path} is empty")
+    return value  # type: ignore[no-any-return]
