@@ -72,7 +72,11 @@ def test_the_loader_reads_a_winsorized_mean_as_a_mean_of_capped_values() -> None
         ),
         (
             "    type: winsorized_mean\n    value: watch\n    cap: high\n",
-            "defs.yaml:15:5: E004 cap max must be a number, got 'high'",
+            "defs.yaml:15:5: E004 cap max must be a finite number, got 'high'",
+        ),
+        (
+            "    type: winsorized_mean\n    value: watch\n    cap: .inf\n",
+            "defs.yaml:15:5: E004 cap max must be a finite number, got inf",
         ),
         (
             "    type: winsorized_mean\n    value: watch\n    cap: {min: 9, max: 1}\n",

@@ -133,6 +133,10 @@ def test_a_declared_column_the_table_lacks_is_located(spark: SparkSession, views
         ("map<string>", "expected ',' at '>'"),
         ("array<string", "expected '>' at 'the end'"),
         ("string string", "unexpected 'string' in type 'string string'"),
+        ("decimal (10, 2)", None),
+        ("numeric(5)", None),
+        ("varchar(10)", None),
+        ("real", None),
     ],
 )
 def test_types_are_checked_without_spark(declared: str, problem: str | None) -> None:
@@ -152,3 +156,26 @@ def test_every_default_source_declares_its_schema() -> None:
 
     catalog = load_catalog(REPO / "metric_defs")
     assert all(source.schema for source in catalog.sources.values())
+
+
+def test_nested_nullability_is_no_difference_but_a_type_is() -> None:
+    from pyspark.sql.types import ArrayType, LongType, StringType, StructField, StructType
+
+    from jobs.metrics.definitions import SourceDef
+    from jobs.metrics.sql_check import schema_differences
+
+    source = SourceDef("s", "delta", "raw/s", "ts", "u")
+    declared = StructType([StructField("tags", ArrayType(StringType(), True))])
+    same = StructType([StructField("tags", ArrayType(StringType(), False), False)])
+    other = StructType([StructField("tags", ArrayType(LongType(), True))])
+    assert schema_differences(source, declared, same) == []
+    assert [key for key, _, _ in schema_differences(source, declared, other)] == [
+        ("schema", "tags")
+    ]
+
+
+def test_struct_field_names_keep_their_case() -> None:
+    text = DEFS.format(path="/x.parquet", watch="'struct<userId:int, Score:double>'", value="watch")
+    catalog, found = catalog_from_documents([parse_located(text, "defs.yaml")])
+    assert found == [] and catalog is not None
+    assert dict(catalog.sources["views"].schema)["watch"] == "struct<userId:int, Score:double>"

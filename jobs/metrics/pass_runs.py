@@ -27,6 +27,7 @@ from jobs.metrics.source_checks import (
     log_results,
 )
 from jobs.metrics.sources import (
+    Screen,
     estimated_rows,
     lookups_to_narrow,
     prepare,
@@ -163,8 +164,13 @@ def compute_checked_passes(
             narrowed = lookups_to_narrow(source, catalog.sources, rows, whole_table_rows)
             screen = contract.kept if contract else None
             caps = caps_of(catalog, p)
+
+            def screen_for(dates: tuple[str, str]) -> Screen:
+                return PassContract(source, dates, moment, p.name).kept
+
+            cap_screen = screen_for if contract else None
             prepared = prepare(source, catalog.sources, read, window(p), narrowed, screen)
-            prepared = with_caps(prepared, caps, catalog, read, window(p))
+            prepared = with_caps(prepared, caps, catalog, read, window(p), cap_screen)
             # The unit branch reads each row once: the contract counts the rows there.
             counted = (
                 with_caps(
@@ -173,6 +179,7 @@ def compute_checked_passes(
                     catalog,
                     read,
                     window(p),
+                    cap_screen,
                 )
                 if contract
                 else None

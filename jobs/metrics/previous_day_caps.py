@@ -6,13 +6,14 @@ the days before the pass's), so every row's cap is the same whatever range a run
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from jobs.metrics.definitions import Catalog, PreviousDayCap
 from jobs.metrics.planner import PassPlan
-from jobs.metrics.sources import TableReader, source_rows
+from jobs.metrics.sources import Screen, TableReader, source_rows
 
 _DAY = "__cap_day"
 
@@ -29,9 +30,12 @@ def with_caps(
     catalog: Catalog,
     read: TableReader,
     dates: tuple[str, str],
+    screen_for: Callable[[tuple[str, str]], Screen] | None = None,
 ) -> DataFrame:
     """`rows` (of the dates [first, last]) with one column per cap: its value on the day
-    before each row's day (null where that day has no values)."""
+    before each row's day (null where that day has no values). `screen_for(dates)`: the
+    source contract's screen of the rows of those dates, so that a cap is taken over the
+    rows the metric counts (no quarantined row, one row per unique key)."""
     if not caps:
         return rows
     first, last = (dt.date.fromisoformat(d) for d in dates)
@@ -39,16 +43,23 @@ def with_caps(
     time_column = catalog.sources[caps[0].source].time_column
     out = rows.withColumn(_DAY, F.to_date(F.col(time_column)))
     for cap in caps:
-        out = out.join(F.broadcast(_daily(cap, catalog, read, before)), _DAY, "left")
+        screen = screen_for(before) if screen_for else None
+        out = out.join(F.broadcast(_daily(cap, catalog, read, before, screen)), _DAY, "left")
     return out.drop(_DAY)
 
 
 def _daily(
-    cap: PreviousDayCap, catalog: Catalog, read: TableReader, dates: tuple[str, str]
+    cap: PreviousDayCap,
+    catalog: Catalog,
+    read: TableReader,
+    dates: tuple[str, str],
+    screen: Screen | None,
 ) -> DataFrame:
     """(the day after, the cap): the exact `cap.quantile` of the day's values."""
     source = catalog.sources[cap.source]
-    rows = source_rows(source, catalog.sources, read, dates)
+    rows = source_rows(source, catalog.sources, read, dates, checked=screen is not None)
+    if screen is not None:
+        rows = screen(rows)
     if source.filter:
         rows = rows.where(F.expr(source.filter))
     if cap.filter:

@@ -36,9 +36,14 @@ ATOMIC_TYPES = (
     "timestamp_ntz",
     "binary",
     "decimal",
+    "dec",
+    "numeric",
+    "real",
+    "variant",
 )
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_DECIMAL = re.compile(r"decimal\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
+_DECIMAL = re.compile(r"(?:decimal|dec|numeric)\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
+_CHARS = re.compile(r"(?:char|varchar)\s*\(\s*\d+\s*\)")
 
 Schema = tuple[tuple[str, str], ...]
 
@@ -61,6 +66,9 @@ def _parse(text: str) -> str:
         if not 1 <= precision <= 38 or scale > precision:
             raise ValueError(f"decimal({precision},{scale}): precision 1-38, scale <= precision")
         return text[decimal.end() :]
+    chars = _CHARS.match(text)
+    if chars:
+        return text[chars.end() :]
     for generic, arity in (("array<", 1), ("map<", 2)):
         if text.startswith(generic):
             rest = text[len(generic) :]
@@ -119,7 +127,7 @@ def read_schema(
         if problem:
             out.add(doc, where, "E045", f"schema.{column}: {problem}")
             continue
-        pairs.append((column, kind.strip().lower()))
+        pairs.append((column, kind.strip()))  # struct field names keep their case
     return tuple(pairs)
 
 

@@ -260,7 +260,8 @@ def schema_differences(
 ) -> list[tuple[YamlPath, str, str | None]]:
     """Where the real table does not match the declared schema: (YAML key, message, hint)
     per declared column it lacks or holds as another type. Columns the table has beyond
-    the declared ones are fine (expressions may only use declared ones)."""
+    the declared ones are fine (expressions may only use declared ones). Types compare by
+    their Spark SQL names: nested nullability cannot be declared, so it does not count."""
     real = {f.name: f.dataType for f in table.fields}
     found: list[tuple[YamlPath, str, str | None]] = []
     for field_ in declared.fields:
@@ -274,7 +275,7 @@ def schema_differences(
                     did_you_mean(field_.name, real) or f"columns: {', '.join(sorted(real))}",
                 )
             )
-        elif real[field_.name] != field_.dataType:
+        elif real[field_.name].simpleString() != field_.dataType.simpleString():
             found.append(
                 (
                     key,

@@ -21,6 +21,7 @@ windows stay sums of days, and a backfill gives the numbers daily runs give.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -34,8 +35,8 @@ Cap = tuple[float | None, float | None] | float
 
 
 def _bound(ctx: BuildContext, key: str, value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        ctx.add("cap", "E004", f"cap {key} must be a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        ctx.add("cap", "E004", f"cap {key} must be a finite number, got {value!r}")
         return None
     return float(value)
 
@@ -44,6 +45,8 @@ def read_cap(ctx: BuildContext) -> Cap | None:
     """(min, max) of `cap:` (a number is the max), or the previous day's percentile (a
     float), or None with a located problem."""
     raw = ctx.body.get("cap")
+    if raw is None:
+        return None  # reported as missing (E031)
     if isinstance(raw, dict) and "percentile" in raw:
         q = raw["percentile"]
         if len(raw) > 1:
