@@ -20,7 +20,7 @@ from jobs.metrics.contracts import PassContract
 from jobs.metrics.definitions import Catalog, SourceDef
 from jobs.metrics.passes import pass_frame
 from jobs.metrics.planner import PassPlan, Plan
-from jobs.metrics.previous_day_caps import caps_of, with_caps
+from jobs.metrics.previous_day_caps import cap_tables, caps_of, with_caps
 from jobs.metrics.source_checks import (
     CheckResult,
     ContractError,
@@ -163,23 +163,24 @@ def compute_checked_passes(
             rows = rows_of[p.name]
             narrowed = lookups_to_narrow(source, catalog.sources, rows, whole_table_rows)
             screen = contract.kept if contract else None
-            caps = caps_of(catalog, p)
 
             def screen_for(dates: tuple[str, str]) -> Screen:
                 return PassContract(source, dates, moment, p.name).kept
 
-            cap_screen = screen_for if contract else None
-            prepared = prepare(source, catalog.sources, read, window(p), narrowed, screen)
-            prepared = with_caps(prepared, caps, catalog, read, window(p), cap_screen)
+            caps = cap_tables(
+                caps_of(catalog, p), catalog, read, window(p), screen_for if contract else None
+            )
+            prepared = with_caps(
+                prepare(source, catalog.sources, read, window(p), narrowed, screen),
+                caps,
+                source.time_column,
+            )
             # The unit branch reads each row once: the contract counts the rows there.
             counted = (
                 with_caps(
                     prepare(source, catalog.sources, read, window(p), narrowed, contract.counted),
                     caps,
-                    catalog,
-                    read,
-                    window(p),
-                    cap_screen,
+                    source.time_column,
                 )
                 if contract
                 else None

@@ -24,27 +24,31 @@ def caps_of(catalog: Catalog, plan: PassPlan) -> list[PreviousDayCap]:
     return list(dict.fromkeys(found))
 
 
-def with_caps(
-    rows: DataFrame,
+def cap_tables(
     caps: list[PreviousDayCap],
     catalog: Catalog,
     read: TableReader,
     dates: tuple[str, str],
     screen_for: Callable[[tuple[str, str]], Screen] | None = None,
-) -> DataFrame:
-    """`rows` (of the dates [first, last]) with one column per cap: its value on the day
-    before each row's day (null where that day has no values). `screen_for(dates)`: the
-    source contract's screen of the rows of those dates, so that a cap is taken over the
-    rows the metric counts (no quarantined row, one row per unique key)."""
-    if not caps:
-        return rows
+) -> list[DataFrame]:
+    """Per cap, (day, cap) for the rows of the dates [first, last]: its value on the day
+    before (each computed once, joined by `with_caps` onto every frame of the pass).
+    `screen_for(dates)`: the source contract's screen of the rows of those dates, so that a
+    cap is taken over the rows the metric counts (no quarantined row, one per unique key)."""
     first, last = (dt.date.fromisoformat(d) for d in dates)
     before = ((first - dt.timedelta(days=1)).isoformat(), (last - dt.timedelta(days=1)).isoformat())
-    time_column = catalog.sources[caps[0].source].time_column
+    screen = screen_for(before) if screen_for else None
+    return [_daily(cap, catalog, read, before, screen) for cap in caps]
+
+
+def with_caps(rows: DataFrame, tables: list[DataFrame], time_column: str) -> DataFrame:
+    """`rows` with one column per cap table: the cap of each row's day (null where the day
+    before had no values)."""
+    if not tables:
+        return rows
     out = rows.withColumn(_DAY, F.to_date(F.col(time_column)))
-    for cap in caps:
-        screen = screen_for(before) if screen_for else None
-        out = out.join(F.broadcast(_daily(cap, catalog, read, before, screen)), _DAY, "left")
+    for table in tables:
+        out = out.join(F.broadcast(table), _DAY, "left")
     return out.drop(_DAY)
 
 
